@@ -1,0 +1,131 @@
+//! Command-line front-end: the clap definition, shared flag handling and
+//! dispatch to one module per subcommand. Rendering lives in `output`.
+
+mod creds;
+mod docs;
+mod get;
+mod ls;
+mod output;
+mod put;
+mod rm;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use fts::client::ConnectOptions;
+use fts::ops::Context;
+use fts::{Error, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Secure, scriptable file transfer over TLS.
+///
+/// `fts serve` shares a directory (or one file) on one TLS port; `put`,
+/// `get`, `ls` and `rm` work against it. Remote locations are written
+/// `HOST:PATH` (default port 7387; `HOST:` is the share root) or
+/// `fts://HOST[:PORT]/PATH`; IPv6 as `[::1]:PATH`. A local path containing
+/// `:` is written `./a:b`.
+///
+/// Exit codes: 0 success, 1 other error, 2 usage error, 3 not found,
+/// 4 authentication failed or required, 5 permission denied, 6 could not
+/// connect / connection lost / timeout, 7 server identity mismatch or TLS
+/// failure, 8 integrity check failed, 9 partial (some files failed).
+#[derive(Debug, Parser)]
+#[command(name = "fts", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand understands.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Print exactly one JSON document on stdout (JSON Lines for streams);
+    /// errors go to stderr as {"error":{…}}.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Say more (repeatable).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Never draw progress bars (they are drawn only when stderr is a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Accept only the server certificate with this fingerprint (SHA256:…),
+    /// instead of known_hosts.
+    #[arg(long, global = true, value_name = "SHA256:…")]
+    pub fingerprint: Option<String>,
+    /// Read the access password from this file (first line). For `serve`:
+    /// the password clients must give. Overrides FTS_PASSWORD.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Read the admin password from this file (first line). For `serve`:
+    /// enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Give up when connecting or when the peer is silent for this long.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Serve(serve::ServeArgs),
+    Put(put::PutArgs),
+    Get(get::GetArgs),
+    Ls(ls::LsArgs),
+    Rm(rm::RmArgs),
+    #[command(hide = true)]
+    GenerateDocs(docs::DocsArgs),
+}
+
+/// Parses the command line, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let out = output::Output::new(&cli.global);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return out.error(&Error::other(format!("cannot start runtime: {e}"))),
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve::run(&cli.global, &out, a).await,
+            Command::Put(a) => put::run(&cli.global, &out, a).await,
+            Command::Get(a) => get::run(&cli.global, &out, a).await,
+            Command::Ls(a) => ls::run(&cli.global, &out, a).await,
+            Command::Rm(a) => rm::run(&cli.global, &out, a).await,
+            Command::GenerateDocs(a) => docs::run(a),
+        }
+    });
+    // Do not wait for blocking file threads of a failed transfer.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => 0,
+        Err(e) => out.error(&e),
+    }
+}
+
+/// The shared client context built from global flags.
+pub fn context(g: &Global, out: &output::Output) -> Result<Context> {
+    Ok(Context {
+        connect: ConnectOptions {
+            fingerprint: g.fingerprint.clone(),
+            known_hosts: None,
+            timeout: Duration::from_secs(g.timeout.max(1)),
+            ..ConnectOptions::default()
+        },
+        creds: Arc::new(creds::CliCredentials::new(g)),
+        observer: out.observer(),
+    })
+}

@@ -1,0 +1,160 @@
+//! `fts serve`: share a directory or one file over TLS.
+
+use super::{creds::from_flag_or_env, output::Output, Global};
+use clap::Args;
+use fts::auth::Secret;
+use fts::root::Root;
+use fts::server::{LogEvent, ServerOptions};
+use fts::tls::Identity;
+use fts::{Error, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Share a directory (or a single file) over TLS.
+///
+/// On first start a self-signed certificate is created in the state
+/// directory (~/.local/state/fts) and reused afterwards, so the fingerprint
+/// printed at start stays the same; --cert/--key use a real one. The access
+/// password comes from --password-file or FTS_PASSWORD (without one the
+/// share is open to anyone who can reach the port); the admin password,
+/// needed for `rm`, from --admin-password-file or FTS_ADMIN_PASSWORD
+/// (without one, removals are refused). A file holding an argon2 PHC string
+/// ($argon2id$…) is used as the hash itself. SIGINT/SIGTERM stop the server
+/// gracefully: transfers in flight get --shutdown-grace seconds, and an
+/// unfinished upload never appears under its real name.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory or file to share.
+    #[arg(default_value = ".")]
+    pub root: PathBuf,
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "0.0.0.0:7387", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Most clients served at once; more get a "server full" error.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_clients: u32,
+    /// Refuse uploads, directory changes and removals.
+    #[arg(long)]
+    pub read_only: bool,
+    /// PEM certificate chain to use instead of the self-signed one.
+    #[arg(long, requires = "key", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, requires = "cert", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Where the server keeps its certificate (default: the user's state dir).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds in-flight transfers may run on after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub shutdown_grace: u64,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn human(e: &LogEvent) -> String {
+    match e {
+        LogEvent::Listening { .. } => String::new(),
+        LogEvent::Connect { client, addr } => format!("connect #{client} from {addr}"),
+        LogEvent::Disconnect { client, addr, error: None } => format!("disconnect #{client} ({addr})"),
+        LogEvent::Disconnect { client, addr, error: Some(err) } => {
+            format!("disconnect #{client} ({addr}): {err}")
+        }
+        LogEvent::Rejected { addr, reason } => format!("rejected {addr}: {reason}"),
+        LogEvent::Auth { client, addr, admin, ok } => format!(
+            "auth #{client} ({addr}) {}: {}",
+            if *admin { "admin" } else { "access" },
+            if *ok { "ok" } else { "FAILED" }
+        ),
+        LogEvent::Upload { client, path, bytes } => format!("upload #{client} {path} ({bytes} bytes)"),
+        LogEvent::Download { client, path, bytes } => format!("download #{client} {path} ({bytes} bytes)"),
+        LogEvent::Delete { client, path, files, dirs } => {
+            format!("delete #{client} {path} ({files} files, {dirs} dirs)")
+        }
+        LogEvent::Shutdown { sessions } => format!("shutting down ({sessions} sessions open)"),
+        LogEvent::Stopped => "stopped".into(),
+    }
+}
+
+pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
+    let root = Root::open(&a.root)?;
+    let identity = match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
+        _ => {
+            let dir = match &a.state_dir {
+                Some(d) => d.clone(),
+                None => fts::config::state_dir()?,
+            };
+            Identity::load_or_create(&dir)?
+        }
+    };
+    let password = from_flag_or_env(g.password_file.as_ref(), "FTS_PASSWORD")?
+        .map(|p| Secret::new(&p))
+        .transpose()?;
+    let admin_password = from_flag_or_env(g.admin_password_file.as_ref(), "FTS_ADMIN_PASSWORD")?
+        .map(|p| Secret::new(&p))
+        .transpose()?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", a.listen)))?;
+    let mut opts = ServerOptions::new(root);
+    opts.read_only = a.read_only;
+    opts.max_clients = a.max_clients as usize;
+    opts.password = password;
+    opts.admin_password = admin_password;
+    opts.io_timeout = Duration::from_secs(g.timeout.max(1) * 2);
+    opts.shutdown_grace = Duration::from_secs(a.shutdown_grace);
+    let json = out.json;
+    let quiet = out.quiet;
+    let log: fts::server::LogSink = Arc::new(move |e: LogEvent| {
+        if json {
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("time".into(), now().into());
+            }
+            let mut so = std::io::stdout().lock();
+            let _ = writeln!(so, "{v}");
+            let _ = so.flush();
+            return;
+        }
+        match &e {
+            LogEvent::Listening {
+                addr,
+                fingerprint,
+                root,
+                read_only,
+                password_required,
+                ..
+            } => {
+                let mut so = std::io::stdout().lock();
+                let _ = writeln!(
+                    so,
+                    "fts {} serving {root} on {addr} ({}, {})\nfingerprint {fingerprint}",
+                    env!("CARGO_PKG_VERSION"),
+                    if *read_only { "read-only" } else { "read-write" },
+                    if *password_required { "password required" } else { "no password: open to anyone who can connect" },
+                );
+                let _ = so.flush();
+            }
+            other if !quiet => eprintln!("{} {}", now(), human(other)),
+            _ => {}
+        }
+    });
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    fts::server::run(listener, opts, &identity, log, shutdown).await
+}

@@ -1,0 +1,260 @@
+//! Local filesystem helpers shared by client and server: atomic
+//! temp-file-then-rename writes, metadata capture and restore, and a
+//! non-following directory walk.
+
+use crate::error::{Error, Result};
+use crate::proto::{Entry, EntryKind, Meta};
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Permission bits fts carries across: rwx for all, no setuid/setgid/sticky.
+pub const MODE_MASK: u32 = 0o777;
+
+/// Writes a file readable only by its owner (keys, known_hosts, secrets).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = TempFile::create_beside(path).map_err(|e| Error::local_io(path, e))?;
+    io::Write::write_all(&mut tmp.file(), data).map_err(|e| Error::local_io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::local_io(path, e))
+}
+
+/// Random lowercase hex, for temp names.
+pub fn random_hex(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut b = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("system RNG unavailable");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Is this a name fts itself uses for in-flight files?
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".fts-tmp")
+}
+
+/// A file being written beside its target. It only ever appears under the
+/// target's name through [`TempFile::persist`] (an atomic rename); if it is
+/// dropped before that, it is removed, so an interrupted transfer never
+/// leaves a truncated file under the real name.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    file: File,
+    done: bool,
+}
+
+impl TempFile {
+    pub fn create_beside(target: &Path) -> io::Result<TempFile> {
+        let dir = target.parent().unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Keep the hidden name under NAME_MAX (255) whatever the target's length.
+        let mut cut = name.len().min(200);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        for _ in 0..8 {
+            let path = dir.join(format!(".{}.{}.fts-tmp", &name[..cut], random_hex(4)));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file,
+                        done: false,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "could not create a temporary file",
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Applies `meta` (mode, mtime) and renames onto `target`.
+    pub fn commit(self, target: &Path, meta: &Meta) -> io::Result<()> {
+        apply_meta_file(&self.file, meta)?;
+        self.persist(target)
+    }
+
+    /// Renames onto `target` as is.
+    pub fn persist(mut self, target: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, target)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Sets permission bits and mtime on an open file.
+pub fn apply_meta_file(f: &File, meta: &Meta) -> io::Result<()> {
+    f.set_permissions(std::fs::Permissions::from_mode(meta.mode & MODE_MASK))?;
+    let t = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_ns);
+    filetime::set_file_handle_times(f, Some(t), Some(t))
+}
+
+/// Sets permission bits and mtime on a path (directories).
+pub fn apply_meta_path(p: &Path, meta: &Meta) -> io::Result<()> {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.mode & MODE_MASK))?;
+    let t = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_ns);
+    filetime::set_file_times(p, t, t)
+}
+
+pub fn meta_of(m: &Metadata) -> Meta {
+    Meta {
+        size: if m.is_file() { m.len() } else { 0 },
+        mtime: m.mtime(),
+        mtime_ns: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+        mode: m.mode() & MODE_MASK,
+    }
+}
+
+pub fn entry_of(rel: String, m: &Metadata) -> Entry {
+    let meta = meta_of(m);
+    let ft = m.file_type();
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    };
+    Entry {
+        path: rel,
+        kind,
+        size: meta.size,
+        mtime: meta.mtime,
+        mtime_ns: meta.mtime_ns,
+        mode: meta.mode,
+    }
+}
+
+pub fn join_rel(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// Walks `dir` (whose relative name is `rel`) without following symlinks,
+/// in name order, calling `f` for every entry below it. Names that are not
+/// UTF-8 and fts's own temp files are passed to `skipped` instead.
+pub fn walk(
+    dir: &Path,
+    rel: &str,
+    recursive: bool,
+    f: &mut dyn FnMut(&Path, Entry) -> Result<()>,
+    skipped: &mut dyn FnMut(&Path),
+) -> Result<()> {
+    let mut stack = vec![(dir.to_path_buf(), rel.to_string())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|e| Error::local_io(&dir, e))?;
+        let mut items: Vec<_> = rd.filter_map(|e| e.ok()).collect();
+        items.sort_by_key(|e| e.file_name());
+        let mut subdirs = Vec::new();
+        for it in items {
+            let path = it.path();
+            let Some(name) = it.file_name().to_str().map(str::to_string) else {
+                skipped(&path);
+                continue;
+            };
+            if is_temp_name(&name) {
+                continue;
+            }
+            let Ok(md) = std::fs::symlink_metadata(&path) else {
+                continue; // vanished while listing
+            };
+            let child_rel = join_rel(&rel, &name);
+            let is_dir = md.is_dir();
+            f(&path, entry_of(child_rel.clone(), &md))?;
+            if recursive && is_dir {
+                subdirs.push((path, child_rel));
+            }
+        }
+        // Reverse so that popping visits subdirectories in name order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_file_is_removed_unless_persisted() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("t.bin");
+        let t = TempFile::create_beside(&target).unwrap();
+        let p = t.path().to_path_buf();
+        assert!(p.exists());
+        assert!(is_temp_name(p.file_name().unwrap().to_str().unwrap()));
+        drop(t);
+        assert!(!p.exists());
+        assert!(!target.exists());
+
+        let t = TempFile::create_beside(&target).unwrap();
+        io::Write::write_all(&mut t.file(), b"x").unwrap();
+        let meta = Meta { size: 1, mtime: 1_000_000, mtime_ns: 5, mode: 0o640 };
+        t.commit(&target, &meta).unwrap();
+        let md = std::fs::metadata(&target).unwrap();
+        assert_eq!(md.mtime(), 1_000_000);
+        assert_eq!(md.mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn long_names_get_short_temp_names() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("é".repeat(120));
+        let t = TempFile::create_beside(&target).unwrap();
+        assert!(t.path().file_name().unwrap().len() <= 255);
+    }
+
+    #[test]
+    fn walk_lists_in_order_without_following_links() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("b/c")).unwrap();
+        std::fs::write(d.path().join("a"), b"1").unwrap();
+        std::fs::write(d.path().join("b/c/x"), b"22").unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("b/l")).unwrap();
+        let mut seen = vec![];
+        walk(d.path(), "", true, &mut |_, e| { seen.push((e.path, e.kind)); Ok(()) }, &mut |_| {}).unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                ("a".into(), EntryKind::File),
+                ("b".into(), EntryKind::Dir),
+                ("b/c".into(), EntryKind::Dir),
+                ("b/l".into(), EntryKind::Symlink),
+                ("b/c/x".into(), EntryKind::File),
+            ]
+        );
+    }
+}

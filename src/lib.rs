@@ -1,0 +1,33 @@
+//! fts — secure, scriptable file transfer over TLS.
+//!
+//! This crate is the engine: everything that does work lives here and
+//! returns typed, serialisable results; it never prints. The `fts` binary
+//! (`src/main.rs`, `src/cli/`) is a thin front-end that parses flags, calls
+//! into this library and renders the results.
+//!
+//! - [`proto`]: frames, messages, byte counting
+//! - [`tls`]: certificates, TLS configs, fingerprint pinning
+//! - [`root`]: path safety on the served root
+//! - [`fsutil`]: atomic writes, metadata, directory walks
+//! - [`transfer`]: streaming one file with end-to-end hashing
+//! - [`server`]: accept loop, sessions, auth, request handlers
+//! - [`client`]: connecting and typed, pipelined calls
+//! - [`ops`]: put/get/ls/rm planning and reports
+//! - [`remote`]: `HOST:PATH` / `fts://` parsing
+//! - [`auth`]: argon2 secrets and login backoff
+//! - [`config`]: config/state directories and known_hosts
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod ops;
+pub mod proto;
+pub mod remote;
+pub mod root;
+pub mod server;
+pub mod tls;
+pub mod transfer;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,718 @@
+//! The server: accept loop, TLS, per-connection sessions, authentication,
+//! and the request handlers that touch the share. It never prints; it
+//! reports what happens as [`LogEvent`]s to a sink the caller provides.
+//!
+//! Shutdown: when the `shutdown` future completes, the listener closes,
+//! idle sessions end at once and busy ones get `shutdown_grace` to finish
+//! the request in hand; after that they are aborted, which drops their
+//! temp files (see [`crate::fsutil::TempFile`]), so no partial file is
+//! ever left under a real name.
+
+use crate::auth::{Backoff, Secret, Verifier};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fsutil::{self, TempFile};
+use crate::proto::{
+    Entry, EntryKind, Frame, FrameReader, FrameWriter, Msg, ALPN_FTS, PROTOCOL_VERSION,
+};
+use crate::root::Root;
+use crate::tls::Identity;
+use crate::transfer::{self, Received, SendError};
+use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// How a server is run.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub root: Root,
+    pub read_only: bool,
+    pub max_clients: usize,
+    pub password: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    /// Longest wait for any single read or write from a client.
+    pub io_timeout: Duration,
+    /// Longest time a new connection may take to finish TLS and say hello.
+    pub handshake_timeout: Duration,
+    /// How long in-flight requests may run on after shutdown is asked for.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerOptions {
+    pub fn new(root: Root) -> Self {
+        ServerOptions {
+            root,
+            read_only: false,
+            max_clients: 64,
+            password: None,
+            admin_password: None,
+            io_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything the server reports; rendered by the CLI as text or JSON.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LogEvent {
+    Listening {
+        addr: String,
+        fingerprint: String,
+        root: String,
+        read_only: bool,
+        max_clients: usize,
+        password_required: bool,
+        admin_enabled: bool,
+    },
+    Connect {
+        client: u64,
+        addr: String,
+    },
+    Disconnect {
+        client: u64,
+        addr: String,
+        error: Option<String>,
+    },
+    Rejected {
+        addr: String,
+        reason: String,
+    },
+    Auth {
+        client: u64,
+        addr: String,
+        admin: bool,
+        ok: bool,
+    },
+    Upload {
+        client: u64,
+        path: String,
+        bytes: u64,
+    },
+    Download {
+        client: u64,
+        path: String,
+        bytes: u64,
+    },
+    Delete {
+        client: u64,
+        path: String,
+        files: u64,
+        dirs: u64,
+    },
+    Shutdown {
+        sessions: usize,
+    },
+    Stopped,
+}
+
+/// Where log events go.
+pub type LogSink = Arc<dyn Fn(LogEvent) + Send + Sync>;
+
+struct Shared {
+    opts: ServerOptions,
+    acceptor: tokio_rustls::TlsAcceptor,
+    slots: Arc<Semaphore>,
+    backoff: Backoff,
+    verifier: Verifier,
+    log: LogSink,
+    next_id: AtomicU64,
+}
+
+/// Serves `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    opts: ServerOptions,
+    identity: &Identity,
+    log: LogSink,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let tls = crate::tls::server_config(identity, &[ALPN_FTS])?;
+    let addr = listener.local_addr()?;
+    log(LogEvent::Listening {
+        addr: addr.to_string(),
+        fingerprint: identity.fingerprint(),
+        root: opts.root.path().display().to_string(),
+        read_only: opts.read_only,
+        max_clients: opts.max_clients,
+        password_required: opts.password.is_some(),
+        admin_enabled: opts.admin_password.is_some(),
+    });
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(opts.max_clients)),
+        opts,
+        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        backoff: Backoff::default(),
+        verifier: Verifier::default(),
+        log,
+        next_id: AtomicU64::new(1),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sessions = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            acc = listener.accept() => match acc {
+                Ok((tcp, peer)) => {
+                    let s = shared.clone();
+                    let stop = stop_rx.clone();
+                    sessions.spawn(async move { connection(s, tcp, peer, stop).await });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    (shared.log)(LogEvent::Rejected { addr: "-".into(), reason: format!("accept failed: {e}") });
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    drop(listener);
+    (shared.log)(LogEvent::Shutdown {
+        sessions: sessions.len(),
+    });
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(shared.opts.shutdown_grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        sessions.abort_all();
+        while sessions.join_next().await.is_some() {}
+    }
+    (shared.log)(LogEvent::Stopped);
+    Ok(())
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let addr = peer.to_string();
+    let tls = match tokio::time::timeout(
+        shared.opts.handshake_timeout,
+        shared.acceptor.accept(tcp),
+    )
+    .await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            (shared.log)(LogEvent::Rejected {
+                addr,
+                reason: format!("TLS handshake failed: {e}"),
+            });
+            return;
+        }
+        Err(_) => {
+            (shared.log)(LogEvent::Rejected {
+                addr,
+                reason: "TLS handshake timed out".into(),
+            });
+            return;
+        }
+    };
+    let alpn_ok = tls.get_ref().1.alpn_protocol() == Some(ALPN_FTS);
+    let (rh, wh) = tokio::io::split(tls);
+    let mut r = FrameReader::new(rh, shared.opts.handshake_timeout);
+    let mut w = FrameWriter::new(wh, shared.opts.io_timeout);
+    if !alpn_ok {
+        (shared.log)(LogEvent::Rejected {
+            addr,
+            reason: "client did not negotiate the fts/1 protocol".into(),
+        });
+        return;
+    }
+    let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
+        let e = Error::connect(format!(
+            "server full: it already serves its maximum of {} clients, try again later",
+            shared.opts.max_clients
+        ));
+        let _ = w.msg(&Msg::error(None, &e)).await;
+        let _ = w.shutdown().await;
+        (shared.log)(LogEvent::Rejected {
+            addr,
+            reason: "server full".into(),
+        });
+        return;
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    (shared.log)(LogEvent::Connect {
+        client: id,
+        addr: addr.clone(),
+    });
+    let mut s = Session {
+        shared: shared.clone(),
+        id,
+        peer,
+        authed: shared.opts.password.is_none(),
+        admin: false,
+    };
+    let res = s.run(&mut r, &mut w, stop).await;
+    if res.is_ok() {
+        let _ = w.shutdown().await;
+    }
+    (shared.log)(LogEvent::Disconnect {
+        client: id,
+        addr,
+        error: res.err().map(|e| e.message),
+    });
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    id: u64,
+    peer: SocketAddr,
+    authed: bool,
+    admin: bool,
+}
+
+type Reader<R> = FrameReader<R>;
+type Writer<W> = FrameWriter<W>;
+
+impl Session {
+    fn opts(&self) -> &ServerOptions {
+        &self.shared.opts
+    }
+
+    fn log(&self, e: LogEvent) {
+        (self.shared.log)(e)
+    }
+
+    async fn run<R, W>(
+        &mut self,
+        r: &mut Reader<R>,
+        w: &mut Writer<W>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        match r.read_msg().await? {
+            Msg::Hello { version, .. } if version == PROTOCOL_VERSION => {}
+            Msg::Hello { version, .. } => {
+                let e = Error::other(format!(
+                    "unsupported protocol version {version} (this server speaks {PROTOCOL_VERSION})"
+                ));
+                w.msg(&Msg::error(None, &e)).await?;
+                w.flush().await?;
+                return Err(e);
+            }
+            _ => return Err(Error::protocol("expected hello")),
+        }
+        r.set_timeout(self.opts().io_timeout);
+        w.msg(&Msg::Welcome {
+            version: PROTOCOL_VERSION,
+            server: format!("fts {}", env!("CARGO_PKG_VERSION")),
+            auth_required: self.opts().password.is_some(),
+            admin_enabled: self.opts().admin_password.is_some(),
+            read_only: self.opts().read_only,
+        })
+        .await?;
+        w.flush().await?;
+        loop {
+            let frame = tokio::select! {
+                f = r.read_opt() => f?,
+                _ = stop.changed() => return Ok(()),
+            };
+            let msg = match frame {
+                None => return Ok(()),
+                Some(Frame::Data(_)) => return Err(Error::protocol("unexpected data frame")),
+                Some(Frame::Control(m)) => m,
+            };
+            match msg {
+                Msg::Bye => return Ok(()),
+                Msg::Auth {
+                    password,
+                    admin_password,
+                } => self.auth(w, password, admin_password).await?,
+                _ if !self.authed => {
+                    let e = Error::auth("authentication required");
+                    w.msg(&Msg::error(None, &e)).await?;
+                    w.flush().await?;
+                    return Err(e);
+                }
+                Msg::Stat { path } => {
+                    let reply = match self.stat(&path) {
+                        Ok(entry) => Msg::StatReply { entry },
+                        Err(e) => Msg::error(None, &e),
+                    };
+                    w.msg(&reply).await?;
+                }
+                Msg::List { path, recursive } => self.list(w, &path, recursive).await?,
+                Msg::Mkdir { id, path } => {
+                    let reply = match self.mkdir(&path) {
+                        Ok(()) => Msg::Done { id },
+                        Err(e) => Msg::error(Some(id), &e),
+                    };
+                    w.msg(&reply).await?;
+                }
+                Msg::SetMeta {
+                    id,
+                    path,
+                    mtime,
+                    mtime_ns,
+                    mode,
+                } => {
+                    let meta = crate::proto::Meta {
+                        size: 0,
+                        mtime,
+                        mtime_ns,
+                        mode,
+                    };
+                    let reply = match self.set_meta(&path, &meta) {
+                        Ok(()) => Msg::Done { id },
+                        Err(e) => Msg::error(Some(id), &e),
+                    };
+                    w.msg(&reply).await?;
+                }
+                Msg::Put { id, path, meta } => {
+                    let reply = match self.put(r, id, &path, &meta).await? {
+                        Ok(()) => Msg::Done { id },
+                        Err(e) => Msg::error(Some(id), &e),
+                    };
+                    w.msg(&reply).await?;
+                }
+                Msg::Get { id, path } => self.get(w, id, &path).await?,
+                Msg::Remove { path, recursive } => {
+                    let reply = match self.remove(&path, recursive) {
+                        Ok((files, dirs)) => Msg::Removed { files, dirs },
+                        Err(e) => Msg::error(None, &e),
+                    };
+                    w.msg(&reply).await?;
+                }
+                other => {
+                    return Err(Error::protocol(format!(
+                        "unexpected message from client: {}",
+                        msg_name(&other)
+                    )))
+                }
+            }
+            w.flush().await?;
+        }
+    }
+
+    async fn auth<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut Writer<W>,
+        password: Option<String>,
+        admin_password: Option<String>,
+    ) -> Result<()> {
+        let ip = self.peer.ip();
+        let delay = self.shared.backoff.delay(ip);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut failure: Option<Error> = None;
+        if let (Some(secret), false) = (&self.opts().password, self.authed) {
+            match password {
+                Some(p) => {
+                    self.authed = self.shared.verifier.verify(secret, p).await;
+                    if !self.authed {
+                        failure = Some(Error::auth("wrong password"));
+                    }
+                }
+                None => failure = Some(Error::auth("this server requires a password")),
+            }
+            self.log(LogEvent::Auth {
+                client: self.id,
+                addr: self.peer.to_string(),
+                admin: false,
+                ok: self.authed,
+            });
+        }
+        if let (None, Some(p)) = (&failure, admin_password) {
+            match &self.opts().admin_password {
+                None => {
+                    failure = Some(Error::permission(
+                        "admin actions are disabled on this server (it was started without --admin-password-file)",
+                    ))
+                }
+                Some(secret) => {
+                    self.admin = self.shared.verifier.verify(secret, p).await;
+                    if !self.admin {
+                        failure = Some(Error::auth("wrong admin password"));
+                    }
+                    self.log(LogEvent::Auth {
+                        client: self.id,
+                        addr: self.peer.to_string(),
+                        admin: true,
+                        ok: self.admin,
+                    });
+                }
+            }
+        }
+        match failure {
+            Some(e) => {
+                if e.kind == ErrorKind::Auth {
+                    self.shared.backoff.failure(ip);
+                }
+                w.msg(&Msg::error(None, &e)).await?;
+            }
+            None => {
+                self.shared.backoff.success(ip);
+                w.msg(&Msg::AuthOk { admin: self.admin }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn root(&self) -> &Root {
+        &self.opts().root
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.opts().read_only {
+            return Err(Error::permission("this share is read-only"));
+        }
+        Ok(())
+    }
+
+    fn stat(&self, rel: &str) -> Result<Option<Entry>> {
+        let p = match self.root().resolve_existing(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let md = std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+        Ok(Some(fsutil::entry_of(self.root().display_rel(rel)?, &md)))
+    }
+
+    async fn list<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        rel: &str,
+        recursive: bool,
+    ) -> Result<()> {
+        let listing = (|| -> Result<Vec<Entry>> {
+            let p = self.root().resolve_existing(rel)?;
+            let md = std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            let rel_n = self.root().display_rel(rel)?;
+            if !md.is_dir() {
+                return Ok(vec![fsutil::entry_of(rel_n, &md)]);
+            }
+            let mut out = Vec::new();
+            fsutil::walk(&p, &rel_n, recursive, &mut |_, e| {
+                out.push(e);
+                Ok(())
+            }, &mut |_| {})?;
+            Ok(out)
+        })();
+        let entries = match listing {
+            Ok(v) => v,
+            Err(e) => return w.msg(&Msg::error(None, &e)).await,
+        };
+        // Batches stay well under MAX_CONTROL: paths are at most MAX_PATH.
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for e in entries {
+            bytes += e.path.len() + 128;
+            batch.push(e);
+            if bytes > 24 * 1024 {
+                w.msg(&Msg::ListBatch {
+                    entries: std::mem::take(&mut batch),
+                })
+                .await?;
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            w.msg(&Msg::ListBatch { entries: batch }).await?;
+        }
+        w.msg(&Msg::ListEnd).await
+    }
+
+    fn mkdir(&self, rel: &str) -> Result<()> {
+        self.writable()?;
+        let target = self.root().resolve_for_write(rel)?;
+        match std::fs::create_dir(&target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.root().resolve_existing(rel)?.is_dir() {
+                    Ok(())
+                } else {
+                    Err(Error::other(format!("'{rel}' exists and is not a directory")))
+                }
+            }
+            Err(e) => Err(Error::local_io(std::path::Path::new(rel), e)),
+        }
+    }
+
+    fn set_meta(&self, rel: &str, meta: &crate::proto::Meta) -> Result<()> {
+        self.writable()?;
+        let p = self.root().resolve_existing(rel)?;
+        fsutil::apply_meta_path(&p, meta).map_err(|e| Error::local_io(std::path::Path::new(rel), e))
+    }
+
+    /// Receives one uploaded file. The outer `Result` is the connection's
+    /// fate; the inner one is this file's.
+    async fn put<R: AsyncRead + Unpin>(
+        &self,
+        r: &mut Reader<R>,
+        id: u64,
+        rel: &str,
+        meta: &crate::proto::Meta,
+    ) -> Result<Result<()>> {
+        let prepared = (|| -> Result<(std::path::PathBuf, TempFile)> {
+            self.writable()?;
+            let target = self.root().resolve_for_write(rel)?;
+            if target.is_dir() {
+                return Err(Error::other(format!("'{rel}' is a directory on the server")));
+            }
+            let tmp = TempFile::create_beside(&target)
+                .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            Ok((target, tmp))
+        })();
+        let (file, setup_err) = match &prepared {
+            Ok((_, tmp)) => (Some(tmp.file().try_clone()?), None),
+            Err(e) => (None, Some(e.clone())),
+        };
+        let received = transfer::receive_file(r, file, meta.size, &|_| {}).await?;
+        let (hash, end) = match received {
+            Received::Interrupted(Msg::PutAbort { id: aid, reason }) if aid == id => {
+                return Ok(Err(setup_err.unwrap_or_else(|| {
+                    Error::other(format!("upload aborted by the client: {reason}"))
+                })));
+            }
+            Received::Interrupted(m) => {
+                return Err(Error::protocol(format!(
+                    "expected file data, got {}",
+                    msg_name(&m)
+                )))
+            }
+            Received::Complete(h) => (h, r.read_msg().await?),
+        };
+        let sent_hash = match end {
+            Msg::PutEnd { id: eid, hash } if eid == id => hash,
+            Msg::PutAbort { id: aid, reason } if aid == id => {
+                return Ok(Err(setup_err.unwrap_or_else(|| {
+                    Error::other(format!("upload aborted by the client: {reason}"))
+                })))
+            }
+            m => {
+                return Err(Error::protocol(format!(
+                    "expected end of file, got {}",
+                    msg_name(&m)
+                )))
+            }
+        };
+        let (target, tmp) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let got_hash = match hash {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e.context(format!("'{rel}'")))),
+        };
+        if got_hash != sent_hash {
+            return Ok(Err(Error::integrity(format!(
+                "'{rel}': integrity check failed (BLAKE3 of received data does not match the sender's); the old file is untouched"
+            ))));
+        }
+        if let Err(e) = tmp.commit(&target, meta) {
+            return Ok(Err(Error::local_io(std::path::Path::new(rel), e)));
+        }
+        self.log(LogEvent::Upload {
+            client: self.id,
+            path: self.root().display_rel(rel).unwrap_or_default(),
+            bytes: meta.size,
+        });
+        Ok(Ok(()))
+    }
+
+    async fn get<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        id: u64,
+        rel: &str,
+    ) -> Result<()> {
+        let opened = (|| -> Result<(std::fs::File, crate::proto::Meta)> {
+            let p = self.root().resolve_existing(rel)?;
+            let f = std::fs::File::open(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            let md = f.metadata().map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            if md.is_dir() {
+                return Err(Error::other(format!("'{rel}' is a directory")));
+            }
+            if !md.is_file() {
+                return Err(Error::other(format!("'{rel}' is not a regular file")));
+            }
+            Ok((f, fsutil::meta_of(&md)))
+        })();
+        let (file, meta) = match opened {
+            Ok(x) => x,
+            Err(e) => return w.msg(&Msg::error(Some(id), &e)).await,
+        };
+        w.msg(&Msg::FileHeader { id, meta }).await?;
+        match transfer::send_file(w, file, meta.size, &|_| {}).await {
+            Ok(hash) => {
+                w.msg(&Msg::FileEnd { id, hash }).await?;
+                self.log(LogEvent::Download {
+                    client: self.id,
+                    path: self.root().display_rel(rel).unwrap_or_default(),
+                    bytes: meta.size,
+                });
+                Ok(())
+            }
+            Err(SendError::Local(e)) => w.msg(&Msg::error(Some(id), &e.context(format!("'{rel}'")))).await,
+            Err(SendError::Net(e)) => Err(e),
+        }
+    }
+
+    fn remove(&self, rel: &str, recursive: bool) -> Result<(u64, u64)> {
+        self.writable()?;
+        if !self.admin {
+            return Err(match self.opts().admin_password {
+                None => Error::permission(
+                    "admin actions are disabled on this server (it was started without --admin-password-file)",
+                ),
+                Some(_) => Error::auth("removing files needs the admin password"),
+            });
+        }
+        if self.root().is_file() || crate::root::normalize(rel)?.is_empty() {
+            return Err(Error::permission("the share root itself cannot be removed"));
+        }
+        let target = self.root().resolve_for_write(rel)?;
+        let md = std::fs::symlink_metadata(&target)
+            .map_err(|_| Error::not_found(format!("'{rel}': no such file or directory")))?;
+        let relp = std::path::Path::new(rel);
+        if md.is_dir() {
+            if !recursive {
+                return Err(Error::usage(format!("'{rel}' is a directory (use -r)")));
+            }
+            let (mut files, mut dirs, mut odd) = (0u64, 1u64, 0u64);
+            fsutil::walk(&target, "", true, &mut |_, e| {
+                match e.kind {
+                    EntryKind::Dir => dirs += 1,
+                    _ => files += 1,
+                }
+                Ok(())
+            }, &mut |_| odd += 1)?;
+            files += odd;
+            std::fs::remove_dir_all(&target).map_err(|e| Error::local_io(relp, e))?;
+            self.log(LogEvent::Delete { client: self.id, path: rel.into(), files, dirs });
+            Ok((files, dirs))
+        } else {
+            std::fs::remove_file(&target).map_err(|e| Error::local_io(relp, e))?;
+            self.log(LogEvent::Delete { client: self.id, path: rel.into(), files: 1, dirs: 0 });
+            Ok((1, 0))
+        }
+    }
+}
+
+fn msg_name(m: &Msg) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.get("t").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
