@@ -263,9 +263,10 @@ dest_of() {
     esac
 }
 
-# Runs "$@" and prints its wall time in seconds. The command runs in the
-# background so that a signal to the script interrupts the wait and the
-# cleanup trap can stop it, instead of waiting for a long copy to finish.
+# Runs "$@" and sets ELAPSED to its wall time in seconds. Not meant for
+# $(...): the command must be a child of the main shell, running in the
+# background, so that a signal interrupts the wait and the cleanup trap can
+# stop it instead of waiting for a long copy to finish (or orphaning it).
 timed() {
     local out=$1 err=$2 t0 t1 rc=0
     shift 2
@@ -279,7 +280,21 @@ timed() {
         cat "$err" >&2
         die "command failed (exit $rc): $*"
     fi
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
+    ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+}
+
+# Quotes for copy-and-paste into a shell, readably: plain words stay bare,
+# anything else goes in single quotes.
+shell_quote() {
+    local a out=() sq="'" esc="'\\''"
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            out+=("$a")
+        else
+            out+=("'${a//"$sq"/"$esc"}'")
+        fi
+    done
+    echo "${out[*]}"
 }
 
 # Removes the destination (and any leftover temp/partial files beside it) so
@@ -293,7 +308,7 @@ check_copy() {
     local what=$1 dest=$2 json=$3
     cmp -s "$SRC" "$dest" || die "$what: copy differs from source ($dest)"
     if [[ -n $json ]]; then
-        grep -q "\"bytes_transferred\":$SIZE_BYTES[,}]" "$json" ||
+        grep -q "\"bytes_transferred\":${SIZE_BYTES}[,}]" "$json" ||
             die "$what: fts reported unexpected bytes_transferred: $(cat "$json")"
     fi
 }
@@ -305,19 +320,19 @@ for ((run = 1; run <= RUNS; run++)); do
         for tool in "${TOOLS[@]}"; do
             key=$op:$tool
             set_cmd "$op" "$tool"
-            CMDLINE[$key]=$(printf '%q ' "${CMD[@]}")
+            CMDLINE[$key]=$(shell_quote "${CMD[@]}")
             DEST[$key]=$(dest_of "$op" "$tool")
             drop_dest
             # Flush earlier copies' dirty pages now, so their writeback is not
             # billed to this run.
             sync
-            out=$WORK/out/$op-$tool-$run.out
-            t=$(timed "$out" "$WORK/out/$op-$tool-$run.err" "${CMD[@]}")
+            outf=$WORK/out/$op-$tool-$run.out
+            timed "$outf" "$WORK/out/$op-$tool-$run.err" "${CMD[@]}"
             json=
-            [[ $tool == fts ]] && json=$out
+            [[ $tool == fts ]] && json=$outf
             check_copy "$key run $run" "${DEST[$key]}" "$json"
-            TIMES[$key]="${TIMES[$key]:-} $t"
-            log "run $run/$RUNS  $op  $tool  ${t}s"
+            TIMES[$key]="${TIMES[$key]:-} $ELAPSED"
+            log "run $run/$RUNS  $op  $tool  ${ELAPSED}s"
         done
     done
 done
@@ -382,7 +397,7 @@ echo '```'
 for op in "${OPS[@]}"; do
     for tool in "${TOOLS[@]}"; do
         echo "# $op $tool"
-        echo "${CMDLINE[$op:$tool]% }"
+        echo "${CMDLINE[$op:$tool]}"
     done
 done
 echo '```'
