@@ -84,8 +84,10 @@ trap 'exit 143' TERM
 # ---------------------------------------------------------------------------
 # Dependencies
 # ---------------------------------------------------------------------------
+# No pipes into early-exiting readers (grep -q, head) in this script: under
+# pipefail the writer's SIGPIPE would turn into a spurious failure.
 pkg_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == 'install ok installed' ]]
 }
 
 install_deps() {
@@ -278,7 +280,7 @@ timed() {
     CHILD_PID=
     if ((rc != 0)); then
         cat "$err" >&2
-        die "command failed (exit $rc): $*"
+        die "command failed (exit $rc): $(shell_quote "$@")"
     fi
     ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 }
@@ -312,6 +314,15 @@ check_copy() {
             die "$what: fts reported unexpected bytes_transferred: $(cat "$json")"
     fi
 }
+
+# Fixed cost of one connection (handshake, login, teardown) without data:
+# with small SIZE_MB it dominates scp/rsync times, so report it alongside.
+for ((run = 1; run <= RUNS; run++)); do
+    timed /dev/null "$WORK/out/ssh-true.err" "${SSH_CMD[@]}" "$SSH_HOST" true
+    TIMES[connect:ssh]="${TIMES[connect:ssh]:-} $ELAPSED"
+    timed /dev/null "$WORK/out/fts-ls.err" "${FTS_CLIENT[@]}" ls "fts://$FTS_ADDR/"
+    TIMES[connect:fts]="${TIMES[connect:fts]:-} $ELAPSED"
+done
 
 for ((run = 1; run <= RUNS; run++)); do
     for op in "${OPS[@]}"; do
@@ -357,7 +368,8 @@ done
 
 fts_version=$("$FTS_BIN" --version 2>/dev/null || echo "fts (unknown version)")
 ssh_version=$(ssh -V 2>&1)
-rsync_version=$(rsync --version | head -n 1)
+rsync_version=$(rsync --version)
+rsync_version=${rsync_version%%$'\n'*}
 
 echo "## fts transfer benchmark"
 echo
@@ -366,6 +378,7 @@ echo "- file: ${SIZE_MB} MiB ($SIZE_BYTES bytes) from /dev/urandom, page-cache w
 echo "- runs: $RUNS per cell (median shown; tools interleaved within each run)"
 echo "- fts: $fts_version ($FTS_BIN)"
 echo "- ssh: $ssh_version; rsync: $rsync_version"
+echo "- connection setup without data (median): ssh login + \`true\` $(median "${TIMES[connect:ssh]}") s, \`fts ls\` $(median "${TIMES[connect:fts]}") s"
 echo
 echo "| operation | tool | median s | MB/s | ratio vs fts |"
 echo "|---|---|---:|---:|---:|"

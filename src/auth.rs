@@ -4,7 +4,9 @@
 //! per-address backoff that slows down guessing.
 
 use crate::error::{Error, Result};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,7 +32,8 @@ impl Secret {
     /// (`$argon2id$…`) is taken as the hash itself.
     pub fn new(password: &str) -> Result<Secret> {
         if password.starts_with("$argon2") {
-            PasswordHash::new(password).map_err(|e| Error::usage(format!("invalid argon2 hash: {e}")))?;
+            PasswordHash::new(password)
+                .map_err(|e| Error::usage(format!("invalid argon2 hash: {e}")))?;
             return Ok(Secret {
                 phc: password.to_string(),
             });
@@ -68,7 +71,10 @@ pub fn read_password_file(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::local_io(path, e))?;
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {
-        return Err(Error::usage(format!("{}: password file is empty", path.display())));
+        return Err(Error::usage(format!(
+            "{}: password file is empty",
+            path.display()
+        )));
     }
     Ok(line)
 }

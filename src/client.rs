@@ -174,10 +174,13 @@ impl Client {
             known: known.clone(),
         };
         let (cfg, observed) = crate::tls::client_config(policy, ALPN_FTS)?;
-        let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect((remote.host.as_str(), remote.port)))
-            .await
-            .map_err(|_| Error::connect(format!("could not connect to {server}: timed out")))?
-            .map_err(|e| Error::connect(format!("could not connect to {server}: {e}")))?;
+        let tcp = tokio::time::timeout(
+            opts.timeout,
+            TcpStream::connect((remote.host.as_str(), remote.port)),
+        )
+        .await
+        .map_err(|_| Error::connect(format!("could not connect to {server}: timed out")))?
+        .map_err(|e| Error::connect(format!("could not connect to {server}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let counters = Arc::new(WireCounters::default());
         let tcp = Counted::new(tcp, counters.clone());
@@ -210,7 +213,9 @@ impl Client {
                     std::io::ErrorKind::InvalidData | std::io::ErrorKind::Other => {
                         Error::tls(format!("{server}: TLS handshake failed: {e}"))
                     }
-                    _ => Error::connect(format!("{server}: connection failed during TLS handshake: {e}")),
+                    _ => Error::connect(format!(
+                        "{server}: connection failed during TLS handshake: {e}"
+                    )),
                 });
             }
         };
@@ -285,7 +290,9 @@ impl Client {
                 self.admin = admin;
                 Ok(())
             }
-            Msg::Error { kind, message, .. } => Err(reply_error(kind, format!("{}: {message}", self.server))),
+            Msg::Error { kind, message, .. } => {
+                Err(reply_error(kind, format!("{}: {message}", self.server)))
+            }
             m => Err(Error::protocol(format!("unexpected reply to login: {m:?}"))),
         }
     }
@@ -361,13 +368,19 @@ impl Client {
             .await?
         {
             Msg::Removed { files, dirs } => Ok((files, dirs)),
-            m => Err(Error::protocol(format!("unexpected reply to remove: {m:?}"))),
+            m => Err(Error::protocol(format!(
+                "unexpected reply to remove: {m:?}"
+            ))),
         }
     }
 
     /// Runs an upload batch, pipelined. Returns one outcome per `File` op
     /// (and per failed `Mkdir`/`DirMeta`); only a connection failure is `Err`.
-    pub async fn put_batch(&mut self, ops: Vec<PutOp>, obs: &dyn Observer) -> Result<Vec<FileOutcome>> {
+    pub async fn put_batch(
+        &mut self,
+        ops: Vec<PutOp>,
+        obs: &dyn Observer,
+    ) -> Result<Vec<FileOutcome>> {
         let first_id = self.next_id;
         self.next_id += ops.len() as u64;
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
@@ -400,7 +413,10 @@ impl Client {
                             Ok(x) => x,
                             Err(e) => {
                                 // Nothing sent: the reader records it without a reply.
-                                let _ = tx.send(Pending { err: Some(e), ..Pending::new(None, &remote, true) });
+                                let _ = tx.send(Pending {
+                                    err: Some(e),
+                                    ..Pending::new(None, &remote, true)
+                                });
                                 continue;
                             }
                         };
@@ -414,12 +430,19 @@ impl Client {
                         obs.file_start(&remote, meta.size);
                         match transfer::send_file(w, file, meta.size, &|n| obs.bytes(n)).await {
                             Ok(hash) => {
-                                let _ = tx.send(Pending { bytes: meta.size, ..Pending::new(Some(id), &remote, true) });
+                                let _ = tx.send(Pending {
+                                    bytes: meta.size,
+                                    ..Pending::new(Some(id), &remote, true)
+                                });
                                 w.msg(&Msg::PutEnd { id, hash }).await?;
                             }
                             Err(SendError::Local(e)) => {
                                 let e = e.context(local.display());
-                                let _ = tx.send(Pending { bytes: meta.size, err: Some(e.clone()), ..Pending::new(Some(id), &remote, true) });
+                                let _ = tx.send(Pending {
+                                    bytes: meta.size,
+                                    err: Some(e.clone()),
+                                    ..Pending::new(Some(id), &remote, true)
+                                });
                                 w.msg(&Msg::PutAbort {
                                     id,
                                     reason: e.message,
@@ -455,7 +478,11 @@ impl Client {
                         kind,
                         message,
                     } if rid == id => Err(p.err.unwrap_or_else(|| reply_error(kind, message))),
-                    Msg::Error { id: None, kind, message } => return Err(reply_error(kind, message)),
+                    Msg::Error {
+                        id: None,
+                        kind,
+                        message,
+                    } => return Err(reply_error(kind, message)),
                     m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
                 };
                 if p.is_file {
@@ -478,7 +505,11 @@ impl Client {
     /// Runs a download batch, pipelined: all requests go out while files
     /// stream back. Each file lands in a temp file beside its target and is
     /// renamed only after its hash checks out.
-    pub async fn get_batch(&mut self, ops: Vec<GetOp>, obs: &dyn Observer) -> Result<Vec<FileOutcome>> {
+    pub async fn get_batch(
+        &mut self,
+        ops: Vec<GetOp>,
+        obs: &dyn Observer,
+    ) -> Result<Vec<FileOutcome>> {
         let first_id = self.next_id;
         self.next_id += ops.len() as u64;
         let paths: Vec<String> = ops.iter().map(|o| o.remote.clone()).collect();
@@ -541,7 +572,11 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
     obs.file_start(&op.remote, meta.size);
     let tmp = TempFile::create_beside(&op.local).map_err(|e| Error::local_io(&op.local, e));
     let file = match &tmp {
-        Ok(t) => Some(t.file().try_clone().map_err(|e| Error::local_io(&op.local, e))?),
+        Ok(t) => Some(
+            t.file()
+                .try_clone()
+                .map_err(|e| Error::local_io(&op.local, e))?,
+        ),
         Err(_) => None,
     };
     let received = transfer::receive_file(r, file, meta.size, &|n| obs.bytes(n)).await?;

@@ -25,7 +25,8 @@ pub fn state_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("FTS_STATE_DIR") {
         return Ok(PathBuf::from(d));
     }
-    let p = project().ok_or_else(|| Error::other("cannot determine a state directory (is HOME set?)"))?;
+    let p = project()
+        .ok_or_else(|| Error::other("cannot determine a state directory (is HOME set?)"))?;
     Ok(p.state_dir()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| p.data_local_dir().to_path_buf()))

@@ -222,7 +222,12 @@ mod tests {
 
         let t = TempFile::create_beside(&target).unwrap();
         io::Write::write_all(&mut t.file(), b"x").unwrap();
-        let meta = Meta { size: 1, mtime: 1_000_000, mtime_ns: 5, mode: 0o640 };
+        let meta = Meta {
+            size: 1,
+            mtime: 1_000_000,
+            mtime_ns: 5,
+            mode: 0o640,
+        };
         t.commit(&target, &meta).unwrap();
         let md = std::fs::metadata(&target).unwrap();
         assert_eq!(md.mtime(), 1_000_000);
@@ -245,7 +250,17 @@ mod tests {
         std::fs::write(d.path().join("b/c/x"), b"22").unwrap();
         std::os::unix::fs::symlink("/", d.path().join("b/l")).unwrap();
         let mut seen = vec![];
-        walk(d.path(), "", true, &mut |_, e| { seen.push((e.path, e.kind)); Ok(()) }, &mut |_| {}).unwrap();
+        walk(
+            d.path(),
+            "",
+            true,
+            &mut |_, e| {
+                seen.push((e.path, e.kind));
+                Ok(())
+            },
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(
             seen,
             vec![

@@ -131,20 +131,30 @@ fn local_name(p: &Path) -> Result<String> {
             .map_err(|e| Error::local_io(p, e))?
             .file_name()
             .map(|n| n.to_os_string())
-            .ok_or_else(|| Error::usage(format!("{}: cannot copy the filesystem root", p.display())))?,
+            .ok_or_else(|| {
+                Error::usage(format!("{}: cannot copy the filesystem root", p.display()))
+            })?,
     };
     name.into_string()
         .map_err(|_| Error::usage(format!("{}: file name is not UTF-8", p.display())))
 }
 
 /// `fts put`: uploads local files (and with `recursive`, trees).
-pub async fn put(ctx: &Context, sources: &[PathBuf], dest: &Remote, recursive: bool) -> Result<TransferReport> {
+pub async fn put(
+    ctx: &Context,
+    sources: &[PathBuf],
+    dest: &Remote,
+    recursive: bool,
+) -> Result<TransferReport> {
     let start = Instant::now();
     let mut report = TransferReport::default();
     let mut ok_sources = Vec::new();
     for src in sources {
         match std::fs::metadata(src) {
-            Err(e) => report.errors.push(FileError::new(src.display().to_string(), Error::local_io(src, e))),
+            Err(e) => report.errors.push(FileError::new(
+                src.display().to_string(),
+                Error::local_io(src, e),
+            )),
             Ok(md) if md.is_dir() && !recursive => report.errors.push(FileError::new(
                 src.display().to_string(),
                 Error::usage(format!("{}: is a directory (use -r)", src.display())),
@@ -159,13 +169,19 @@ pub async fn put(ctx: &Context, sources: &[PathBuf], dest: &Remote, recursive: b
     }
     let mut client = ctx.connect(dest).await?;
     if client.info.read_only {
-        return Err(Error::permission(format!("{}: the share is read-only", client.server())));
+        return Err(Error::permission(format!(
+            "{}: the share is read-only",
+            client.server()
+        )));
     }
     let dest_entry = client.stat(&dest.path).await?;
     let dest_is_dir = matches!(&dest_entry, Some(e) if e.kind == EntryKind::Dir);
     if !dest_is_dir {
         if dest.path.ends_with('/') {
-            return Err(Error::not_found(format!("{}: no such directory on the server", dest.path)));
+            return Err(Error::not_found(format!(
+                "{}: no such directory on the server",
+                dest.path
+            )));
         }
         if ok_sources.len() > 1 || !report.errors.is_empty() {
             return Err(Error::usage(format!(
@@ -185,10 +201,15 @@ pub async fn put(ctx: &Context, sources: &[PathBuf], dest: &Remote, recursive: b
         if !md.is_dir() {
             report.files_total += 1;
             report.bytes_total += md.len();
-            ops.push(PutOp::File { local: src, remote: target });
+            ops.push(PutOp::File {
+                local: src,
+                remote: target,
+            });
             continue;
         }
-        ops.push(PutOp::Mkdir { remote: target.clone() });
+        ops.push(PutOp::Mkdir {
+            remote: target.clone(),
+        });
         dir_metas.push((target.clone(), crate::fsutil::meta_of(&md)));
         let obs = ctx.observer.clone();
         crate::fsutil::walk(
@@ -199,15 +220,22 @@ pub async fn put(ctx: &Context, sources: &[PathBuf], dest: &Remote, recursive: b
                 let remote = join_remote(&target, &e.path);
                 match e.kind {
                     EntryKind::Dir => {
-                        ops.push(PutOp::Mkdir { remote: remote.clone() });
+                        ops.push(PutOp::Mkdir {
+                            remote: remote.clone(),
+                        });
                         dir_metas.push((remote, entry_meta(&e)));
                     }
                     EntryKind::File => {
                         report.files_total += 1;
                         report.bytes_total += e.size;
-                        ops.push(PutOp::File { local: path.to_path_buf(), remote });
+                        ops.push(PutOp::File {
+                            local: path.to_path_buf(),
+                            remote,
+                        });
                     }
-                    EntryKind::Symlink => obs.notice(&format!("skipping symlink {}", path.display())),
+                    EntryKind::Symlink => {
+                        obs.notice(&format!("skipping symlink {}", path.display()))
+                    }
                 }
                 Ok(())
             },
@@ -215,8 +243,14 @@ pub async fn put(ctx: &Context, sources: &[PathBuf], dest: &Remote, recursive: b
         )?;
     }
     // Directory times last, deepest first, so adding files does not undo them.
-    ops.extend(dir_metas.into_iter().rev().map(|(remote, meta)| PutOp::DirMeta { remote, meta }));
-    ctx.observer.batch_start(report.files_total, report.bytes_total);
+    ops.extend(
+        dir_metas
+            .into_iter()
+            .rev()
+            .map(|(remote, meta)| PutOp::DirMeta { remote, meta }),
+    );
+    ctx.observer
+        .batch_start(report.files_total, report.bytes_total);
     let outcomes = client.put_batch(ops, &*ctx.observer).await?;
     report.absorb(outcomes);
     report.finish(Some(&client), start);
@@ -234,11 +268,20 @@ fn entry_meta(e: &Entry) -> Meta {
 }
 
 /// `fts get`: downloads remote files (and with `recursive`, trees).
-pub async fn get(ctx: &Context, sources: &[Remote], dest: &Path, recursive: bool) -> Result<TransferReport> {
+pub async fn get(
+    ctx: &Context,
+    sources: &[Remote],
+    dest: &Path,
+    recursive: bool,
+) -> Result<TransferReport> {
     let start = Instant::now();
-    let first = sources.first().ok_or_else(|| Error::usage("nothing to get"))?;
+    let first = sources
+        .first()
+        .ok_or_else(|| Error::usage("nothing to get"))?;
     if sources.iter().any(|s| s.host_port() != first.host_port()) {
-        return Err(Error::usage("all remote sources must be on the same server"));
+        return Err(Error::usage(
+            "all remote sources must be on the same server",
+        ));
     }
     let dest_is_dir = dest.is_dir();
     if sources.len() > 1 && !dest_is_dir {
@@ -258,7 +301,10 @@ pub async fn get(ctx: &Context, sources: &[Remote], dest: &Path, recursive: bool
                 report.files_total += 1;
                 report.errors.push(FileError::new(
                     &src.path,
-                    Error::not_found(format!("{}: no such file or directory on the server", src.path)),
+                    Error::not_found(format!(
+                        "{}: no such file or directory on the server",
+                        src.path
+                    )),
                 ));
                 continue;
             }
@@ -290,46 +336,74 @@ pub async fn get(ctx: &Context, sources: &[Remote], dest: &Path, recursive: bool
                     let rel = if entry.path.is_empty() {
                         e.path.as_str()
                     } else {
-                        match e.path.strip_prefix(&entry.path).and_then(|r| r.strip_prefix('/')) {
+                        match e
+                            .path
+                            .strip_prefix(&entry.path)
+                            .and_then(|r| r.strip_prefix('/'))
+                        {
                             Some(r) => r,
-                            None => return Err(Error::protocol(format!("listing returned foreign path {}", e.path))),
+                            None => {
+                                return Err(Error::protocol(format!(
+                                    "listing returned foreign path {}",
+                                    e.path
+                                )))
+                            }
                         }
                     };
                     // The listing is the peer's word: never let it leave `target`.
-                    let comps = crate::root::components(rel)
-                        .map_err(|_| Error::protocol(format!("server sent unsafe path {:?}", e.path)))?;
+                    let comps = crate::root::components(rel).map_err(|_| {
+                        Error::protocol(format!("server sent unsafe path {:?}", e.path))
+                    })?;
                     if comps.is_empty() {
-                        return Err(Error::protocol(format!("server sent unsafe path {:?}", e.path)));
+                        return Err(Error::protocol(format!(
+                            "server sent unsafe path {:?}",
+                            e.path
+                        )));
                     }
                     let local = comps.iter().fold(target.clone(), |p, c| p.join(c));
                     match e.kind {
                         EntryKind::Dir => {
-                            std::fs::create_dir_all(&local).map_err(|err| Error::local_io(&local, err))?;
+                            std::fs::create_dir_all(&local)
+                                .map_err(|err| Error::local_io(&local, err))?;
                             dir_metas.push((local, entry_meta(&e)));
                         }
                         EntryKind::File => {
                             report.files_total += 1;
                             report.bytes_total += e.size;
-                            ops.push(GetOp { remote: e.path, local });
+                            ops.push(GetOp {
+                                remote: e.path,
+                                local,
+                            });
                         }
-                        EntryKind::Symlink => ctx.observer.notice(&format!("skipping symlink {}", e.path)),
+                        EntryKind::Symlink => {
+                            ctx.observer.notice(&format!("skipping symlink {}", e.path))
+                        }
                     }
                 }
             }
             EntryKind::File => {
                 report.files_total += 1;
                 report.bytes_total += entry.size;
-                ops.push(GetOp { remote: entry.path, local: target });
+                ops.push(GetOp {
+                    remote: entry.path,
+                    local: target,
+                });
             }
-            EntryKind::Symlink => ctx.observer.notice(&format!("skipping symlink {}", entry.path)),
+            EntryKind::Symlink => ctx
+                .observer
+                .notice(&format!("skipping symlink {}", entry.path)),
         }
     }
-    ctx.observer.batch_start(report.files_total, report.bytes_total);
+    ctx.observer
+        .batch_start(report.files_total, report.bytes_total);
     let outcomes = client.get_batch(ops, &*ctx.observer).await?;
     report.absorb(outcomes);
     for (dir, meta) in dir_metas.into_iter().rev() {
         if let Err(e) = crate::fsutil::apply_meta_path(&dir, &meta) {
-            report.errors.push(FileError::new(dir.display().to_string(), Error::local_io(&dir, e)));
+            report.errors.push(FileError::new(
+                dir.display().to_string(),
+                Error::local_io(&dir, e),
+            ));
         }
     }
     report.finish(Some(&client), start);
@@ -340,10 +414,12 @@ pub async fn get(ctx: &Context, sources: &[Remote], dest: &Path, recursive: bool
 /// `fts ls`: the entries at a remote path.
 pub async fn ls(ctx: &Context, remote: &Remote, recursive: bool) -> Result<Vec<Entry>> {
     let mut client = ctx.connect(remote).await?;
-    let entry = client
-        .stat(&remote.path)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("{}: no such file or directory on the server", remote.path)))?;
+    let entry = client.stat(&remote.path).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "{}: no such file or directory on the server",
+            remote.path
+        ))
+    })?;
     let out = if entry.kind == EntryKind::Dir {
         client.list(&remote.path, recursive).await?
     } else {
@@ -365,7 +441,9 @@ impl RemoveReport {
     pub fn status(&self) -> Result<()> {
         match self.errors.as_slice() {
             [] => Ok(()),
-            [only] if self.files_deleted + self.dirs_deleted == 0 => Err(Error::new(only.kind, only.message.clone())),
+            [only] if self.files_deleted + self.dirs_deleted == 0 => {
+                Err(Error::new(only.kind, only.message.clone()))
+            }
             errs => Err(Error::new(
                 ErrorKind::Partial,
                 format!("{} of the paths could not be removed", errs.len()),
@@ -376,7 +454,9 @@ impl RemoveReport {
 
 /// `fts rm`: removes remote paths (admin password required).
 pub async fn rm(ctx: &Context, targets: &[Remote], recursive: bool) -> Result<RemoveReport> {
-    let first = targets.first().ok_or_else(|| Error::usage("nothing to remove"))?;
+    let first = targets
+        .first()
+        .ok_or_else(|| Error::usage("nothing to remove"))?;
     if targets.iter().any(|s| s.host_port() != first.host_port()) {
         return Err(Error::usage("all remote paths must be on the same server"));
     }

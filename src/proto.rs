@@ -405,7 +405,9 @@ mod tests {
     #[tokio::test]
     async fn oversized_length_is_refused_before_allocation() {
         let (mut a, b) = tokio::io::duplex(64);
-        a.write_all(&[KIND_DATA, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        a.write_all(&[KIND_DATA, 0xff, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
         let mut r = FrameReader::new(b, Duration::from_secs(5));
         let e = r.read().await.unwrap_err();
         assert!(e.message.contains("exceeds the limit"), "{e}");
@@ -422,7 +424,12 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(64);
         a.write_all(&[9, 0, 0, 0, 0]).await.unwrap();
         let mut r = FrameReader::new(b, Duration::from_secs(5));
-        assert!(r.read().await.unwrap_err().message.contains("unknown frame"));
+        assert!(r
+            .read()
+            .await
+            .unwrap_err()
+            .message
+            .contains("unknown frame"));
     }
 
     #[tokio::test]

@@ -94,7 +94,11 @@ pub fn parse_remote(s: &str) -> Result<Remote> {
 }
 
 fn check_host(host: &str, whole: &str) -> Result<()> {
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '@')
+    {
         return Err(Error::usage(format!("'{whole}': invalid host '{host}'")));
     }
     Ok(())
@@ -156,19 +160,41 @@ mod tests {
         assert_eq!(parse_location("host:").unwrap(), r("host", p, ""));
         assert_eq!(parse_location("host:a/b").unwrap(), r("host", p, "a/b"));
         assert_eq!(parse_location("[::1]:x").unwrap(), r("::1", p, "x"));
-        assert_eq!(parse_location("fts://h:99/a/b/").unwrap(), r("h", 99, "a/b/"));
+        assert_eq!(
+            parse_location("fts://h:99/a/b/").unwrap(),
+            r("h", 99, "a/b/")
+        );
         assert_eq!(parse_location("fts://h").unwrap(), r("h", p, ""));
         assert_eq!(parse_location("fts://[::1]:5/x").unwrap(), r("::1", 5, "x"));
         assert_eq!(parse_location("fts://[::1]/x").unwrap(), r("::1", p, "x"));
-        assert_eq!(parse_location("./a:b").unwrap(), Location::Local("./a:b".into()));
-        assert_eq!(parse_location("dir/a:b").unwrap(), Location::Local("dir/a:b".into()));
-        assert_eq!(parse_location("plain").unwrap(), Location::Local("plain".into()));
-        assert_eq!(parse_location("/abs").unwrap(), Location::Local("/abs".into()));
+        assert_eq!(
+            parse_location("./a:b").unwrap(),
+            Location::Local("./a:b".into())
+        );
+        assert_eq!(
+            parse_location("dir/a:b").unwrap(),
+            Location::Local("dir/a:b".into())
+        );
+        assert_eq!(
+            parse_location("plain").unwrap(),
+            Location::Local("plain".into())
+        );
+        assert_eq!(
+            parse_location("/abs").unwrap(),
+            Location::Local("/abs".into())
+        );
     }
 
     #[test]
     fn bad_forms() {
-        for s in ["fts://h:0/", "fts://h:x/", "fts://:5/", "[::1", "[::1]x", "fts://[::1"] {
+        for s in [
+            "fts://h:0/",
+            "fts://h:x/",
+            "fts://:5/",
+            "[::1",
+            "[::1]x",
+            "fts://[::1",
+        ] {
             assert!(parse_location(s).is_err(), "{s}");
         }
         assert!(parse_remote("local").is_err());
@@ -176,7 +202,9 @@ mod tests {
 
     #[test]
     fn host_port_brackets_ipv6() {
-        let Location::Remote(x) = parse_location("[::1]:").unwrap() else { panic!() };
+        let Location::Remote(x) = parse_location("[::1]:").unwrap() else {
+            panic!()
+        };
         assert_eq!(x.host_port(), format!("[::1]:{DEFAULT_PORT}"));
     }
 }

@@ -57,7 +57,10 @@ impl Root {
         let canon = std::fs::canonicalize(path).map_err(|e| Error::local_io(path, e))?;
         let md = std::fs::metadata(&canon).map_err(|e| Error::local_io(&canon, e))?;
         if md.is_dir() {
-            Ok(Root { dir: canon, file: None })
+            Ok(Root {
+                dir: canon,
+                file: None,
+            })
         } else if md.is_file() {
             let file = canon.file_name().map(|n| n.to_os_string());
             let dir = canon.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -95,7 +98,9 @@ impl Root {
     }
 
     fn escape(rel: &str) -> Error {
-        Error::permission(format!("path '{rel}' refused: it leads outside the share root"))
+        Error::permission(format!(
+            "path '{rel}' refused: it leads outside the share root"
+        ))
     }
 
     /// Maps a client path to the lexical path below the root, before any
@@ -109,7 +114,9 @@ impl Root {
                 if comps.is_empty() || comps == [name.as_ref()] {
                     Ok(self.dir.join(f))
                 } else {
-                    Err(Error::not_found(format!("'{rel}': no such file on this share")))
+                    Err(Error::not_found(format!(
+                        "'{rel}': no such file on this share"
+                    )))
                 }
             }
             None => Ok(comps.iter().fold(self.dir.clone(), |p, c| p.join(c))),
@@ -146,7 +153,9 @@ impl Root {
         }
         let comps = components(rel)?;
         let Some((name, _)) = comps.split_last() else {
-            return Err(Error::permission("the share root itself cannot be replaced"));
+            return Err(Error::permission(
+                "the share root itself cannot be replaced",
+            ));
         };
         let parent_rel = comps[..comps.len() - 1].join("/");
         let parent = self.resolve_existing(&parent_rel).map_err(|e| {
@@ -157,7 +166,9 @@ impl Root {
             }
         })?;
         if !parent.is_dir() {
-            return Err(Error::not_found(format!("'{parent_rel}' is not a directory")));
+            return Err(Error::not_found(format!(
+                "'{parent_rel}' is not a directory"
+            )));
         }
         let target = parent.join(name);
         if let Ok(md) = std::fs::symlink_metadata(&target) {
@@ -188,8 +199,14 @@ mod tests {
         assert_eq!(components("a//b/./c/").unwrap(), vec!["a", "b", "c"]);
         assert!(components("").unwrap().is_empty());
         assert_eq!(components("../x").unwrap_err().kind, ErrorKind::Permission);
-        assert_eq!(components("a/../../x").unwrap_err().kind, ErrorKind::Permission);
-        assert_eq!(components("/etc/passwd").unwrap_err().kind, ErrorKind::Permission);
+        assert_eq!(
+            components("a/../../x").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            components("/etc/passwd").unwrap_err().kind,
+            ErrorKind::Permission
+        );
         assert_eq!(components("a\0b").unwrap_err().kind, ErrorKind::Permission);
     }
 
@@ -209,12 +226,28 @@ mod tests {
         assert!(root.resolve_existing("f").is_ok());
         assert!(root.resolve_existing("inlink").is_ok());
         for bad in ["out", "out/secret", "sec", "dangling"] {
-            assert_eq!(root.resolve_existing(bad).unwrap_err().kind, ErrorKind::Permission, "{bad}");
+            assert_eq!(
+                root.resolve_existing(bad).unwrap_err().kind,
+                ErrorKind::Permission,
+                "{bad}"
+            );
         }
-        assert_eq!(root.resolve_for_write("out/new").unwrap_err().kind, ErrorKind::Permission);
-        assert_eq!(root.resolve_for_write("sec").unwrap_err().kind, ErrorKind::Permission);
-        assert_eq!(root.resolve_for_write("").unwrap_err().kind, ErrorKind::Permission);
-        assert_eq!(root.resolve_for_write("nodir/x").unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            root.resolve_for_write("out/new").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            root.resolve_for_write("sec").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            root.resolve_for_write("").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            root.resolve_for_write("nodir/x").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
         assert!(root.resolve_for_write("new").is_ok());
     }
 
@@ -227,7 +260,10 @@ mod tests {
         assert!(root.is_file());
         assert!(root.resolve_existing("").is_ok());
         assert!(root.resolve_existing("only.txt").is_ok());
-        assert_eq!(root.resolve_existing("other").unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            root.resolve_existing("other").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
         assert_eq!(root.display_rel("").unwrap(), "only.txt");
     }
 }

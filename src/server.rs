@@ -200,11 +200,8 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let addr = peer.to_string();
-    let tls = match tokio::time::timeout(
-        shared.opts.handshake_timeout,
-        shared.acceptor.accept(tcp),
-    )
-    .await
+    let tls = match tokio::time::timeout(shared.opts.handshake_timeout, shared.acceptor.accept(tcp))
+        .await
     {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
@@ -485,7 +482,8 @@ impl Session {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let md = std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+        let md =
+            std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
         Ok(Some(fsutil::entry_of(self.root().display_rel(rel)?, &md)))
     }
 
@@ -497,16 +495,23 @@ impl Session {
     ) -> Result<()> {
         let listing = (|| -> Result<Vec<Entry>> {
             let p = self.root().resolve_existing(rel)?;
-            let md = std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            let md =
+                std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
             let rel_n = self.root().display_rel(rel)?;
             if !md.is_dir() {
                 return Ok(vec![fsutil::entry_of(rel_n, &md)]);
             }
             let mut out = Vec::new();
-            fsutil::walk(&p, &rel_n, recursive, &mut |_, e| {
-                out.push(e);
-                Ok(())
-            }, &mut |_| {})?;
+            fsutil::walk(
+                &p,
+                &rel_n,
+                recursive,
+                &mut |_, e| {
+                    out.push(e);
+                    Ok(())
+                },
+                &mut |_| {},
+            )?;
             Ok(out)
         })();
         let entries = match listing {
@@ -542,7 +547,9 @@ impl Session {
                 if self.root().resolve_existing(rel)?.is_dir() {
                     Ok(())
                 } else {
-                    Err(Error::other(format!("'{rel}' exists and is not a directory")))
+                    Err(Error::other(format!(
+                        "'{rel}' exists and is not a directory"
+                    )))
                 }
             }
             Err(e) => Err(Error::local_io(std::path::Path::new(rel), e)),
@@ -568,7 +575,9 @@ impl Session {
             self.writable()?;
             let target = self.root().resolve_for_write(rel)?;
             if target.is_dir() {
-                return Err(Error::other(format!("'{rel}' is a directory on the server")));
+                return Err(Error::other(format!(
+                    "'{rel}' is a directory on the server"
+                )));
             }
             let tmp = TempFile::create_beside(&target)
                 .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
@@ -639,8 +648,11 @@ impl Session {
     ) -> Result<()> {
         let opened = (|| -> Result<(std::fs::File, crate::proto::Meta)> {
             let p = self.root().resolve_existing(rel)?;
-            let f = std::fs::File::open(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
-            let md = f.metadata().map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            let f = std::fs::File::open(&p)
+                .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            let md = f
+                .metadata()
+                .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
             if md.is_dir() {
                 return Err(Error::other(format!("'{rel}' is a directory")));
             }
@@ -664,7 +676,10 @@ impl Session {
                 });
                 Ok(())
             }
-            Err(SendError::Local(e)) => w.msg(&Msg::error(Some(id), &e.context(format!("'{rel}'")))).await,
+            Err(SendError::Local(e)) => {
+                w.msg(&Msg::error(Some(id), &e.context(format!("'{rel}'"))))
+                    .await
+            }
             Err(SendError::Net(e)) => Err(e),
         }
     }
@@ -691,20 +706,36 @@ impl Session {
                 return Err(Error::usage(format!("'{rel}' is a directory (use -r)")));
             }
             let (mut files, mut dirs, mut odd) = (0u64, 1u64, 0u64);
-            fsutil::walk(&target, "", true, &mut |_, e| {
-                match e.kind {
-                    EntryKind::Dir => dirs += 1,
-                    _ => files += 1,
-                }
-                Ok(())
-            }, &mut |_| odd += 1)?;
+            fsutil::walk(
+                &target,
+                "",
+                true,
+                &mut |_, e| {
+                    match e.kind {
+                        EntryKind::Dir => dirs += 1,
+                        _ => files += 1,
+                    }
+                    Ok(())
+                },
+                &mut |_| odd += 1,
+            )?;
             files += odd;
             std::fs::remove_dir_all(&target).map_err(|e| Error::local_io(relp, e))?;
-            self.log(LogEvent::Delete { client: self.id, path: rel.into(), files, dirs });
+            self.log(LogEvent::Delete {
+                client: self.id,
+                path: rel.into(),
+                files,
+                dirs,
+            });
             Ok((files, dirs))
         } else {
             std::fs::remove_file(&target).map_err(|e| Error::local_io(relp, e))?;
-            self.log(LogEvent::Delete { client: self.id, path: rel.into(), files: 1, dirs: 0 });
+            self.log(LogEvent::Delete {
+                client: self.id,
+                path: rel.into(),
+                files: 1,
+                dirs: 0,
+            });
             Ok((1, 0))
         }
     }

@@ -170,11 +170,12 @@ impl ServerCertVerifier for PinVerifier {
                 return Ok(ServerCertVerified::assertion());
             }
             obs.mismatch = Some((pin.clone(), fp));
-            return Err(rustls::Error::General("certificate fingerprint mismatch".into()));
+            return Err(rustls::Error::General(
+                "certificate fingerprint mismatch".into(),
+            ));
         }
         if let Some(w) = &self.webpki {
-            if w
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            if w.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
                 .is_ok()
             {
                 obs.ca_valid = true;
@@ -184,7 +185,9 @@ impl ServerCertVerifier for PinVerifier {
         match &self.policy.known {
             Some(pin) if !ct_eq(pin, &fp) => {
                 obs.mismatch = Some((pin.clone(), fp));
-                Err(rustls::Error::General("certificate fingerprint mismatch".into()))
+                Err(rustls::Error::General(
+                    "certificate fingerprint mismatch".into(),
+                ))
             }
             // Matches known_hosts, or first use: the caller records it.
             _ => Ok(ServerCertVerified::assertion()),
@@ -236,10 +239,12 @@ pub fn client_config(
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let webpki =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .ok();
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .ok();
     let observed = Arc::new(Mutex::new(Observed::default()));
     let verifier = PinVerifier {
         policy,
@@ -262,7 +267,8 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(ServerName::IpAddress(ip.into()));
     }
-    ServerName::try_from(host.to_string()).map_err(|_| Error::usage(format!("invalid host name '{host}'")))
+    ServerName::try_from(host.to_string())
+        .map_err(|_| Error::usage(format!("invalid host name '{host}'")))
 }
 
 #[cfg(test)]
@@ -275,7 +281,10 @@ mod tests {
         assert!(fp.starts_with("SHA256:"));
         assert_eq!(fp.len(), 7 + 43);
         assert_eq!(normalize_fingerprint(&fp).unwrap(), fp);
-        assert_eq!(normalize_fingerprint(&format!("{}=", &fp[7..])).unwrap(), fp);
+        assert_eq!(
+            normalize_fingerprint(&format!("{}=", &fp[7..])).unwrap(),
+            fp
+        );
         assert!(normalize_fingerprint("SHA256:abc").is_err());
     }
 

@@ -54,7 +54,9 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        let _ = tx.blocking_send(ReadItem::Failed(Error::other(format!("read error: {e}"))));
+                        let _ = tx.blocking_send(ReadItem::Failed(Error::other(format!(
+                            "read error: {e}"
+                        ))));
                         return;
                     }
                 }
@@ -198,7 +200,9 @@ mod tests {
     async fn send_and_receive_roundtrip() {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
-        let data: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..(CHUNK * 3 + 17))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         std::fs::write(&src, &data).unwrap();
         let (a, b) = tokio::io::duplex(1 << 16);
         let mut w = FrameWriter::new(a, Duration::from_secs(5));

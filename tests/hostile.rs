@@ -30,7 +30,14 @@ fn paths_that_leave_the_root_are_refused() {
     let src = s.local("payload");
     std::fs::write(&src, b"evil").unwrap();
     let d = dl.to_str().unwrap();
-    for remote in ["../outside/secret", "a/../../outside/secret", "/etc/passwd", "escape/secret", "secretlink", "escape"] {
+    for remote in [
+        "../outside/secret",
+        "a/../../outside/secret",
+        "/etc/passwd",
+        "escape/secret",
+        "secretlink",
+        "escape",
+    ] {
         let url = s.url(remote);
         let out = s.run(&["--json", "get", "-r", &url, d]);
         out.code(5);
@@ -38,13 +45,21 @@ fn paths_that_leave_the_root_are_refused() {
         s.run(&["ls", &url]).code(5);
         s.run(&["put", src.to_str().unwrap(), &url]).code(5);
     }
-    s.run(&["put", src.to_str().unwrap(), &s.url("escape/new")]).code(5);
-    s.run(&["put", src.to_str().unwrap(), &s.url("../new")]).code(5);
+    s.run(&["put", src.to_str().unwrap(), &s.url("escape/new")])
+        .code(5);
+    s.run(&["put", src.to_str().unwrap(), &s.url("../new")])
+        .code(5);
     // Nothing was read out or written outside.
     assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0);
-    let names: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["secret"]);
-    assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"top secret");
+    assert_eq!(
+        std::fs::read(outside.join("secret")).unwrap(),
+        b"top secret"
+    );
     assert!(!s.tmp.path().join("new").exists());
     // A recursive get of the root skips the links instead of following them.
     let all = s.local("all");
@@ -59,19 +74,33 @@ fn paths_that_leave_the_root_are_refused() {
 #[test]
 fn missing_files_are_exit_3() {
     let s = Setup::new(&[]);
-    let out = s.run(&["--json", "put", s.local("no-such-file").to_str().unwrap(), &s.url("")]);
+    let out = s.run(&[
+        "--json",
+        "put",
+        s.local("no-such-file").to_str().unwrap(),
+        &s.url(""),
+    ]);
     out.code(3);
     assert_eq!(out.err_json()["error"]["kind"], "not_found");
-    s.run(&["get", &s.url("nothing"), s.local("x").to_str().unwrap()]).code(3);
+    s.run(&["get", &s.url("nothing"), s.local("x").to_str().unwrap()])
+        .code(3);
     assert!(!s.local("x").exists());
     s.run(&["ls", &s.url("nothing")]).code(3);
     // Into a directory that does not exist on the server.
     std::fs::write(s.local("f"), b"f").unwrap();
-    s.run(&["put", s.local("f").to_str().unwrap(), &s.url("nodir/")]).code(3);
-    s.run(&["put", s.local("f").to_str().unwrap(), &s.url("nodir/f")]).code(3);
+    s.run(&["put", s.local("f").to_str().unwrap(), &s.url("nodir/")])
+        .code(3);
+    s.run(&["put", s.local("f").to_str().unwrap(), &s.url("nodir/f")])
+        .code(3);
     // One of two sources missing: partial, the other lands.
     std::fs::write(s.local("g"), b"g").unwrap();
-    let out = s.run(&["--json", "put", s.local("g").to_str().unwrap(), s.local("gone").to_str().unwrap(), &s.url("")]);
+    let out = s.run(&[
+        "--json",
+        "put",
+        s.local("g").to_str().unwrap(),
+        s.local("gone").to_str().unwrap(),
+        &s.url(""),
+    ]);
     out.code(9);
     assert_eq!(out.json()["files_transferred"], 1);
     assert_eq!(std::fs::read(s.root().join("g")).unwrap(), b"g");
@@ -104,12 +133,18 @@ fn garbage_bytes_are_dropped_and_others_still_served() {
     let s = Setup::new(&[]);
     std::fs::write(s.root().join("f"), b"x").unwrap();
     let mut sock = std::net::TcpStream::connect(&s.server.addr).unwrap();
-    sock.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff\xfe garbage \x16\x03\x01\xff\xff").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff\xfe garbage \x16\x03\x01\xff\xff")
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = Vec::new();
     let _ = sock.read_to_end(&mut buf); // the server closes on us
     s.server.wait_event("rejected", |v| {
-        v["event"] == "rejected" && v["reason"].as_str().unwrap_or("").contains("TLS handshake failed")
+        v["event"] == "rejected"
+            && v["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("TLS handshake failed")
     });
     s.run(&["ls", &s.url("")]).ok();
 }
@@ -125,7 +160,9 @@ async fn raw_tls(s: &Setup) -> Tls {
         ALPN_FTS,
     )
     .unwrap();
-    let tcp = tokio::net::TcpStream::connect(&s.server.addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(&s.server.addr)
+        .await
+        .unwrap();
     tokio_rustls::TlsConnector::from(cfg)
         .connect(fts::tls::server_name("127.0.0.1").unwrap(), tcp)
         .await
@@ -142,7 +179,12 @@ fn oversized_length_prefix_drops_only_that_connection() {
         let (gr, gw) = tokio::io::split(&mut good);
         let mut gw = FrameWriter::new(gw, Duration::from_secs(5));
         let mut gr = FrameReader::new(gr, Duration::from_secs(5));
-        gw.msg(&Msg::Hello { version: PROTOCOL_VERSION, client: "good".into() }).await.unwrap();
+        gw.msg(&Msg::Hello {
+            version: PROTOCOL_VERSION,
+            client: "good".into(),
+        })
+        .await
+        .unwrap();
         gw.flush().await.unwrap();
         assert!(matches!(gr.read_msg().await.unwrap(), Msg::Welcome { .. }));
 
@@ -150,14 +192,24 @@ fn oversized_length_prefix_drops_only_that_connection() {
         bad.write_all(&[2, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
         bad.flush().await.unwrap();
         let mut r = FrameReader::new(bad, Duration::from_secs(10));
-        assert!(r.read_opt().await.map(|o| o.is_none()).unwrap_or(true), "server kept talking");
+        assert!(
+            r.read_opt().await.map(|o| o.is_none()).unwrap_or(true),
+            "server kept talking"
+        );
 
         gw.msg(&Msg::Stat { path: "".into() }).await.unwrap();
         gw.flush().await.unwrap();
-        assert!(matches!(gr.read_msg().await.unwrap(), Msg::StatReply { entry: Some(_) }));
+        assert!(matches!(
+            gr.read_msg().await.unwrap(),
+            Msg::StatReply { entry: Some(_) }
+        ));
     });
     s.server.wait_event("disconnect with error", |v| {
-        v["event"] == "disconnect" && v["error"].as_str().unwrap_or("").contains("exceeds the limit")
+        v["event"] == "disconnect"
+            && v["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("exceeds the limit")
     });
     s.run(&["ls", &s.url("")]).ok();
 
@@ -167,10 +219,17 @@ fn oversized_length_prefix_drops_only_that_connection() {
         let (r, w) = tokio::io::split(tls);
         let mut w = FrameWriter::new(w, Duration::from_secs(5));
         let mut r = FrameReader::new(r, Duration::from_secs(5));
-        w.msg(&Msg::Hello { version: 999, client: "future".into() }).await.unwrap();
+        w.msg(&Msg::Hello {
+            version: 999,
+            client: "future".into(),
+        })
+        .await
+        .unwrap();
         w.flush().await.unwrap();
         match r.read_msg().await.unwrap() {
-            Msg::Error { message, .. } => assert!(message.contains("protocol version"), "{message}"),
+            Msg::Error { message, .. } => {
+                assert!(message.contains("protocol version"), "{message}")
+            }
             m => panic!("{m:?}"),
         }
     });
@@ -186,20 +245,49 @@ fn forged_hash_is_an_integrity_error_and_target_untouched() {
         let (r, w) = tokio::io::split(tls);
         let mut w = FrameWriter::new(w, Duration::from_secs(5));
         let mut r = FrameReader::new(r, Duration::from_secs(5));
-        w.msg(&Msg::Hello { version: PROTOCOL_VERSION, client: "forger".into() }).await.unwrap();
+        w.msg(&Msg::Hello {
+            version: PROTOCOL_VERSION,
+            client: "forger".into(),
+        })
+        .await
+        .unwrap();
         w.flush().await.unwrap();
         r.read_msg().await.unwrap();
-        let meta = Meta { size: 8, mtime: 0, mtime_ns: 0, mode: 0o644 };
-        w.msg(&Msg::Put { id: 1, path: "target".into(), meta }).await.unwrap();
+        let meta = Meta {
+            size: 8,
+            mtime: 0,
+            mtime_ns: 0,
+            mode: 0o644,
+        };
+        w.msg(&Msg::Put {
+            id: 1,
+            path: "target".into(),
+            meta,
+        })
+        .await
+        .unwrap();
         w.data(b"tampered").await.unwrap();
-        w.msg(&Msg::PutEnd { id: 1, hash: blake3::hash(b"something else").to_hex().to_string() }).await.unwrap();
+        w.msg(&Msg::PutEnd {
+            id: 1,
+            hash: blake3::hash(b"something else").to_hex().to_string(),
+        })
+        .await
+        .unwrap();
         w.flush().await.unwrap();
         match r.read_msg().await.unwrap() {
-            Msg::Error { id: Some(1), kind, .. } => assert_eq!(kind, fts::ErrorKind::Integrity),
+            Msg::Error {
+                id: Some(1), kind, ..
+            } => assert_eq!(kind, fts::ErrorKind::Integrity),
             m => panic!("{m:?}"),
         }
         // More data than announced is a protocol violation.
-        w.msg(&Msg::Put { id: 2, path: "target".into(), meta: Meta { size: 2, ..meta } }).await.unwrap();
+        w.msg(&Msg::Put {
+            id: 2,
+            path: "target".into(),
+            meta: Meta { size: 2, ..meta },
+        })
+        .await
+        .unwrap();
         w.data(b"too long").await.unwrap();
         w.flush().await.unwrap();
         assert!(r.read_opt().await.map(|o| o.is_none()).unwrap_or(true));
@@ -219,6 +307,8 @@ fn ipv6_loopback_works() {
     std::fs::write(tmp.path().join("six"), b"6").unwrap();
     let server = Server::start_on(tmp.path(), &tmp.path().join(".home"), "[::1]:0", &[]);
     let c = Client::new();
-    let v = c.run(&["--json", "ls", &format!("fts://[::1]:{}/six", server.port)]).json();
+    let v = c
+        .run(&["--json", "ls", &format!("fts://[::1]:{}/six", server.port)])
+        .json();
     assert_eq!(v[0]["path"], "six");
 }

@@ -18,7 +18,11 @@ fn roundtrip(s: &Setup, name: &str, size: usize) {
     assert!(j["wire_bytes_sent"].as_u64().unwrap() >= size as u64);
     let remote = s.root().join(name);
     assert_eq!(hash(&remote), hash(&src), "{name}: uploaded bytes differ");
-    assert_eq!(mtime(&remote), mtime(&src), "{name}: mtime not preserved on upload");
+    assert_eq!(
+        mtime(&remote),
+        mtime(&src),
+        "{name}: mtime not preserved on upload"
+    );
     assert_eq!(mode(&remote), 0o640);
 
     let back = s.local(&format!("down/{name}"));
@@ -26,7 +30,11 @@ fn roundtrip(s: &Setup, name: &str, size: usize) {
     out.ok();
     assert_eq!(out.json()["files_transferred"], 1);
     assert_eq!(hash(&back), hash(&src), "{name}: downloaded bytes differ");
-    assert_eq!(mtime(&back), mtime(&src), "{name}: mtime not preserved on download");
+    assert_eq!(
+        mtime(&back),
+        mtime(&src),
+        "{name}: mtime not preserved on download"
+    );
     assert_eq!(mode(&back), 0o640);
 }
 
@@ -43,7 +51,10 @@ fn hundred_mib_file_with_bounded_server_memory() {
     let s = Setup::new(&[]);
     roundtrip(&s, "big.bin", 100 << 20);
     let peak = s.server.peak_rss_kib();
-    assert!(peak < 64 * 1024, "server peak RSS {peak} KiB is not under 64 MiB");
+    assert!(
+        peak < 64 * 1024,
+        "server peak RSS {peak} KiB is not under 64 MiB"
+    );
     assert_no_temp_files(s.root());
 }
 
@@ -56,7 +67,10 @@ fn directory_tree_recursive() {
     random_file(&src.join("sub/deeper/c"), 300_000, 3);
     random_file(&src.join("sub/deeper/empty"), 0, 4);
     std::fs::create_dir_all(src.join("emptydir")).unwrap();
-    for (i, f) in ["a.txt", "sub/b.bin", "sub/deeper/c", "sub/deeper/empty"].iter().enumerate() {
+    for (i, f) in ["a.txt", "sub/b.bin", "sub/deeper/c", "sub/deeper/empty"]
+        .iter()
+        .enumerate()
+    {
         set_mtime(&src.join(f), 1_500_000_000 + i as i64);
     }
     set_mtime(&src.join("sub/deeper"), 1_400_000_000);
@@ -69,12 +83,20 @@ fn directory_tree_recursive() {
     assert_eq!(out.json()["files_transferred"], 4);
     assert_eq!(tree(&s.root().join("proj")), tree(&src));
     for f in ["a.txt", "sub/b.bin", "sub/deeper/c", "sub/deeper/empty"] {
-        assert_eq!(mtime(&s.root().join("proj").join(f)), mtime(&src.join(f)), "{f}");
+        assert_eq!(
+            mtime(&s.root().join("proj").join(f)),
+            mtime(&src.join(f)),
+            "{f}"
+        );
     }
-    assert_eq!(mtime(&s.root().join("proj/sub/deeper")), mtime(&src.join("sub/deeper")));
+    assert_eq!(
+        mtime(&s.root().join("proj/sub/deeper")),
+        mtime(&src.join("sub/deeper"))
+    );
 
     // Into a new name: the target becomes the copy (scp rule).
-    s.run(&["put", "-r", src.to_str().unwrap(), &s.url("copy")]).ok();
+    s.run(&["put", "-r", src.to_str().unwrap(), &s.url("copy")])
+        .ok();
     assert_eq!(tree(&s.root().join("copy")), tree(&src));
 
     // Back down, into an existing directory.
@@ -87,11 +109,15 @@ fn directory_tree_recursive() {
     for f in ["a.txt", "sub/b.bin", "sub/deeper/c"] {
         assert_eq!(mtime(&dl.join("proj").join(f)), mtime(&src.join(f)), "{f}");
     }
-    assert_eq!(mtime(&dl.join("proj/sub/deeper")), mtime(&src.join("sub/deeper")));
+    assert_eq!(
+        mtime(&dl.join("proj/sub/deeper")),
+        mtime(&src.join("sub/deeper"))
+    );
 
     // The whole share into a new directory.
     let all = s.local("all");
-    s.run(&["get", "-r", &s.url(""), all.to_str().unwrap()]).ok();
+    s.run(&["get", "-r", &s.url(""), all.to_str().unwrap()])
+        .ok();
     assert_eq!(tree(&all), tree(s.root()));
     assert_no_temp_files(s.root());
 }
@@ -115,7 +141,12 @@ fn ls_json_lists_exactly_what_is_there() {
     assert_eq!(arr[1]["mtime"], "2023-11-14T22:13:20Z");
 
     let v = s.run(&["--json", "ls", "-r", &s.url("")]).json();
-    let paths: Vec<_> = v.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
+    let paths: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(paths, ["d", "x.bin", "d/y"]);
 
     let v = s.run(&["--json", "ls", &s.url("d")]).json();
@@ -124,7 +155,11 @@ fn ls_json_lists_exactly_what_is_there() {
 
     let human = s.run(&["ls", "-l", &s.url("")]);
     human.ok();
-    assert!(human.stdout.contains("-rw-") && human.stdout.contains("x.bin"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("-rw-") && human.stdout.contains("x.bin"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[test]
@@ -139,7 +174,11 @@ fn twenty_concurrent_uploads() {
         children.push((f, c.spawn().unwrap()));
     }
     for (f, mut ch) in children {
-        assert!(ch.wait().unwrap().success(), "upload of {} failed", f.display());
+        assert!(
+            ch.wait().unwrap().success(),
+            "upload of {} failed",
+            f.display()
+        );
         let name = f.file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(hash(&s.root().join(&name)), hash(&f), "{name}");
     }
@@ -162,7 +201,8 @@ fn single_file_share() {
     std::fs::create_dir(&dl).unwrap();
     c.run(&["get", &server.url(""), dl.to_str().unwrap()]).ok();
     assert_eq!(hash(&dl.join("only.iso")), hash(&file));
-    c.run(&["get", &server.url("neighbour"), dl.to_str().unwrap()]).code(3);
+    c.run(&["get", &server.url("neighbour"), dl.to_str().unwrap()])
+        .code(3);
     assert!(!dl.join("neighbour").exists());
 }
 
@@ -186,7 +226,10 @@ fn sigterm_mid_upload_leaves_no_partial_file() {
         assert_eq!(hash(&target), hash(&src));
     } else {
         assert_eq!(code, Some(6), "client should report a lost connection");
-        assert!(!target.exists(), "a partial upload appeared under the real name");
+        assert!(
+            !target.exists(),
+            "a partial upload appeared under the real name"
+        );
     }
     assert_no_temp_files(&server.root);
 }

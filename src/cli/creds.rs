@@ -34,7 +34,12 @@ pub fn from_flag_or_env(file: Option<&PathBuf>, var: &str) -> Result<Option<Stri
 impl Credentials for CliCredentials {
     fn password(&self, kind: PasswordKind, server: &str) -> Result<String> {
         let (file, var, flag, label) = match kind {
-            PasswordKind::Access => (&self.password_file, "FTS_PASSWORD", "--password-file", "Password"),
+            PasswordKind::Access => (
+                &self.password_file,
+                "FTS_PASSWORD",
+                "--password-file",
+                "Password",
+            ),
             PasswordKind::Admin => (
                 &self.admin_password_file,
                 "FTS_ADMIN_PASSWORD",

@@ -36,7 +36,11 @@ pub fn run(a: DocsArgs) -> Result<()> {
         let page = sub.clone().name(name.clone()).display_name(name.clone());
         write(&a.out.join(format!("man/{name}.1")), &man(page)?)?;
     }
-    for (shell, file) in [(Shell::Bash, "fts.bash"), (Shell::Zsh, "_fts"), (Shell::Fish, "fts.fish")] {
+    for (shell, file) in [
+        (Shell::Bash, "fts.bash"),
+        (Shell::Zsh, "_fts"),
+        (Shell::Fish, "fts.fish"),
+    ] {
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut cmd.clone(), "fts", &mut buf);
         write(&a.out.join("completions").join(file), &buf)?;

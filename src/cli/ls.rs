@@ -69,10 +69,20 @@ pub async fn run(g: &Global, out: &Output, a: LsArgs) -> Result<()> {
         return Ok(());
     }
     for e in entries {
-        let name = if e.kind == EntryKind::Dir { format!("{}/", e.path) } else { e.path.clone() };
+        let name = if e.kind == EntryKind::Dir {
+            format!("{}/", e.path)
+        } else {
+            e.path.clone()
+        };
         if a.long {
             let t = rfc3339(e.mtime);
-            out.line(&format!("{} {:>12} {} {}", mode_string(e.kind, e.mode), e.size, t, name));
+            out.line(&format!(
+                "{} {:>12} {} {}",
+                mode_string(e.kind, e.mode),
+                e.size,
+                t,
+                name
+            ));
         } else {
             out.line(&name);
         }
@@ -84,7 +94,13 @@ pub async fn run(g: &Global, out: &Output, a: LsArgs) -> Result<()> {
 mod tests {
     #[test]
     fn mode_strings() {
-        assert_eq!(super::mode_string(super::EntryKind::Dir, 0o755), "drwxr-xr-x");
-        assert_eq!(super::mode_string(super::EntryKind::File, 0o640), "-rw-r-----");
+        assert_eq!(
+            super::mode_string(super::EntryKind::Dir, 0o755),
+            "drwxr-xr-x"
+        );
+        assert_eq!(
+            super::mode_string(super::EntryKind::File, 0o640),
+            "-rw-r-----"
+        );
     }
 }

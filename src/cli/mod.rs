@@ -94,7 +94,10 @@ pub fn main() -> i32 {
         }
     };
     let out = output::Output::new(&cli.global);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return out.error(&Error::other(format!("cannot start runtime: {e}"))),
     };

@@ -142,7 +142,9 @@ impl Observer for Bars {
 
     fn batch_start(&self, files: u64, bytes: u64) {
         if self.enabled && files > 1 {
-            let pb = self.mp.add(ProgressBar::new(bytes).with_style(Self::style()));
+            let pb = self
+                .mp
+                .add(ProgressBar::new(bytes).with_style(Self::style()));
             pb.set_message(format!("total ({files} files)"));
             *self.total.lock().unwrap_or_else(|p| p.into_inner()) = Some(pb);
         }
@@ -152,9 +154,16 @@ impl Observer for Bars {
         if !self.enabled {
             return;
         }
-        let pb = self.mp.add(ProgressBar::new(size).with_style(Self::style()));
+        let pb = self
+            .mp
+            .add(ProgressBar::new(size).with_style(Self::style()));
         pb.set_message(path.to_string());
-        if let Some(old) = self.file.lock().unwrap_or_else(|p| p.into_inner()).replace(pb) {
+        if let Some(old) = self
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(pb)
+        {
             old.finish_and_clear();
         }
     }

@@ -24,7 +24,10 @@ pub struct PutArgs {
 }
 
 pub async fn run(g: &Global, out: &Output, a: PutArgs) -> Result<()> {
-    let (dest, sources) = a.paths.split_last().ok_or_else(|| Error::usage("missing arguments"))?;
+    let (dest, sources) = a
+        .paths
+        .split_last()
+        .ok_or_else(|| Error::usage("missing arguments"))?;
     let dest = match parse_location(dest)? {
         Location::Remote(r) => r,
         Location::Local(_) => {

@@ -60,19 +60,45 @@ fn human(e: &LogEvent) -> String {
     match e {
         LogEvent::Listening { .. } => String::new(),
         LogEvent::Connect { client, addr } => format!("connect #{client} from {addr}"),
-        LogEvent::Disconnect { client, addr, error: None } => format!("disconnect #{client} ({addr})"),
-        LogEvent::Disconnect { client, addr, error: Some(err) } => {
+        LogEvent::Disconnect {
+            client,
+            addr,
+            error: None,
+        } => format!("disconnect #{client} ({addr})"),
+        LogEvent::Disconnect {
+            client,
+            addr,
+            error: Some(err),
+        } => {
             format!("disconnect #{client} ({addr}): {err}")
         }
         LogEvent::Rejected { addr, reason } => format!("rejected {addr}: {reason}"),
-        LogEvent::Auth { client, addr, admin, ok } => format!(
+        LogEvent::Auth {
+            client,
+            addr,
+            admin,
+            ok,
+        } => format!(
             "auth #{client} ({addr}) {}: {}",
             if *admin { "admin" } else { "access" },
             if *ok { "ok" } else { "FAILED" }
         ),
-        LogEvent::Upload { client, path, bytes } => format!("upload #{client} {path} ({bytes} bytes)"),
-        LogEvent::Download { client, path, bytes } => format!("download #{client} {path} ({bytes} bytes)"),
-        LogEvent::Delete { client, path, files, dirs } => {
+        LogEvent::Upload {
+            client,
+            path,
+            bytes,
+        } => format!("upload #{client} {path} ({bytes} bytes)"),
+        LogEvent::Download {
+            client,
+            path,
+            bytes,
+        } => format!("download #{client} {path} ({bytes} bytes)"),
+        LogEvent::Delete {
+            client,
+            path,
+            files,
+            dirs,
+        } => {
             format!("delete #{client} {path} ({files} files, {dirs} dirs)")
         }
         LogEvent::Shutdown { sessions } => format!("shutting down ({sessions} sessions open)"),
@@ -135,8 +161,16 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                     so,
                     "fts {} serving {root} on {addr} ({}, {})\nfingerprint {fingerprint}",
                     env!("CARGO_PKG_VERSION"),
-                    if *read_only { "read-only" } else { "read-write" },
-                    if *password_required { "password required" } else { "no password: open to anyone who can connect" },
+                    if *read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    },
+                    if *password_required {
+                        "password required"
+                    } else {
+                        "no password: open to anyone who can connect"
+                    },
                 );
                 let _ = so.flush();
             }
@@ -145,7 +179,8 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
         }
     });
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async {

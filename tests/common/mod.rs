@@ -33,21 +33,34 @@ pub struct Out {
 
 impl Out {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
     pub fn err_json(&self) -> Value {
         let line = self.stderr.lines().last().unwrap_or("");
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {:?}", self.stderr))
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {:?}", self.stderr))
     }
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
     #[track_caller]
     pub fn code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -68,7 +81,9 @@ pub struct Client {
 
 impl Client {
     pub fn new() -> Client {
-        Client { home: tempfile::tempdir().unwrap() }
+        Client {
+            home: tempfile::tempdir().unwrap(),
+        }
     }
     pub fn cmd(&self) -> Command {
         fts_cmd(self.home.path())
@@ -118,7 +133,12 @@ impl Server {
         stdout.read_line(&mut first).unwrap();
         if first.is_empty() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("server did not start: {err}");
         }
         let v: Value = serde_json::from_str(&first).expect("listening line is JSON");
@@ -174,7 +194,11 @@ impl Server {
             if let Some(v) = self.events().into_iter().find(|v| pred(v)) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "no '{what}' event; log: {:#?}", self.events());
+            assert!(
+                Instant::now() < deadline,
+                "no '{what}' event; log: {:#?}",
+                self.events()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -211,7 +235,10 @@ impl Drop for Server {
 }
 
 pub fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Writes `size` pseudo-random (incompressible) bytes.
@@ -262,7 +289,10 @@ pub fn set_mtime(path: &Path, secs: i64) {
 pub fn tree(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     fn walk(base: &Path, d: &Path, out: &mut Vec<(String, String)>) {
-        let mut items: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut items: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         items.sort();
         for p in items {
             let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
@@ -301,7 +331,11 @@ impl Setup {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&shome).unwrap();
         let server = Server::start(&root, &shome, extra);
-        Setup { tmp, server, client: Client::new() }
+        Setup {
+            tmp,
+            server,
+            client: Client::new(),
+        }
     }
     pub fn root(&self) -> &Path {
         &self.server.root

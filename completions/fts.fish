@@ -1,0 +1,122 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_fts_global_optspecs
+    string join \n json q/quiet v/verbose no-progress fingerprint= password-file= admin-password-file= timeout= h/help V/version
+end
+
+function __fish_fts_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_fts_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_fts_using_subcommand
+    set -l cmd (__fish_fts_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c fts -n "__fish_fts_needs_command" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_needs_command" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_needs_command" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_needs_command" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_needs_command" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_needs_command" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_needs_command" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_needs_command" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_needs_command" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_needs_command" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
+complete -c fts -n "__fish_fts_needs_command" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
+complete -c fts -n "__fish_fts_needs_command" -f -a "get" -d 'Download files (and with -r, directories) from a server'
+complete -c fts -n "__fish_fts_needs_command" -f -a "ls" -d 'List files on a server'
+complete -c fts -n "__fish_fts_needs_command" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
+complete -c fts -n "__fish_fts_needs_command" -f -a "generate-docs"
+complete -c fts -n "__fish_fts_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l listen -d 'Address and port to listen on (port 0 picks a free port)' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l max-clients -d 'Most clients served at once; more get a "server full" error' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l cert -d 'PEM certificate chain to use instead of the self-signed one' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l key -d 'PEM private key for --cert' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l state-dir -d 'Where the server keeps its certificate (default: the user\'s state dir)' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l shutdown-grace -d 'Seconds in-flight transfers may run on after SIGINT/SIGTERM' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l read-only -d 'Refuse uploads, directory changes and removals'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand serve" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand serve" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand put" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand put" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand put" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -s r -l recursive -d 'Copy directories recursively'
+complete -c fts -n "__fish_fts_using_subcommand put" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand put" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand put" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand put" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand put" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand put" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand get" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand get" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -s r -l recursive -d 'Copy directories recursively'
+complete -c fts -n "__fish_fts_using_subcommand get" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand get" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand get" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand get" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand get" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand get" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand ls" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand ls" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand ls" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand ls" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand ls" -s l -l long -d 'Long format: permissions, size, modification time'
+complete -c fts -n "__fish_fts_using_subcommand ls" -s r -l recursive -d 'List subdirectories recursively'
+complete -c fts -n "__fish_fts_using_subcommand ls" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand ls" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand ls" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand ls" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand ls" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand rm" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand rm" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand rm" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand rm" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand rm" -s r -l recursive -d 'Remove directories and their contents'
+complete -c fts -n "__fish_fts_using_subcommand rm" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand rm" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand rm" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand rm" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand rm" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s h -l help -d 'Print help'
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "ls" -d 'List files on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "generate-docs"
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
