@@ -220,8 +220,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     async fn read_inner(&mut self) -> Result<Option<Frame>> {
         let mut hdr = [0u8; 5];
-        if self.r.read(&mut hdr[..1]).await? == 0 {
-            return Ok(None);
+        match self.r.read(&mut hdr[..1]).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            // A peer that hangs up between frames without a TLS close_notify
+            // (a process that exited on an error) has still closed cleanly
+            // as far as the protocol is concerned.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
         }
         self.r.read_exact(&mut hdr[1..]).await?;
         let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
