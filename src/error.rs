@@ -154,6 +154,7 @@ impl From<io::Error> for Error {
         };
         let msg = match e.kind() {
             K::UnexpectedEof => "connection closed by peer".to_string(),
+            _ if kind == ErrorKind::Connect => format!("connection lost: {e}"),
             _ => e.to_string(),
         };
         Error::new(kind, msg)

@@ -169,24 +169,36 @@ async fn raw_tls(s: &Setup) -> Tls {
         .unwrap()
 }
 
+type Halves = (
+    FrameReader<tokio::io::ReadHalf<Tls>>,
+    FrameWriter<tokio::io::WriteHalf<Tls>>,
+);
+
+/// A raw protocol session that has said hello with `version`; returns the
+/// server's first reply too.
+async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
+    let (r, w) = tokio::io::split(raw_tls(s).await);
+    let mut w = FrameWriter::new(w, Duration::from_secs(5));
+    let mut r = FrameReader::new(r, Duration::from_secs(5));
+    w.msg(&Msg::Hello {
+        version,
+        client: "raw".into(),
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    let first = r.read_msg().await.unwrap();
+    ((r, w), first)
+}
+
 #[test]
 fn oversized_length_prefix_drops_only_that_connection() {
     let s = Setup::new(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // An idle, well-behaved session stays up meanwhile.
-        let mut good = raw_tls(&s).await;
-        let (gr, gw) = tokio::io::split(&mut good);
-        let mut gw = FrameWriter::new(gw, Duration::from_secs(5));
-        let mut gr = FrameReader::new(gr, Duration::from_secs(5));
-        gw.msg(&Msg::Hello {
-            version: PROTOCOL_VERSION,
-            client: "good".into(),
-        })
-        .await
-        .unwrap();
-        gw.flush().await.unwrap();
-        assert!(matches!(gr.read_msg().await.unwrap(), Msg::Welcome { .. }));
+        let ((mut gr, mut gw), welcome) = raw_session(&s, PROTOCOL_VERSION).await;
+        assert!(matches!(welcome, Msg::Welcome { .. }));
 
         let mut bad = raw_tls(&s).await;
         bad.write_all(&[2, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
@@ -215,18 +227,7 @@ fn oversized_length_prefix_drops_only_that_connection() {
 
     // A wrong protocol version is refused with a clear error.
     rt.block_on(async {
-        let tls = raw_tls(&s).await;
-        let (r, w) = tokio::io::split(tls);
-        let mut w = FrameWriter::new(w, Duration::from_secs(5));
-        let mut r = FrameReader::new(r, Duration::from_secs(5));
-        w.msg(&Msg::Hello {
-            version: 999,
-            client: "future".into(),
-        })
-        .await
-        .unwrap();
-        w.flush().await.unwrap();
-        match r.read_msg().await.unwrap() {
+        match raw_session(&s, 999).await.1 {
             Msg::Error { message, .. } => {
                 assert!(message.contains("protocol version"), "{message}")
             }
@@ -241,18 +242,7 @@ fn forged_hash_is_an_integrity_error_and_target_untouched() {
     std::fs::write(s.root().join("target"), b"original").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let tls = raw_tls(&s).await;
-        let (r, w) = tokio::io::split(tls);
-        let mut w = FrameWriter::new(w, Duration::from_secs(5));
-        let mut r = FrameReader::new(r, Duration::from_secs(5));
-        w.msg(&Msg::Hello {
-            version: PROTOCOL_VERSION,
-            client: "forger".into(),
-        })
-        .await
-        .unwrap();
-        w.flush().await.unwrap();
-        r.read_msg().await.unwrap();
+        let ((mut r, mut w), _) = raw_session(&s, PROTOCOL_VERSION).await;
         let meta = Meta {
             size: 8,
             mtime: 0,
