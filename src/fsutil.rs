@@ -29,9 +29,11 @@ pub fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Is this a name fts itself uses for in-flight files?
+/// Is this a name fts itself uses for in-flight files (temp files,
+/// resumable parts and their manifests)?
 pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".fts-tmp")
+    name.starts_with('.')
+        && (name.ends_with(".fts-tmp") || name.ends_with(".fts-part") || name.ends_with(".fts-part.json"))
 }
 
 /// A file being written beside its target. It only ever appears under the

@@ -9,6 +9,7 @@
 //! - [`tls`]: certificates, TLS configs, fingerprint pinning
 //! - [`root`]: path safety on the served root
 //! - [`fsutil`]: atomic writes, metadata, directory walks
+//! - [`engine`]: delta, compression, resumable partial files (no network)
 //! - [`transfer`]: streaming one file with end-to-end hashing
 //! - [`server`]: accept loop, sessions, auth, request handlers
 //! - [`client`]: connecting and typed, pipelined calls
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod ops;

@@ -1,0 +1,104 @@
+//! Per-chunk zstd. Every chunk is compressed on its own (so a receiver
+//! never needs more than one chunk of state), and a chunk that does not
+//! shrink by at least 1/16 turns compression off for the next
+//! [`SKIP_AFTER_MISS`] chunks, so random or already-compressed data costs
+//! almost nothing.
+
+use crate::error::{Error, Result};
+use crate::proto::MAX_DATA;
+
+/// Chunks sent raw after one that did not compress.
+pub const SKIP_AFTER_MISS: u32 = 16;
+/// The default `--compress-level`.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+pub struct Compressor {
+    inner: Option<zstd::bulk::Compressor<'static>>,
+    skip: u32,
+    /// Bytes saved so far (raw minus compressed, for chunks sent compressed).
+    pub saved: u64,
+}
+
+impl Compressor {
+    /// `None` disables compression.
+    pub fn new(level: Option<i32>) -> Compressor {
+        Compressor {
+            inner: level.and_then(|l| zstd::bulk::Compressor::new(l).ok()),
+            skip: 0,
+            saved: 0,
+        }
+    }
+
+    /// The compressed form of `data`, if compressing was worth it.
+    pub fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let inner = self.inner.as_mut()?;
+        if data.len() < 256 {
+            return None;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        match inner.compress(data) {
+            Ok(c) if c.len() + 4 < data.len() - data.len() / 16 => {
+                self.saved += (data.len() - c.len()) as u64;
+                Some(c)
+            }
+            _ => {
+                self.skip = SKIP_AFTER_MISS;
+                None
+            }
+        }
+    }
+}
+
+/// Decompresses one untrusted chunk that claims to expand to `raw_len`
+/// bytes; never allocates more than [`MAX_DATA`].
+pub fn decompress(bytes: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    if raw_len > MAX_DATA {
+        return Err(Error::protocol(format!("compressed chunk claims {raw_len} bytes")));
+    }
+    let out = zstd::bulk::decompress(bytes, raw_len)
+        .map_err(|e| Error::protocol(format!("bad compressed chunk: {e}")))?;
+    if out.len() != raw_len {
+        return Err(Error::protocol("compressed chunk has the wrong length"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_compresses_random_is_skipped() {
+        let mut c = Compressor::new(Some(DEFAULT_LEVEL));
+        let text = "2026-11-21 INFO request served in 3 ms\n".repeat(5000);
+        let z = c.compress(text.as_bytes()).expect("text compresses");
+        assert!(z.len() < text.len() / 10);
+        assert_eq!(decompress(&z, text.len()).unwrap(), text.as_bytes());
+        let mut x = 1u64;
+        let random: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 33) as u8
+            })
+            .collect();
+        assert!(c.compress(&random).is_none());
+        // Skips the next chunks without trying, even compressible ones.
+        for _ in 0..SKIP_AFTER_MISS {
+            assert!(c.compress(text.as_bytes()).is_none());
+        }
+        assert!(c.compress(text.as_bytes()).is_some());
+        assert!(Compressor::new(None).compress(text.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn hostile_chunks_are_refused() {
+        let z = zstd::bulk::compress(&vec![0u8; 100_000], 3).unwrap();
+        assert!(decompress(&z, 10).is_err(), "expands beyond the claim");
+        assert!(decompress(&z, 200_000).is_err(), "shorter than the claim");
+        assert!(decompress(&z, MAX_DATA + 1).is_err());
+        assert!(decompress(b"not zstd", 10).is_err());
+    }
+}

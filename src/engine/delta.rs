@@ -1,0 +1,566 @@
+//! Delta transfer on top of fast_rsync, with memory bounded for any file
+//! size.
+//!
+//! - The receiver of a changed file computes a [signature] of its copy, one
+//!   window at a time (a window is read into a buffer, never the whole file).
+//! - The sender checks the untrusted signature ([`parse_signature`]) and
+//!   diffs its file window by window ([`diff_file`]). fast_rsync's output is
+//!   re-cut by a [`Splitter`] into self-contained [`Piece`]s: each is a
+//!   valid delta (magic … END) of at most [`PIECE_BYTES`] that produces at
+//!   most [`PIECE_OUT`] bytes, so neither side ever holds a whole delta.
+//! - The receiver applies each piece with `apply_limited` against a
+//!   memory map of its old copy ([`Base`]), remapping now and then so the
+//!   mapped pages it touched do not pile up in its resident set.
+//!
+//! fast_rsync's strong hash is a truncated MD4: a rebuilt file is only
+//! trusted after the whole-file BLAKE3 check done by the caller.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+/// Bytes of new data diffed at a time (a multiple of every block size).
+pub const WINDOW: usize = 32 << 20;
+/// Largest encoded piece (fits a data frame with room for its header).
+pub const PIECE_BYTES: usize = 1000 * 1024;
+/// Most output bytes one piece may produce.
+pub const PIECE_OUT: u64 = 16 << 20;
+/// Smallest and largest block sizes accepted from a peer.
+pub const MIN_BLOCK: u32 = 256;
+pub const MAX_BLOCK: u32 = 1 << 20;
+/// Bytes of MD4 kept per block (plus a 4-byte rolling checksum).
+pub const HASH_SIZE: u32 = 6;
+/// Largest signature accepted from a peer (covers 64 TiB at 1 MiB blocks).
+pub const MAX_SIGNATURE: u64 = 64 << 20;
+
+const DELTA_MAGIC: [u8; 4] = 0x7273_0236u32.to_be_bytes();
+const SIG_HEADER: usize = 12;
+const OP_END: u8 = 0;
+const OP_LITERAL_N1: u8 = 0x41;
+const OP_COPY_N1_N1: u8 = 0x45;
+const OP_COPY_N8_N8: u8 = 0x54;
+
+/// Block size for a file of `len` bytes: about √len (as rsync), rounded up
+/// to a power of two so windows stay aligned to blocks.
+pub fn block_size_for(len: u64) -> u32 {
+    let root = (len as f64).sqrt() as u64;
+    root.next_power_of_two().clamp(1024, 128 * 1024) as u32
+}
+
+/// Reads up to `buf.len()` bytes, fewer only at end of file.
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The serialized signature of `file`'s first `len` bytes, built one
+/// window at a time: the blocks of consecutive windows concatenate because
+/// windows are multiples of the block size.
+pub fn signature(file: &mut File, len: u64) -> Result<Vec<u8>> {
+    let opts = fast_rsync::SignatureOptions {
+        block_size: block_size_for(len),
+        crypto_hash_size: HASH_SIZE,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut buf = vec![0u8; (len as usize).min(WINDOW)];
+    let mut out: Vec<u8> = Vec::new();
+    let mut left = len;
+    loop {
+        let want = left.min(WINDOW as u64) as usize;
+        let got = read_full(file, &mut buf[..want]).map_err(io_err)?;
+        if got < want {
+            return Err(Error::other("file shrank while its signature was computed"));
+        }
+        let sig = fast_rsync::Signature::calculate(&buf[..got], opts);
+        let bytes = sig.serialized();
+        if out.is_empty() {
+            out.extend_from_slice(bytes);
+        } else {
+            out.extend_from_slice(&bytes[SIG_HEADER..]);
+        }
+        left -= got as u64;
+        if left == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// Checks a peer's signature before fast_rsync sees it (a zero block size
+/// panics in fast_rsync 0.2; a huge hash size is nonsense).
+pub fn parse_signature(bytes: Vec<u8>) -> Result<fast_rsync::Signature> {
+    if bytes.len() < SIG_HEADER {
+        return Err(Error::protocol("signature too short"));
+    }
+    let block = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let hash = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
+        return Err(Error::protocol(format!("signature block size {block} out of range")));
+    }
+    if !(4..=16).contains(&hash) {
+        return Err(Error::protocol(format!("signature hash size {hash} out of range")));
+    }
+    fast_rsync::Signature::deserialize(bytes).map_err(|e| Error::protocol(format!("bad signature: {e}")))
+}
+
+/// One self-contained delta piece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Bytes the piece produces when applied.
+    pub out_len: u64,
+    /// A complete fast_rsync delta (magic, commands, END).
+    pub delta: Vec<u8>,
+}
+
+/// What a delta saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeltaStats {
+    pub literal: u64,
+    pub matched: u64,
+}
+
+fn size_class(v: u64) -> u8 {
+    match v {
+        0..=0xff => 0,
+        0x100..=0xffff => 1,
+        0x1_0000..=0xffff_ffff => 2,
+        _ => 3,
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, v: u64, class: u8) {
+    let b = v.to_be_bytes();
+    out.extend_from_slice(&b[8 - (1usize << class)..]);
+}
+
+fn put_literal(out: &mut Vec<u8>, data: &[u8]) {
+    let n = data.len() as u64;
+    if n <= 64 {
+        out.push(n as u8);
+    } else {
+        let c = size_class(n);
+        out.push(OP_LITERAL_N1 + c);
+        put_varint(out, n, c);
+    }
+    out.extend_from_slice(data);
+}
+
+fn put_copy(out: &mut Vec<u8>, offset: u64, len: u64) {
+    let (oc, lc) = (size_class(offset), size_class(len));
+    out.push(OP_COPY_N1_N1 + oc * 4 + lc);
+    put_varint(out, offset, oc);
+    put_varint(out, len, lc);
+}
+
+enum St {
+    Magic(usize),
+    Cmd,
+    LitLen { need: usize, acc: u64 },
+    Lit(u64),
+    CopyOff { oneed: usize, lneed: usize, acc: u64 },
+    CopyLen { offset: u64, need: usize, acc: u64 },
+}
+
+/// Re-cuts a stream of fast_rsync deltas (one per window, concatenated)
+/// into bounded, self-contained [`Piece`]s as it is written.
+pub struct Splitter<F: FnMut(Piece) -> io::Result<()>> {
+    emit: F,
+    st: St,
+    cur: Vec<u8>,
+    cur_out: u64,
+    pub stats: DeltaStats,
+}
+
+impl<F: FnMut(Piece) -> io::Result<()>> Splitter<F> {
+    pub fn new(emit: F) -> Self {
+        Splitter {
+            emit,
+            st: St::Magic(0),
+            cur: Vec::new(),
+            cur_out: 0,
+            stats: DeltaStats::default(),
+        }
+    }
+
+    fn flush_piece(&mut self) -> io::Result<()> {
+        if self.cur.is_empty() {
+            return Ok(());
+        }
+        let mut delta = Vec::with_capacity(self.cur.len() + 5);
+        delta.extend_from_slice(&DELTA_MAGIC);
+        delta.append(&mut self.cur);
+        delta.push(OP_END);
+        let out_len = std::mem::take(&mut self.cur_out);
+        (self.emit)(Piece { out_len, delta })
+    }
+
+    /// Makes room for a command of `bytes` encoded bytes producing `out`.
+    fn room(&mut self, bytes: usize, out: u64) -> io::Result<()> {
+        if self.cur.len() + bytes + 5 > PIECE_BYTES || self.cur_out + out > PIECE_OUT {
+            self.flush_piece()?;
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, mut offset: u64, mut len: u64) -> io::Result<()> {
+        self.stats.matched += len;
+        while len > 0 {
+            self.room(17, 1)?;
+            let take = len.min(PIECE_OUT - self.cur_out);
+            put_copy(&mut self.cur, offset, take);
+            self.cur_out += take;
+            offset += take;
+            len -= take;
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.room(64, 1)?;
+        let space = (PIECE_BYTES - self.cur.len() - 5 - 9) as u64;
+        let take = (data.len() as u64).min(space).min(PIECE_OUT - self.cur_out) as usize;
+        put_literal(&mut self.cur, &data[..take]);
+        self.cur_out += take as u64;
+        self.stats.literal += take as u64;
+        Ok(take)
+    }
+
+    /// Emits the last piece; the stream must end between deltas.
+    pub fn finish(mut self) -> io::Result<DeltaStats> {
+        if !matches!(self.st, St::Magic(0)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated delta stream"));
+        }
+        self.flush_piece()?;
+        Ok(self.stats)
+    }
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("malformed delta: {what}"))
+}
+
+impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut i = 0;
+        while i < buf.len() {
+            match self.st {
+                St::Magic(got) => {
+                    if buf[i] != DELTA_MAGIC[got] {
+                        return Err(bad("magic"));
+                    }
+                    i += 1;
+                    self.st = if got == 3 { St::Cmd } else { St::Magic(got + 1) };
+                }
+                St::Cmd => {
+                    let c = buf[i];
+                    i += 1;
+                    self.st = match c {
+                        OP_END => St::Magic(0),
+                        1..=64 => St::Lit(c as u64),
+                        OP_LITERAL_N1..=0x44 => St::LitLen {
+                            need: 1 << (c - OP_LITERAL_N1),
+                            acc: 0,
+                        },
+                        OP_COPY_N1_N1..=OP_COPY_N8_N8 => {
+                            let m = c - OP_COPY_N1_N1;
+                            St::CopyOff {
+                                oneed: 1 << (m / 4),
+                                lneed: 1 << (m % 4),
+                                acc: 0,
+                            }
+                        }
+                        _ => return Err(bad("unknown command")),
+                    };
+                }
+                St::LitLen { need, acc } => {
+                    let acc = (acc << 8) | buf[i] as u64;
+                    i += 1;
+                    self.st = if need == 1 { St::Lit(acc) } else { St::LitLen { need: need - 1, acc } };
+                }
+                St::Lit(rem) => {
+                    let avail = ((buf.len() - i) as u64).min(rem) as usize;
+                    let took = self.literal(&buf[i..i + avail])?;
+                    i += took;
+                    let rem = rem - took as u64;
+                    self.st = if rem == 0 { St::Cmd } else { St::Lit(rem) };
+                }
+                St::CopyOff { oneed, lneed, acc } => {
+                    let acc = (acc << 8) | buf[i] as u64;
+                    i += 1;
+                    self.st = if oneed == 1 {
+                        St::CopyLen { offset: acc, need: lneed, acc: 0 }
+                    } else {
+                        St::CopyOff { oneed: oneed - 1, lneed, acc }
+                    };
+                }
+                St::CopyLen { offset, need, acc } => {
+                    let acc = (acc << 8) | buf[i] as u64;
+                    i += 1;
+                    if need == 1 {
+                        self.st = St::Cmd;
+                        self.copy(offset, acc)?;
+                    } else {
+                        self.st = St::CopyLen { offset, need: need - 1, acc };
+                    }
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Diffs the first `len` bytes of `file` against `sig`, one window at a
+/// time, handing out pieces as they are ready. Returns the BLAKE3 of the
+/// data that was diffed and what the delta saved.
+pub fn diff_file(
+    file: &mut File,
+    len: u64,
+    sig: &fast_rsync::Signature,
+    emit: impl FnMut(Piece) -> io::Result<()>,
+) -> Result<(String, DeltaStats)> {
+    let index = sig.index();
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut buf = vec![0u8; (len as usize).min(WINDOW)];
+    let mut hasher = blake3::Hasher::new();
+    let mut split = Splitter::new(emit);
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(WINDOW as u64) as usize;
+        let got = read_full(file, &mut buf[..want]).map_err(io_err)?;
+        if got < want {
+            return Err(Error::other("file shrank while it was being sent"));
+        }
+        hasher.update(&buf[..got]);
+        fast_rsync::diff(&index, &buf[..got], &mut split).map_err(|e| match e {
+            fast_rsync::DiffError::Io(e) => io_err(e),
+            e => Error::protocol(format!("diff failed: {e}")),
+        })?;
+        left -= got as u64;
+    }
+    let stats = split.finish().map_err(io_err)?;
+    Ok((hasher.finalize().to_hex().to_string(), stats))
+}
+
+fn io_err(e: io::Error) -> Error {
+    Error::other(e.to_string())
+}
+
+/// The receiver's old copy, mapped for applying pieces.
+pub struct Base {
+    file: File,
+    len: u64,
+    map: Option<memmap2::Mmap>,
+    since_remap: u64,
+}
+
+/// Remap the base after this much output so touched pages are released.
+const REMAP_EVERY: u64 = 32 << 20;
+
+impl Base {
+    pub fn new(file: File) -> Result<Base> {
+        let len = file.metadata().map_err(io_err)?.len();
+        Ok(Base {
+            file,
+            len,
+            map: None,
+            since_remap: 0,
+        })
+    }
+
+    /// Applies one untrusted piece, writing exactly `piece_out` bytes to `out`.
+    pub fn apply(&mut self, delta: &[u8], piece_out: u64, out: &mut impl Write) -> Result<()> {
+        if piece_out > PIECE_OUT {
+            return Err(Error::protocol(format!("delta piece of {piece_out} bytes is too large")));
+        }
+        if self.map.is_none() && self.len > 0 {
+            // SAFETY: the map is read-only; fts replaces files by rename, so
+            // the mapped inode is never truncated by fts itself.
+            self.map = Some(unsafe { memmap2::Mmap::map(&self.file) }.map_err(io_err)?);
+        }
+        let base: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let mut counted = CountingWriter { inner: out, n: 0 };
+        fast_rsync::apply_limited(base, delta, &mut counted, piece_out as usize)
+            .map_err(|e| Error::protocol(format!("bad delta: {e}")))?;
+        if counted.n != piece_out {
+            return Err(Error::protocol(format!(
+                "delta piece produced {} bytes, announced {piece_out}",
+                counted.n
+            )));
+        }
+        self.since_remap += piece_out;
+        if self.since_remap >= REMAP_EVERY {
+            self.map = None;
+            self.since_remap = 0;
+        }
+        Ok(())
+    }
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn file_with(data: &[u8]) -> (tempfile::TempDir, File) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, data).unwrap();
+        let f = std::fs::OpenOptions::new().read(true).open(&p).unwrap();
+        (d, f)
+    }
+
+    /// Full round trip: signature of `old`, pieces from `new`, applied to `old`.
+    fn roundtrip(old: &[u8], new: &[u8]) -> (DeltaStats, usize) {
+        let (_d1, mut of) = file_with(old);
+        let (_d2, mut nf) = file_with(new);
+        let sig = parse_signature(signature(&mut of, old.len() as u64).unwrap()).unwrap();
+        let mut pieces = Vec::new();
+        let (hash, stats) = diff_file(&mut nf, new.len() as u64, &sig, |p| {
+            assert!(p.delta.len() <= PIECE_BYTES);
+            assert!(p.out_len <= PIECE_OUT);
+            pieces.push(p);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(hash, blake3::hash(new).to_hex().to_string());
+        let mut base = Base::new(of).unwrap();
+        let mut out = Vec::new();
+        for p in &pieces {
+            base.apply(&p.delta, p.out_len, &mut out).unwrap();
+        }
+        assert!(out == new, "rebuilt data differs");
+        assert_eq!(stats.literal + stats.matched, new.len() as u64);
+        (stats, pieces.iter().map(|p| p.delta.len()).sum())
+    }
+
+    #[test]
+    fn small_edits_send_little() {
+        let old = rand_bytes(3 << 20, 1);
+        let mut new = old.clone();
+        for pos in [1000, 1_500_000, 3_000_000] {
+            new[pos..pos + 10].copy_from_slice(b"0123456789");
+        }
+        let (stats, wire) = roundtrip(&old, &new);
+        assert!(stats.literal <= 3 * 2 * block_size_for(old.len() as u64) as u64);
+        assert!(wire < 20_000, "delta is {wire} bytes");
+    }
+
+    #[test]
+    fn insert_truncate_append_and_empty() {
+        let old = rand_bytes(1 << 20, 2);
+        let mut ins = old[..500_000].to_vec();
+        ins.extend_from_slice(b"inserted bytes in the middle");
+        ins.extend_from_slice(&old[500_000..]);
+        assert!(roundtrip(&old, &ins).1 < 10_000);
+        assert!(roundtrip(&old, &old[..700_001]).1 < 5_000);
+        let mut app = old.clone();
+        app.extend_from_slice(&rand_bytes(5000, 3));
+        assert!(roundtrip(&old, &app).1 < 10_000);
+        roundtrip(&old, b"");
+        roundtrip(b"", &old[..3000]);
+        roundtrip(&old, &rand_bytes(2 << 20, 4)); // nothing in common
+    }
+
+    #[test]
+    fn pieces_are_bounded_for_big_literals_and_copies() {
+        // A long literal run and a long copy run both get cut.
+        let old = rand_bytes(40 << 20, 5);
+        let mut new = rand_bytes(3 << 20, 6);
+        new.extend_from_slice(&old);
+        let (stats, _) = roundtrip(&old, &new);
+        assert_eq!(stats.matched, old.len() as u64);
+    }
+
+    #[test]
+    fn hostile_signatures_are_refused() {
+        let mut sig = 0x7273_0136u32.to_be_bytes().to_vec();
+        sig.extend_from_slice(&0u32.to_be_bytes()); // block size 0
+        sig.extend_from_slice(&8u32.to_be_bytes());
+        assert!(parse_signature(sig.clone()).is_err());
+        sig[4..8].copy_from_slice(&4096u32.to_be_bytes());
+        sig[8..12].copy_from_slice(&99u32.to_be_bytes()); // hash size 99
+        assert!(parse_signature(sig.clone()).is_err());
+        sig[8..12].copy_from_slice(&8u32.to_be_bytes());
+        sig.push(1); // not a whole block entry
+        assert!(parse_signature(sig).is_err());
+        assert!(parse_signature(vec![1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn hostile_pieces_are_refused() {
+        let (_d, f) = file_with(&rand_bytes(1000, 7));
+        let mut base = Base::new(f).unwrap();
+        let mut out = Vec::new();
+        let mut copy_oob = DELTA_MAGIC.to_vec();
+        put_copy(&mut copy_oob, 900, 200);
+        copy_oob.push(OP_END);
+        assert!(base.apply(&copy_oob, 200, &mut out).is_err());
+        let mut lit = DELTA_MAGIC.to_vec();
+        put_literal(&mut lit, b"abc");
+        lit.push(OP_END);
+        assert!(base.apply(&lit, 2, &mut out).is_err(), "more output than announced");
+        assert!(base.apply(&lit, 4, &mut out).is_err(), "less output than announced");
+        assert!(base.apply(b"garbage", 1, &mut out).is_err());
+        assert!(base.apply(&lit, PIECE_OUT + 1, &mut out).is_err());
+        let mut ok = Vec::new();
+        base.apply(&lit, 3, &mut ok).unwrap();
+        assert_eq!(ok, b"abc");
+    }
+
+    #[test]
+    fn splitter_rejects_malformed_streams() {
+        let mut s = Splitter::new(|_| Ok(()));
+        assert!(s.write(b"nope").is_err());
+        let mut s = Splitter::new(|_| Ok(()));
+        s.write_all(&DELTA_MAGIC).unwrap();
+        s.write_all(&[0x41]).unwrap(); // literal with a length byte still to come
+        assert!(s.finish().is_err());
+    }
+
+    #[test]
+    fn block_sizes() {
+        assert_eq!(block_size_for(0), 1024);
+        assert_eq!(block_size_for(64 << 20), 8192);
+        assert_eq!(block_size_for(1 << 30), 32768);
+        assert_eq!(block_size_for(u64::MAX / 2), 128 * 1024);
+        assert_eq!(WINDOW % (128 * 1024), 0);
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure engine code: no network, only functions over files, buffers and
+//! byte streams, unit-tested here and used by `transfer`.
+//!
+//! - [`delta`]: rsync signatures, windowed diff split into bounded pieces,
+//!   and bounded application of untrusted pieces (fast_rsync underneath)
+//! - [`compress`]: per-chunk zstd with a sampling skip for data that does
+//!   not compress
+//! - [`partial`]: resumable partial files and their manifests
+
+pub mod compress;
+pub mod delta;
+pub mod partial;
