@@ -125,12 +125,20 @@ _fts() {
             return 0
             ;;
         fts__subcmd__get)
-            opts="-r -q -v -h -V --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --compress-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -297,12 +305,20 @@ _fts() {
             return 0
             ;;
         fts__subcmd__put)
-            opts="-r -q -v -h -V --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --compress-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -357,7 +373,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__serve)
-            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --shutdown-grace --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --shutdown-grace --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -380,6 +396,10 @@ _fts() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compress-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -46,34 +46,44 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -l max-clients -d 'Most c
 complete -c fts -n "__fish_fts_using_subcommand serve" -l cert -d 'PEM certificate chain to use instead of the self-signed one' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l key -d 'PEM private key for --cert' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l state-dir -d 'Where the server keeps its certificate (default: the user\'s state dir)' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l compress-level -d 'zstd level for downloads (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l shutdown-grace -d 'Seconds in-flight transfers may run on after SIGINT/SIGTERM' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l read-only -d 'Refuse uploads, directory changes and removals'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l no-compress -d 'Do not compress downloads on the wire'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s v -l verbose -d 'Say more (repeatable)'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand put" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand put" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand put" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -s r -l recursive -d 'Copy directories recursively'
+complete -c fts -n "__fish_fts_using_subcommand put" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
+complete -c fts -n "__fish_fts_using_subcommand put" -l no-compress -d 'Do not compress data on the wire'
 complete -c fts -n "__fish_fts_using_subcommand put" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand put" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand put" -s v -l verbose -d 'Say more (repeatable)'
 complete -c fts -n "__fish_fts_using_subcommand put" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand put" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fts -n "__fish_fts_using_subcommand put" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand get" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -s r -l recursive -d 'Copy directories recursively'
+complete -c fts -n "__fish_fts_using_subcommand get" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
+complete -c fts -n "__fish_fts_using_subcommand get" -l no-compress -d 'Do not compress data on the wire'
 complete -c fts -n "__fish_fts_using_subcommand get" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand get" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand get" -s v -l verbose -d 'Say more (repeatable)'

@@ -3,14 +3,17 @@
 //! half of the connection streams requests (and file data) while the other
 //! half collects replies, so there is no round trip per file or per chunk.
 
+use crate::engine::{delta, partial};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::TempFile;
 use crate::proto::{
-    Counted, Entry, FrameReader, FrameWriter, Meta, Msg, WireCounters, ALPN_FTS, PROTOCOL_VERSION,
+    Counted, Entry, FrameReader, FrameWriter, GetResume, Meta, Msg, PartialInfo, Resume,
+    WireCounters, ALPN_FTS, PROTOCOL_VERSION,
 };
 use crate::remote::Remote;
 use crate::tls::PinPolicy;
-use crate::transfer::{self, Received, SendError};
+use crate::transfer::{self, Dest, Received, SendError, SendOptions, SendStats, Sink};
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Display name sent to the server.
     pub client_name: String,
+    /// How uploads are sent (compression).
+    pub send: SendOptions,
 }
 
 impl Default for ConnectOptions {
@@ -40,6 +45,9 @@ impl Default for ConnectOptions {
             known_hosts: None,
             timeout: Duration::from_secs(30),
             client_name: format!("fts {}", env!("CARGO_PKG_VERSION")),
+            send: SendOptions {
+                compress: Some(crate::engine::compress::DEFAULT_LEVEL),
+            },
         }
     }
 }
@@ -92,57 +100,7 @@ pub struct Client {
     creds: Arc<dyn Credentials>,
     admin: bool,
     next_id: u64,
-}
-
-/// One step of an upload batch.
-#[derive(Debug, Clone)]
-pub enum PutOp {
-    Mkdir { remote: String },
-    File { local: PathBuf, remote: String },
-    DirMeta { remote: String, meta: Meta },
-}
-
-/// One file of a download batch.
-#[derive(Debug, Clone)]
-pub struct GetOp {
-    pub remote: String,
-    pub local: PathBuf,
-}
-
-/// The fate of one file in a batch.
-#[derive(Debug, Clone)]
-pub struct FileOutcome {
-    pub path: String,
-    /// A file (as opposed to a directory step).
-    pub is_file: bool,
-    pub bytes: u64,
-    pub result: Result<()>,
-}
-
-/// A request the writer has sent, waiting for its reply (or a local
-/// failure that never reached the wire, when `id` is `None`).
-struct Pending {
-    id: Option<u64>,
-    path: String,
-    is_file: bool,
-    bytes: u64,
-    err: Option<Error>,
-}
-
-impl Pending {
-    fn new(id: Option<u64>, path: &str, is_file: bool) -> Self {
-        Pending {
-            id,
-            path: path.to_string(),
-            is_file,
-            bytes: 0,
-            err: None,
-        }
-    }
-}
-
-fn reply_error(kind: ErrorKind, message: String) -> Error {
-    Error::new(kind, message)
+    send: SendOptions,
 }
 
 impl Client {
@@ -269,6 +227,7 @@ impl Client {
             creds,
             admin: false,
             next_id: 1,
+            send: opts.send,
         };
         if c.info.auth_required {
             let pw = c.creds.password(PasswordKind::Access, &c.server)?;
@@ -337,13 +296,15 @@ impl Client {
         }
     }
 
-    /// Entries below a remote directory (or the file itself).
-    pub async fn list(&mut self, path: &str, recursive: bool) -> Result<Vec<Entry>> {
+    /// Entries below a remote directory (or the file itself); with
+    /// `hashes`, each file's BLAKE3 too.
+    pub async fn list(&mut self, path: &str, recursive: bool, hashes: bool) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut m = self
             .call(&Msg::List {
                 path: path.into(),
                 recursive,
+                hashes,
             })
             .await?;
         loop {
@@ -362,40 +323,283 @@ impl Client {
         self.elevate().await?;
         match self
             .call(&Msg::Remove {
+                id: 0,
                 path: path.into(),
                 recursive,
             })
             .await?
         {
-            Msg::Removed { files, dirs } => Ok((files, dirs)),
+            Msg::Removed { files, dirs, .. } => Ok((files, dirs)),
             m => Err(Error::protocol(format!(
                 "unexpected reply to remove: {m:?}"
             ))),
         }
     }
+}
 
-    /// Runs an upload batch, pipelined. Returns one outcome per `File` op
-    /// (and per failed `Mkdir`/`DirMeta`); only a connection failure is `Err`.
+/// How one file is uploaded.
+#[derive(Debug, Clone)]
+pub enum PutHow {
+    Full,
+    /// The server holds the first `offset` bytes in a partial file.
+    Resume {
+        offset: u64,
+    },
+    /// The server's copy (`base`) has this signature.
+    Delta {
+        base: Meta,
+        signature: Vec<u8>,
+    },
+}
+
+/// One step of an upload batch.
+#[derive(Debug, Clone)]
+pub enum PutOp {
+    Mkdir {
+        remote: String,
+    },
+    File {
+        local: PathBuf,
+        remote: String,
+        how: PutHow,
+    },
+    Symlink {
+        remote: String,
+        target: String,
+    },
+    Remove {
+        remote: String,
+        recursive: bool,
+    },
+    DirMeta {
+        remote: String,
+        meta: Meta,
+    },
+}
+
+/// How one file of a download batch is fetched.
+#[derive(Debug, Clone)]
+pub enum GetHow {
+    Full,
+    /// Continue the local partial file if it belongs to `source`.
+    Resume {
+        source: Meta,
+    },
+    /// Send a signature of the local copy and take a delta.
+    Delta,
+}
+
+/// One file of a download batch.
+#[derive(Debug, Clone)]
+pub struct GetOp {
+    pub remote: String,
+    pub local: PathBuf,
+    pub how: GetHow,
+}
+
+/// What was done to one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Copy,
+    Resume,
+    Delta,
+    Mkdir,
+    Symlink,
+    Delete,
+    Meta,
+    Skip,
+}
+
+/// The fate of one step of a batch.
+#[derive(Debug, Clone)]
+pub struct FileOutcome {
+    pub path: String,
+    pub action: Action,
+    /// File size (for files).
+    pub bytes: u64,
+    pub result: Result<()>,
+    /// The receiver could not use a delta or resume: send it whole again.
+    pub redo: bool,
+    pub stats: SendStats,
+    /// Bytes that were already there from an earlier, cut transfer.
+    pub resumed: u64,
+    /// Files and directories removed (for `Remove`).
+    pub deleted: (u64, u64),
+}
+
+impl FileOutcome {
+    fn new(path: String, action: Action) -> Self {
+        FileOutcome {
+            path,
+            action,
+            bytes: 0,
+            result: Ok(()),
+            redo: false,
+            stats: SendStats::default(),
+            resumed: 0,
+            deleted: (0, 0),
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(self.action, Action::Copy | Action::Resume | Action::Delta)
+    }
+}
+
+/// A request the writer has sent, waiting for its reply, or (no `id`) a
+/// local failure that never reached the wire.
+struct Pending {
+    id: Option<u64>,
+    outcome: FileOutcome,
+}
+
+fn reply_error(kind: ErrorKind, message: String) -> Error {
+    Error::new(kind, message)
+}
+
+/// What the server has at an upload target.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub entry: Option<Entry>,
+    pub partial: Option<PartialInfo>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::other(format!("worker failed: {e}")))?
+}
+
+impl Client {
+    fn ids(&mut self, n: usize) -> u64 {
+        let first = self.next_id;
+        self.next_id += n as u64;
+        first
+    }
+
+    /// What the server has at each of `paths` (pipelined). `hash` asks for
+    /// the BLAKE3 of existing files.
+    pub async fn probe(&mut self, paths: &[String], hash: bool) -> Result<Vec<Result<Probed>>> {
+        let first = self.ids(paths.len());
+        let (w, r) = (&mut self.w, &mut self.r);
+        let writer = async move {
+            for (i, p) in paths.iter().enumerate() {
+                w.msg(&Msg::Probe {
+                    id: first + i as u64,
+                    path: p.clone(),
+                    hash,
+                })
+                .await?;
+            }
+            w.flush().await
+        };
+        let reader = async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for i in 0..paths.len() {
+                let id = first + i as u64;
+                out.push(match r.read_msg().await? {
+                    Msg::ProbeReply {
+                        id: rid,
+                        entry,
+                        partial,
+                    } if rid == id => Ok(Probed { entry, partial }),
+                    Msg::Error {
+                        id: Some(rid),
+                        kind,
+                        message,
+                    } if rid == id => Err(reply_error(kind, message)),
+                    m => return Err(Error::protocol(format!("unexpected reply to probe: {m:?}"))),
+                });
+            }
+            Ok(out)
+        };
+        Ok(tokio::try_join!(writer, reader)?.1)
+    }
+
+    /// The server's signatures of `paths` (pipelined), for uploading deltas.
+    pub async fn signatures(&mut self, paths: &[String]) -> Result<Vec<Result<(Meta, Vec<u8>)>>> {
+        let first = self.ids(paths.len());
+        let (w, r) = (&mut self.w, &mut self.r);
+        let writer = async move {
+            for (i, p) in paths.iter().enumerate() {
+                w.msg(&Msg::SigReq {
+                    id: first + i as u64,
+                    path: p.clone(),
+                })
+                .await?;
+            }
+            w.flush().await
+        };
+        let reader = async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for i in 0..paths.len() {
+                let id = first + i as u64;
+                out.push(match r.read_msg().await? {
+                    Msg::SigReply { id: rid, base, len } if rid == id => {
+                        Ok((base, r.read_blob(len, delta::MAX_SIGNATURE).await?))
+                    }
+                    Msg::Error {
+                        id: Some(rid),
+                        kind,
+                        message,
+                    } if rid == id => Err(reply_error(kind, message)),
+                    m => {
+                        return Err(Error::protocol(format!(
+                            "unexpected reply to signature request: {m:?}"
+                        )))
+                    }
+                });
+            }
+            Ok(out)
+        };
+        Ok(tokio::try_join!(writer, reader)?.1)
+    }
+
+    /// Runs an upload batch, pipelined. Returns one outcome per op; only a
+    /// connection failure is `Err`.
     pub async fn put_batch(
         &mut self,
         ops: Vec<PutOp>,
         obs: &dyn Observer,
     ) -> Result<Vec<FileOutcome>> {
-        let first_id = self.next_id;
-        self.next_id += ops.len() as u64;
+        let first_id = self.ids(ops.len());
+        let send = self.send;
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         let w = &mut self.w;
         let r = &mut self.r;
         let writer = async move {
             for (i, op) in ops.into_iter().enumerate() {
                 let id = first_id + i as u64;
+                let pend = |action, path: &str| Pending {
+                    id: Some(id),
+                    outcome: FileOutcome::new(path.to_string(), action),
+                };
                 match op {
                     PutOp::Mkdir { remote } => {
-                        let _ = tx.send(Pending::new(Some(id), &remote, false));
+                        let _ = tx.send(pend(Action::Mkdir, &remote));
                         w.msg(&Msg::Mkdir { id, path: remote }).await?;
                     }
+                    PutOp::Symlink { remote, target } => {
+                        let _ = tx.send(pend(Action::Symlink, &remote));
+                        w.msg(&Msg::Symlink {
+                            id,
+                            path: remote,
+                            target,
+                        })
+                        .await?;
+                    }
+                    PutOp::Remove { remote, recursive } => {
+                        let _ = tx.send(pend(Action::Delete, &remote));
+                        w.msg(&Msg::Remove {
+                            id,
+                            path: remote,
+                            recursive,
+                        })
+                        .await?;
+                    }
                     PutOp::DirMeta { remote, meta } => {
-                        let _ = tx.send(Pending::new(Some(id), &remote, false));
+                        let _ = tx.send(pend(Action::Meta, &remote));
                         w.msg(&Msg::SetMeta {
                             id,
                             path: remote,
@@ -405,52 +609,9 @@ impl Client {
                         })
                         .await?;
                     }
-                    PutOp::File { local, remote } => {
-                        let opened = std::fs::File::open(&local)
-                            .and_then(|f| f.metadata().map(|m| (f, m)))
-                            .map_err(|e| Error::local_io(&local, e));
-                        let (file, md) = match opened {
-                            Ok(x) => x,
-                            Err(e) => {
-                                // Nothing sent: the reader records it without a reply.
-                                let _ = tx.send(Pending {
-                                    err: Some(e),
-                                    ..Pending::new(None, &remote, true)
-                                });
-                                continue;
-                            }
-                        };
-                        let meta = crate::fsutil::meta_of(&md);
-                        w.msg(&Msg::Put {
-                            id,
-                            path: remote.clone(),
-                            meta,
-                        })
-                        .await?;
-                        obs.file_start(&remote, meta.size);
-                        match transfer::send_file(w, file, meta.size, &|n| obs.bytes(n)).await {
-                            Ok(hash) => {
-                                let _ = tx.send(Pending {
-                                    bytes: meta.size,
-                                    ..Pending::new(Some(id), &remote, true)
-                                });
-                                w.msg(&Msg::PutEnd { id, hash }).await?;
-                            }
-                            Err(SendError::Local(e)) => {
-                                let e = e.context(local.display());
-                                let _ = tx.send(Pending {
-                                    bytes: meta.size,
-                                    err: Some(e.clone()),
-                                    ..Pending::new(Some(id), &remote, true)
-                                });
-                                w.msg(&Msg::PutAbort {
-                                    id,
-                                    reason: e.message,
-                                })
-                                .await?;
-                            }
-                            Err(SendError::Net(e)) => return Err(e),
-                        }
+                    PutOp::File { local, remote, how } => {
+                        let p = put_one(w, id, local, remote, how, send, obs).await?;
+                        let _ = tx.send(p);
                     }
                 }
             }
@@ -460,40 +621,43 @@ impl Client {
         };
         let reader = async move {
             let mut out = Vec::new();
-            while let Some(p) = rx.recv().await {
-                let Some(id) = p.id else {
-                    obs.file_done(&p.path, false);
-                    out.push(FileOutcome {
-                        path: p.path,
-                        is_file: true,
-                        bytes: 0,
-                        result: Err(p.err.unwrap_or_else(|| Error::other("failed"))),
-                    });
+            while let Some(Pending { id, mut outcome }) = rx.recv().await {
+                let Some(id) = id else {
+                    obs.file_done(&outcome.path, false);
+                    out.push(outcome);
                     continue;
                 };
-                let result = match r.read_msg().await? {
-                    Msg::Done { id: rid } if rid == id => Ok(()),
+                match r.read_msg().await? {
+                    Msg::Done { id: rid } if rid == id => {}
+                    Msg::Removed {
+                        id: rid,
+                        files,
+                        dirs,
+                    } if rid == id => outcome.deleted = (files, dirs),
+                    Msg::Redo { id: rid, reason } if rid == id => {
+                        outcome.redo = true;
+                        outcome.result = Err(Error::other(reason));
+                    }
                     Msg::Error {
                         id: Some(rid),
                         kind,
                         message,
-                    } if rid == id => Err(p.err.unwrap_or_else(|| reply_error(kind, message))),
+                    } if rid == id => {
+                        if outcome.result.is_ok() {
+                            outcome.result = Err(reply_error(kind, message));
+                        }
+                    }
                     Msg::Error {
                         id: None,
                         kind,
                         message,
                     } => return Err(reply_error(kind, message)),
                     m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
-                };
-                if p.is_file {
-                    obs.file_done(&p.path, result.is_ok());
                 }
-                out.push(FileOutcome {
-                    path: p.path,
-                    is_file: p.is_file,
-                    bytes: p.bytes,
-                    result,
-                });
+                if outcome.is_file() {
+                    obs.file_done(&outcome.path, outcome.result.is_ok());
+                }
+                out.push(outcome);
             }
             Ok::<_, Error>(out)
         };
@@ -502,42 +666,82 @@ impl Client {
         Ok(res?.1)
     }
 
-    /// Runs a download batch, pipelined: all requests go out while files
-    /// stream back. Each file lands in a temp file beside its target and is
-    /// renamed only after its hash checks out.
+    /// Runs a download batch, pipelined: requests (with signatures and
+    /// resume offsets) go out while files stream back. Each file lands in a
+    /// partial or temp file beside its target and is renamed only after its
+    /// hash checks out.
     pub async fn get_batch(
         &mut self,
         ops: Vec<GetOp>,
         obs: &dyn Observer,
     ) -> Result<Vec<FileOutcome>> {
-        let first_id = self.next_id;
-        self.next_id += ops.len() as u64;
-        let paths: Vec<String> = ops.iter().map(|o| o.remote.clone()).collect();
+        let first_id = self.ids(ops.len());
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, GetOp, Option<(u64, blake3::Hasher)>)>();
         let w = &mut self.w;
         let r = &mut self.r;
         let writer = async move {
-            for (i, p) in paths.into_iter().enumerate() {
+            for (i, op) in ops.into_iter().enumerate() {
+                let id = first_id + i as u64;
+                let mut resume = None;
+                let mut signature = None;
+                match &op.how {
+                    GetHow::Full => {}
+                    GetHow::Resume { source } => {
+                        let (local, source) = (op.local.clone(), *source);
+                        resume = blocking(move || {
+                            let Some(found) = partial::find(&local)
+                                .filter(|f| f.manifest.matches(&source) && f.len > 0)
+                            else {
+                                return Ok(None);
+                            };
+                            let mut f = File::open(partial::part_path(&local))
+                                .map_err(|e| Error::local_io(&local, e))?;
+                            let (hex, h) = partial::hash_prefix(&mut f, found.len)
+                                .map_err(|e| Error::local_io(&local, e))?;
+                            Ok(Some((found.len, hex, h, source)))
+                        })
+                        .await
+                        .unwrap_or(None);
+                    }
+                    GetHow::Delta => {
+                        let local = op.local.clone();
+                        signature = blocking(move || {
+                            let mut f =
+                                File::open(&local).map_err(|e| Error::local_io(&local, e))?;
+                            let len = f.metadata().map_err(|e| Error::local_io(&local, e))?.len();
+                            delta::signature(&mut f, len)
+                        })
+                        .await
+                        .ok();
+                    }
+                }
+                let prefix = resume.as_ref().map(|(off, _, h, _)| (*off, h.clone()));
                 w.msg(&Msg::Get {
-                    id: first_id + i as u64,
-                    path: p,
+                    id,
+                    path: op.remote.clone(),
+                    resume: resume.map(|(offset, prefix_hash, _, source)| GetResume {
+                        offset,
+                        prefix_hash,
+                        source,
+                    }),
+                    signature: signature.as_ref().map(|s| s.len() as u64),
                 })
                 .await?;
+                if let Some(s) = &signature {
+                    w.blob(s).await?;
+                }
+                let _ = tx.send((id, op, prefix));
             }
+            drop(tx);
             w.flush().await?;
             Ok::<(), Error>(())
         };
         let reader = async move {
             let mut out = Vec::new();
-            for (i, op) in ops.into_iter().enumerate() {
-                let id = first_id + i as u64;
-                let (result, bytes) = receive_one(r, id, &op, obs).await?;
-                obs.file_done(&op.remote, result.is_ok());
-                out.push(FileOutcome {
-                    path: op.remote,
-                    is_file: true,
-                    bytes,
-                    result,
-                });
+            while let Some((id, op, prefix)) = rx.recv().await {
+                let o = receive_one(r, id, &op, prefix, obs).await?;
+                obs.file_done(&op.remote, o.result.is_ok());
+                out.push(o);
             }
             Ok::<_, Error>(out)
         };
@@ -553,62 +757,237 @@ impl Client {
     }
 }
 
+/// Sends one file of an upload batch (the reply comes later).
+async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut FrameWriter<W>,
+    id: u64,
+    local: PathBuf,
+    remote: String,
+    how: PutHow,
+    send: SendOptions,
+    obs: &dyn Observer,
+) -> Result<Pending> {
+    let mut outcome = FileOutcome::new(remote.clone(), Action::Copy);
+    let opened = File::open(&local)
+        .and_then(|f| f.metadata().map(|m| (f, m)))
+        .map_err(|e| Error::local_io(&local, e));
+    let (file, md) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            // Nothing sent: the reader records it without a reply.
+            outcome.result = Err(e);
+            return Ok(Pending { id: None, outcome });
+        }
+    };
+    let meta = crate::fsutil::meta_of(&md);
+    outcome.bytes = meta.size;
+    // Work out how to send: a resume needs our hash of the prefix, a delta
+    // a signature that survives validation; otherwise the whole file.
+    let mut plan: (
+        Option<Resume>,
+        Option<(Meta, fast_rsync::Signature)>,
+        blake3::Hasher,
+    ) = (None, None, blake3::Hasher::new());
+    match how {
+        PutHow::Resume { offset } if offset > 0 && offset <= meta.size => {
+            let mut f2 = file.try_clone().map_err(|e| Error::local_io(&local, e))?;
+            let l2 = local.clone();
+            if let Ok((hex, h)) = blocking(move || {
+                partial::hash_prefix(&mut f2, offset).map_err(|e| Error::local_io(&l2, e))
+            })
+            .await
+            {
+                plan = (
+                    Some(Resume {
+                        offset,
+                        prefix_hash: hex,
+                    }),
+                    None,
+                    h,
+                );
+                outcome.action = Action::Resume;
+                outcome.resumed = offset;
+            }
+        }
+        PutHow::Delta { base, signature } => {
+            if let Ok(sig) = delta::parse_signature(signature) {
+                plan.1 = Some((base, sig));
+                outcome.action = Action::Delta;
+            }
+        }
+        _ => {}
+    }
+    let (resume, delta_plan, prefix) = plan;
+    let offset = resume.as_ref().map_or(0, |r| r.offset);
+    w.msg(&Msg::Put {
+        id,
+        path: remote.clone(),
+        meta,
+        resume,
+        delta_base: delta_plan.as_ref().map(|(b, _)| *b),
+    })
+    .await?;
+    obs.file_start(&remote, meta.size);
+    if offset > 0 {
+        obs.bytes(offset);
+    }
+    let sent = match delta_plan {
+        Some((_, sig)) => {
+            transfer::send_delta(w, file, meta.size, sig, send, &|n| obs.bytes(n)).await
+        }
+        None => {
+            transfer::send_file(w, file, offset, meta.size, prefix, send, &|n| obs.bytes(n)).await
+        }
+    };
+    match sent {
+        Ok((hash, stats)) => {
+            outcome.stats = stats;
+            w.msg(&Msg::PutEnd { id, hash }).await?;
+        }
+        Err(SendError::Local(e)) => {
+            let e = e.context(local.display());
+            outcome.result = Err(e.clone());
+            w.msg(&Msg::PutAbort {
+                id,
+                reason: e.message,
+            })
+            .await?;
+        }
+        Err(SendError::Net(e)) => return Err(e),
+    }
+    Ok(Pending {
+        id: Some(id),
+        outcome,
+    })
+}
+
 /// Receives the reply to one `Get`. Outer error: the connection failed.
 async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
     r: &mut FrameReader<R>,
     id: u64,
     op: &GetOp,
+    prefix: Option<(u64, blake3::Hasher)>,
     obs: &dyn Observer,
-) -> Result<(Result<()>, u64)> {
-    let meta = match r.read_msg().await? {
-        Msg::FileHeader { id: rid, meta } if rid == id => meta,
+) -> Result<FileOutcome> {
+    let mut o = FileOutcome::new(op.remote.clone(), Action::Copy);
+    let (meta, offset, is_delta) = match r.read_msg().await? {
+        Msg::FileHeader {
+            id: rid,
+            meta,
+            offset,
+            delta,
+        } if rid == id => (meta, offset, delta),
         Msg::Error {
             id: Some(rid),
             kind,
             message,
-        } if rid == id => return Ok((Err(reply_error(kind, message)), 0)),
+        } if rid == id => {
+            o.result = Err(reply_error(kind, message));
+            return Ok(o);
+        }
         m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
     };
+    o.bytes = meta.size;
     obs.file_start(&op.remote, meta.size);
-    let tmp = TempFile::create_beside(&op.local).map_err(|e| Error::local_io(&op.local, e));
-    let file = match &tmp {
-        Ok(t) => Some(
-            t.file()
-                .try_clone()
-                .map_err(|e| Error::local_io(&op.local, e))?,
-        ),
-        Err(_) => None,
+    let local = &op.local;
+    let io = |e: std::io::Error| Error::local_io(local, e);
+    // Where the bytes go depends on what the server chose to send.
+    let prepared: Result<(Sink, Dest)> = (|| {
+        if is_delta {
+            o.action = Action::Delta;
+            let tmp = TempFile::create_beside(local).map_err(io)?;
+            let mut dest = Dest::new(tmp.file().try_clone().map_err(io)?);
+            dest.base = Some(File::open(local).map_err(io)?);
+            return Ok((Sink::Temp(tmp), dest));
+        }
+        if offset > 0 {
+            let (have, hasher) = prefix
+                .clone()
+                .ok_or_else(|| Error::protocol("resume offset without a request"))?;
+            if have != offset {
+                return Err(Error::protocol("server resumed at another offset"));
+            }
+            let part = partial::PartFile::resume(local, offset)
+                .map_err(io)?
+                .ok_or_else(|| {
+                    Error::other(format!("{}: partial file is busy", local.display()))
+                })?;
+            let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
+            dest.hasher = hasher;
+            o.action = Action::Resume;
+            o.resumed = offset;
+            obs.bytes(offset);
+            return Ok((Sink::Part(part), dest));
+        }
+        let sink = Sink::fresh(local, &meta).map_err(io)?;
+        let dest = sink.dest().map_err(io)?;
+        Ok((sink, dest))
+    })();
+    let (mut sink, dest) = match prepared {
+        Ok((s, d)) => (Some(s), Some(d)),
+        Err(e) => {
+            o.result = Err(e);
+            (None, None)
+        }
     };
-    let received = transfer::receive_file(r, file, meta.size, &|n| obs.bytes(n)).await?;
+    let expect = if is_delta {
+        meta.size
+    } else {
+        meta.size - offset
+    };
+    let mut saved = 0;
+    let received = transfer::receive(r, dest, expect, &|n| obs.bytes(n), &mut saved).await?;
+    o.stats.compressed_saved = saved;
     let hash = match received {
         Received::Complete(h) => h,
         Received::Interrupted(Msg::Error { kind, message, .. }) => {
-            return Ok((Err(reply_error(kind, message)), meta.size))
+            o.result = Err(reply_error(kind, message));
+            return Ok(o);
         }
         Received::Interrupted(m) => return Err(Error::protocol(format!("unexpected {m:?}"))),
     };
-    let sent_hash = match r.read_msg().await? {
-        Msg::FileEnd { id: rid, hash } if rid == id => hash,
+    let (sent_hash, literal, matched) = match r.read_msg().await? {
+        Msg::FileEnd {
+            id: rid,
+            hash,
+            literal,
+            matched,
+        } if rid == id => (hash, literal, matched),
         Msg::Error {
             id: Some(rid),
             kind,
             message,
-        } if rid == id => return Ok((Err(reply_error(kind, message)), meta.size)),
+        } if rid == id => {
+            o.result = Err(reply_error(kind, message));
+            return Ok(o);
+        }
         m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
     };
-    let tmp = match tmp {
-        Ok(t) => t,
-        Err(e) => return Ok((Err(e), meta.size)),
+    o.stats.literal = literal;
+    o.stats.matched = matched;
+    let Some(mut sink) = sink.take() else {
+        return Ok(o);
     };
-    let result = match hash {
-        Err(e) => Err(e.context(op.local.display())),
-        Ok(h) if h != sent_hash => Err(Error::integrity(format!(
-            "{}: integrity check failed (BLAKE3 mismatch); the local file was left untouched",
-            op.local.display()
-        ))),
-        Ok(_) => tmp
-            .commit(&op.local, &meta)
-            .map_err(|e| Error::local_io(&op.local, e)),
+    o.result = match hash {
+        Err(e) => {
+            sink.discard();
+            Err(e.context(local.display()))
+        }
+        Ok(h) if h != sent_hash => {
+            sink.discard();
+            if is_delta {
+                o.redo = true;
+                Err(Error::other(
+                    "the file rebuilt from the delta did not verify",
+                ))
+            } else {
+                Err(Error::integrity(format!(
+                    "{}: integrity check failed (BLAKE3 mismatch); the local file was left untouched",
+                    local.display()
+                )))
+            }
+        }
+        Ok(_) => sink.commit(local, &meta).map_err(io),
     };
-    Ok((result, meta.size))
+    Ok(o)
 }

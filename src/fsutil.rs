@@ -33,7 +33,9 @@ pub fn random_hex(bytes: usize) -> String {
 /// resumable parts and their manifests)?
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.')
-        && (name.ends_with(".fts-tmp") || name.ends_with(".fts-part") || name.ends_with(".fts-part.json"))
+        && (name.ends_with(".fts-tmp")
+            || name.ends_with(".fts-part")
+            || name.ends_with(".fts-part.json"))
 }
 
 /// A file being written beside its target. It only ever appears under the
@@ -137,6 +139,55 @@ pub fn meta_of(m: &Metadata) -> Meta {
     }
 }
 
+/// Refuses a symlink target that is absolute or climbs out of the root
+/// from the link's directory `parent_rel` (so that mirrored links can never
+/// point outside a share, even before path checks would catch them).
+pub fn check_link_target(parent_rel: &str, target: &str) -> Result<()> {
+    let bad = || Error::permission(format!("symlink target '{target}' leads outside the root"));
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
+        return Err(bad());
+    }
+    let mut depth = parent_rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .count();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => depth = depth.checked_sub(1).ok_or_else(bad)?,
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Atomically replaces whatever is at `path` (not a directory) with a
+/// symlink to `target`.
+pub fn replace_with_symlink(path: &Path, target: &str) -> io::Result<()> {
+    if std::fs::symlink_metadata(path)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.fts-tmp",
+        &name[..name.len().min(200)],
+        random_hex(4)
+    ));
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 pub fn entry_of(rel: String, m: &Metadata) -> Entry {
     let meta = meta_of(m);
     let ft = m.file_type();
@@ -154,6 +205,8 @@ pub fn entry_of(rel: String, m: &Metadata) -> Entry {
         mtime: meta.mtime,
         mtime_ns: meta.mtime_ns,
         mode: meta.mode,
+        target: None,
+        hash: None,
     }
 }
 
@@ -195,7 +248,13 @@ pub fn walk(
             };
             let child_rel = join_rel(&rel, &name);
             let is_dir = md.is_dir();
-            f(&path, entry_of(child_rel.clone(), &md))?;
+            let mut entry = entry_of(child_rel.clone(), &md);
+            if md.file_type().is_symlink() {
+                entry.target = std::fs::read_link(&path)
+                    .ok()
+                    .and_then(|t| t.into_os_string().into_string().ok());
+            }
+            f(&path, entry)?;
             if recursive && is_dir {
                 subdirs.push((path, child_rel));
             }
@@ -234,6 +293,23 @@ mod tests {
         let md = std::fs::metadata(&target).unwrap();
         assert_eq!(md.mtime(), 1_000_000);
         assert_eq!(md.mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn link_targets_stay_inside() {
+        assert!(check_link_target("", "a/b").is_ok());
+        assert!(check_link_target("d/e", "../../x").is_ok());
+        assert!(check_link_target("d", "../../x").is_err());
+        assert!(check_link_target("", "../x").is_err());
+        assert!(check_link_target("", "/etc").is_err());
+        assert!(check_link_target("a", "b/../../..").is_err());
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l");
+        std::fs::write(&p, b"file in the way").unwrap();
+        replace_with_symlink(&p, "target").unwrap();
+        assert_eq!(std::fs::read_link(&p).unwrap(), Path::new("target"));
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        assert!(replace_with_symlink(&d.path().join("dir"), "x").is_err());
     }
 
     #[test]

@@ -7,14 +7,51 @@
 //! directory source needs `-r`. `HOST:` alone is the share root; getting it
 //! with `-r` copies its contents into the local target.
 
-use crate::client::{Client, ConnectOptions, Credentials, FileOutcome, GetOp, Observer, PutOp};
+use crate::client::{
+    Action, Client, ConnectOptions, Credentials, FileOutcome, GetHow, GetOp, Observer, PutHow,
+    PutOp,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto::{Entry, EntryKind, Meta};
 use crate::remote::Remote;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How transfers behave (flags shared by put, get and sync).
+#[derive(Debug, Clone)]
+pub struct TransferOptions {
+    /// Send deltas for files the receiver already has a version of.
+    pub delta: bool,
+    /// sync: compare contents by hash instead of size + mtime.
+    pub checksum: bool,
+    /// sync: remove what the source does not have.
+    pub delete: bool,
+    /// sync: report what would change, change nothing.
+    pub dry_run: bool,
+    /// sync: glob patterns to leave alone (a pattern without `/` matches a
+    /// name at any depth, one with `/` the path from the top).
+    pub excludes: Vec<String>,
+    /// Retry a lost connection this many times (resuming each time).
+    pub retries: u32,
+    /// Record one entry per path in the report (`files`).
+    pub verbose: bool,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            delta: true,
+            checksum: false,
+            delete: false,
+            dry_run: false,
+            excludes: Vec::new(),
+            retries: 0,
+            verbose: false,
+        }
+    }
+}
 
 /// What every client operation needs.
 #[derive(Clone)]
@@ -22,11 +59,44 @@ pub struct Context {
     pub connect: ConnectOptions,
     pub creds: Arc<dyn Credentials>,
     pub observer: Arc<dyn Observer>,
+    pub transfer: TransferOptions,
 }
 
 impl Context {
     async fn connect(&self, remote: &Remote) -> Result<Client> {
         Client::connect(remote, &self.connect, self.creds.clone(), &*self.observer).await
+    }
+
+    /// Runs `op` again after a lost connection, up to `--retries` times,
+    /// with doubling pauses (1 s … 30 s). Each attempt resumes where the
+    /// last one was cut off.
+    async fn with_retries<F, Fut>(&self, mut op: F) -> Result<TransferReport>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<TransferReport>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if e.kind == ErrorKind::Connect && attempt <= self.transfer.retries => {
+                    let pause = Duration::from_secs(1u64 << (attempt - 1).min(5))
+                        .min(Duration::from_secs(30));
+                    self.observer.notice(&format!(
+                        "{}; retrying in {}s (retry {attempt} of {})",
+                        e.message,
+                        pause.as_secs(),
+                        self.transfer.retries
+                    ));
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                Ok(mut r) => {
+                    r.attempts = attempt;
+                    return Ok(r);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -48,24 +118,47 @@ impl FileError {
     }
 }
 
-/// The result of `put`, `get` (and later `sync`), as printed by `--json`.
+/// One path's action, listed with `-v`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileAction {
+    pub path: String,
+    pub action: Action,
+    pub bytes: u64,
+    pub literal_bytes: u64,
+    pub matched_bytes: u64,
+}
+
+/// The result of `put`, `get` and `sync`, as printed by `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TransferReport {
     pub files_total: u64,
     pub files_transferred: u64,
+    /// Unchanged files left alone (sync's quick check or --checksum).
     pub files_skipped: u64,
     pub files_deleted: u64,
     pub bytes_total: u64,
+    /// Size of the files transferred.
     pub bytes_transferred: u64,
     pub wire_bytes_sent: u64,
     pub wire_bytes_received: u64,
-    /// Bytes sent as literal data (everything, until delta transfer lands).
+    /// File bytes sent as data.
     pub literal_bytes: u64,
-    /// Bytes the receiver already had (saved by delta).
+    /// File bytes the receiver already had (saved by delta).
     pub matched_bytes: u64,
+    /// File bytes not sent again because a cut transfer was resumed.
+    pub resumed_bytes: u64,
+    /// Bytes zstd kept off the wire.
+    pub saved_by_compression_bytes: u64,
+    /// Files sent whole again after their delta or resume did not verify.
+    pub files_redone: u64,
     pub elapsed_s: f64,
     pub dry_run: bool,
+    /// Connection attempts (more than 1 after --retries kicked in).
+    pub attempts: u32,
     pub errors: Vec<FileError>,
+    /// Per-path actions (only with -v).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileAction>,
 }
 
 impl TransferReport {
@@ -90,17 +183,40 @@ impl TransferReport {
         ))
     }
 
-    fn absorb(&mut self, outcomes: Vec<FileOutcome>) {
+    fn absorb(&mut self, outcomes: Vec<FileOutcome>, verbose: bool) {
         for o in outcomes {
+            self.saved_by_compression_bytes += o.stats.compressed_saved;
+            if verbose && o.action != Action::Meta {
+                self.files.push(FileAction {
+                    path: o.path.clone(),
+                    action: o.action,
+                    bytes: o.bytes,
+                    literal_bytes: o.stats.literal,
+                    matched_bytes: o.stats.matched,
+                });
+            }
             match o.result {
-                Ok(()) if o.is_file => {
+                Ok(()) if o.is_file() => {
                     self.files_transferred += 1;
                     self.bytes_transferred += o.bytes;
-                    self.literal_bytes += o.bytes;
+                    self.literal_bytes += o.stats.literal;
+                    self.matched_bytes += o.stats.matched;
+                    self.resumed_bytes += o.resumed;
                 }
+                Ok(()) if o.action == Action::Delete => self.files_deleted += o.deleted.0,
                 Ok(()) => {}
                 Err(e) => self.errors.push(FileError::new(o.path, e)),
             }
+        }
+    }
+
+    /// Share of the transferred bytes that delta transfer did not send.
+    pub fn delta_saved_percent(&self) -> f64 {
+        let moved = self.literal_bytes + self.matched_bytes;
+        if moved == 0 {
+            0.0
+        } else {
+            100.0 * self.matched_bytes as f64 / moved as f64
         }
     }
 
@@ -116,6 +232,9 @@ impl TransferReport {
 
 /// Joins a remote directory path and a name.
 fn join_remote(base: &str, name: &str) -> String {
+    if name.is_empty() {
+        return base.trim_end_matches('/').to_string();
+    }
     if base.is_empty() || base.ends_with('/') {
         format!("{base}{name}")
     } else {
@@ -139,8 +258,186 @@ fn local_name(p: &Path) -> Result<String> {
         .map_err(|_| Error::usage(format!("{}: file name is not UTF-8", p.display())))
 }
 
+fn entry_meta(e: &Entry) -> Meta {
+    e.meta()
+}
+
+fn same_version(a: &Meta, b: &Meta) -> bool {
+    (a.size, a.mtime, a.mtime_ns) == (b.size, b.mtime, b.mtime_ns)
+}
+
+/// Upload steps per round: each round costs one probe and one signature
+/// round trip, and holds at most this many signatures in memory.
+const ROUND: usize = 512;
+
+/// Runs upload steps: probes the targets of `Auto` files (pipelined),
+/// picks resume, delta or whole for each, fetches signatures, sends, and
+/// sends whole again whatever the server could not rebuild.
+async fn run_put(
+    client: &mut Client,
+    ctx: &Context,
+    ops: Vec<PutOp>,
+    report: &mut TransferReport,
+) -> Result<()> {
+    let mut ops = ops.into_iter().peekable();
+    while ops.peek().is_some() {
+        let mut round: Vec<PutOp> = ops.by_ref().take(ROUND).collect();
+        let autos: Vec<usize> = (0..round.len())
+            .filter(|&i| {
+                matches!(
+                    &round[i],
+                    PutOp::File {
+                        how: PutHow::Full,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        let paths: Vec<String> = autos
+            .iter()
+            .map(|&i| match &round[i] {
+                PutOp::File { remote, .. } => remote.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let probes = client.probe(&paths, false).await?;
+        let mut want_sig = Vec::new();
+        for (&i, probe) in autos.iter().zip(probes) {
+            let PutOp::File { local, how, .. } = &mut round[i] else {
+                continue;
+            };
+            let Ok(probe) = probe else { continue };
+            let Ok(md) = std::fs::metadata(&*local) else {
+                continue;
+            };
+            let mine = crate::fsutil::meta_of(&md);
+            if let Some(p) = probe
+                .partial
+                .filter(|p| p.len > 0 && same_version(&p.source, &mine))
+            {
+                *how = PutHow::Resume { offset: p.len };
+            } else if let Some(e) = probe.entry.filter(|e| e.kind == EntryKind::File) {
+                if ctx.transfer.delta && e.size > 0 && mine.size > 0 {
+                    want_sig.push(i);
+                }
+            }
+        }
+        let sig_paths: Vec<String> = want_sig
+            .iter()
+            .map(|&i| match &round[i] {
+                PutOp::File { remote, .. } => remote.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        for (&i, sig) in want_sig.iter().zip(client.signatures(&sig_paths).await?) {
+            if let (PutOp::File { how, .. }, Ok((base, signature))) = (&mut round[i], sig) {
+                *how = PutHow::Delta { base, signature };
+            }
+        }
+        let locals: Vec<Option<PathBuf>> = round
+            .iter()
+            .map(|op| match op {
+                PutOp::File { local, .. } => Some(local.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcomes = client.put_batch(round, &*ctx.observer).await?;
+        let mut redo = Vec::new();
+        let mut done = Vec::new();
+        for (o, local) in outcomes.into_iter().zip(locals) {
+            match (o.redo, local) {
+                (true, Some(local)) => {
+                    ctx.observer.notice(&format!(
+                        "{}: {}; sending the whole file",
+                        o.path,
+                        err_text(&o)
+                    ));
+                    report.files_redone += 1;
+                    redo.push(PutOp::File {
+                        local,
+                        remote: o.path,
+                        how: PutHow::Full,
+                    });
+                }
+                _ => done.push(o),
+            }
+        }
+        report.absorb(done, ctx.transfer.verbose);
+        if !redo.is_empty() {
+            let again = client.put_batch(redo, &*ctx.observer).await?;
+            report.absorb(again, ctx.transfer.verbose);
+        }
+    }
+    Ok(())
+}
+
+fn err_text(o: &FileOutcome) -> String {
+    o.result
+        .as_ref()
+        .err()
+        .map(|e| e.message.clone())
+        .unwrap_or_default()
+}
+
+/// Runs downloads, sending whole again what could not be rebuilt.
+async fn run_get(
+    client: &mut Client,
+    ctx: &Context,
+    ops: Vec<GetOp>,
+    report: &mut TransferReport,
+) -> Result<()> {
+    let outcomes = client.get_batch(ops.clone(), &*ctx.observer).await?;
+    let mut redo = Vec::new();
+    let mut done = Vec::new();
+    for (o, op) in outcomes.into_iter().zip(ops) {
+        if o.redo {
+            ctx.observer.notice(&format!(
+                "{}: {}; fetching the whole file",
+                o.path,
+                err_text(&o)
+            ));
+            report.files_redone += 1;
+            redo.push(GetOp {
+                how: GetHow::Full,
+                ..op
+            });
+        } else {
+            done.push(o);
+        }
+    }
+    report.absorb(done, ctx.transfer.verbose);
+    if !redo.is_empty() {
+        let again = client.get_batch(redo, &*ctx.observer).await?;
+        report.absorb(again, ctx.transfer.verbose);
+    }
+    Ok(())
+}
+
+/// How to fetch a remote file into `local`: continue a partial download of
+/// this version, take a delta against an older local copy, or all of it.
+fn get_how(ctx: &Context, local: &Path, remote: &Entry) -> GetHow {
+    match std::fs::symlink_metadata(local) {
+        Ok(md) if md.is_file() && md.len() > 0 && remote.size > 0 && ctx.transfer.delta => {
+            GetHow::Delta
+        }
+        _ => GetHow::Resume {
+            source: remote.meta(),
+        },
+    }
+}
+
 /// `fts put`: uploads local files (and with `recursive`, trees).
 pub async fn put(
+    ctx: &Context,
+    sources: &[PathBuf],
+    dest: &Remote,
+    recursive: bool,
+) -> Result<TransferReport> {
+    ctx.with_retries(|| put_once(ctx, sources, dest, recursive))
+        .await
+}
+
+async fn put_once(
     ctx: &Context,
     sources: &[PathBuf],
     dest: &Remote,
@@ -204,6 +501,7 @@ pub async fn put(
             ops.push(PutOp::File {
                 local: src,
                 remote: target,
+                how: PutHow::Full,
             });
             continue;
         }
@@ -231,11 +529,13 @@ pub async fn put(
                         ops.push(PutOp::File {
                             local: path.to_path_buf(),
                             remote,
+                            how: PutHow::Full,
                         });
                     }
-                    EntryKind::Symlink => {
-                        obs.notice(&format!("skipping symlink {}", path.display()))
-                    }
+                    EntryKind::Symlink => obs.notice(&format!(
+                        "skipping symlink {} (use sync to mirror links)",
+                        path.display()
+                    )),
                 }
                 Ok(())
             },
@@ -251,24 +551,40 @@ pub async fn put(
     );
     ctx.observer
         .batch_start(report.files_total, report.bytes_total);
-    let outcomes = client.put_batch(ops, &*ctx.observer).await?;
-    report.absorb(outcomes);
+    run_put(&mut client, ctx, ops, &mut report).await?;
     report.finish(Some(&client), start);
     let _ = client.close().await;
     Ok(report)
 }
 
-fn entry_meta(e: &Entry) -> Meta {
-    Meta {
-        size: e.size,
-        mtime: e.mtime,
-        mtime_ns: e.mtime_ns,
-        mode: e.mode,
-    }
-}
-
 /// `fts get`: downloads remote files (and with `recursive`, trees).
 pub async fn get(
+    ctx: &Context,
+    sources: &[Remote],
+    dest: &Path,
+    recursive: bool,
+) -> Result<TransferReport> {
+    ctx.with_retries(|| get_once(ctx, sources, dest, recursive))
+        .await
+}
+
+/// Maps a listed remote path below `prefix` to a local path below `target`,
+/// refusing anything that would leave it (the listing is the peer's word).
+fn local_below(target: &Path, prefix: &str, path: &str) -> Result<PathBuf> {
+    let rel = if prefix.is_empty() {
+        Some(path)
+    } else {
+        path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'))
+    };
+    let unsafe_path = || Error::protocol(format!("server sent unsafe path {path:?}"));
+    let comps = crate::root::components(rel.ok_or_else(unsafe_path)?).map_err(|_| unsafe_path())?;
+    if comps.is_empty() {
+        return Err(unsafe_path());
+    }
+    Ok(comps.iter().fold(target.to_path_buf(), |p, c| p.join(c)))
+}
+
+async fn get_once(
     ctx: &Context,
     sources: &[Remote],
     dest: &Path,
@@ -332,35 +648,8 @@ pub async fn get(
                 }
                 std::fs::create_dir_all(&target).map_err(|e| Error::local_io(&target, e))?;
                 dir_metas.push((target.clone(), entry_meta(&entry)));
-                for e in client.list(&entry.path, true).await? {
-                    let rel = if entry.path.is_empty() {
-                        e.path.as_str()
-                    } else {
-                        match e
-                            .path
-                            .strip_prefix(&entry.path)
-                            .and_then(|r| r.strip_prefix('/'))
-                        {
-                            Some(r) => r,
-                            None => {
-                                return Err(Error::protocol(format!(
-                                    "listing returned foreign path {}",
-                                    e.path
-                                )))
-                            }
-                        }
-                    };
-                    // The listing is the peer's word: never let it leave `target`.
-                    let comps = crate::root::components(rel).map_err(|_| {
-                        Error::protocol(format!("server sent unsafe path {:?}", e.path))
-                    })?;
-                    if comps.is_empty() {
-                        return Err(Error::protocol(format!(
-                            "server sent unsafe path {:?}",
-                            e.path
-                        )));
-                    }
-                    let local = comps.iter().fold(target.clone(), |p, c| p.join(c));
+                for e in client.list(&entry.path, true, false).await? {
+                    let local = local_below(&target, &entry.path, &e.path)?;
                     match e.kind {
                         EntryKind::Dir => {
                             std::fs::create_dir_all(&local)
@@ -370,23 +659,28 @@ pub async fn get(
                         EntryKind::File => {
                             report.files_total += 1;
                             report.bytes_total += e.size;
+                            let how = get_how(ctx, &local, &e);
                             ops.push(GetOp {
                                 remote: e.path,
                                 local,
+                                how,
                             });
                         }
-                        EntryKind::Symlink => {
-                            ctx.observer.notice(&format!("skipping symlink {}", e.path))
-                        }
+                        EntryKind::Symlink => ctx.observer.notice(&format!(
+                            "skipping symlink {} (use sync to mirror links)",
+                            e.path
+                        )),
                     }
                 }
             }
             EntryKind::File => {
                 report.files_total += 1;
                 report.bytes_total += entry.size;
+                let how = get_how(ctx, &target, &entry);
                 ops.push(GetOp {
                     remote: entry.path,
                     local: target,
+                    how,
                 });
             }
             EntryKind::Symlink => ctx
@@ -396,8 +690,7 @@ pub async fn get(
     }
     ctx.observer
         .batch_start(report.files_total, report.bytes_total);
-    let outcomes = client.get_batch(ops, &*ctx.observer).await?;
-    report.absorb(outcomes);
+    run_get(&mut client, ctx, ops, &mut report).await?;
     for (dir, meta) in dir_metas.into_iter().rev() {
         if let Err(e) = crate::fsutil::apply_meta_path(&dir, &meta) {
             report.errors.push(FileError::new(
@@ -421,7 +714,7 @@ pub async fn ls(ctx: &Context, remote: &Remote, recursive: bool) -> Result<Vec<E
         ))
     })?;
     let out = if entry.kind == EntryKind::Dir {
-        client.list(&remote.path, recursive).await?
+        client.list(&remote.path, recursive, false).await?
     } else {
         vec![entry]
     };

@@ -9,17 +9,22 @@
 //! ever left under a real name.
 
 use crate::auth::{Backoff, Secret, Verifier};
+use crate::engine::delta;
+use crate::engine::partial::{self, PartFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::{self, TempFile};
 use crate::proto::{
-    Entry, EntryKind, Frame, FrameReader, FrameWriter, Msg, ALPN_FTS, PROTOCOL_VERSION,
+    Entry, EntryKind, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg, PartialInfo, Resume,
+    ALPN_FTS, PROTOCOL_VERSION,
 };
 use crate::root::Root;
 use crate::tls::Identity;
-use crate::transfer::{self, Received, SendError};
+use crate::transfer::{self, Dest, Received, SendError, SendOptions, Sink};
 use serde::Serialize;
+use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +47,8 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// How long in-flight requests may run on after shutdown is asked for.
     pub shutdown_grace: Duration,
+    /// How downloads are sent (compression).
+    pub send: SendOptions,
 }
 
 impl ServerOptions {
@@ -55,6 +62,9 @@ impl ServerOptions {
             io_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            send: SendOptions {
+                compress: Some(crate::engine::compress::DEFAULT_LEVEL),
+            },
         }
     }
 }
@@ -325,7 +335,7 @@ impl Session {
             };
             let msg = match frame {
                 None => return Ok(()),
-                Some(Frame::Data(_)) => return Err(Error::protocol("unexpected data frame")),
+                Some(Frame::Chunk(_)) => return Err(Error::protocol("unexpected data frame")),
                 Some(Frame::Control(m)) => m,
             };
             match msg {
@@ -347,9 +357,25 @@ impl Session {
                     };
                     w.msg(&reply).await?;
                 }
-                Msg::List { path, recursive } => self.list(w, &path, recursive).await?,
+                Msg::List {
+                    path,
+                    recursive,
+                    hashes,
+                } => self.list(w, &path, recursive, hashes).await?,
+                Msg::Probe { id, path, hash } => {
+                    let reply = self.probe(id, &path, hash).await;
+                    w.msg(&reply).await?;
+                }
+                Msg::SigReq { id, path } => self.signature(w, id, &path).await?,
                 Msg::Mkdir { id, path } => {
                     let reply = match self.mkdir(&path) {
+                        Ok(()) => Msg::Done { id },
+                        Err(e) => Msg::error(Some(id), &e),
+                    };
+                    w.msg(&reply).await?;
+                }
+                Msg::Symlink { id, path, target } => {
+                    let reply = match self.symlink(&path, &target) {
                         Ok(()) => Msg::Done { id },
                         Err(e) => Msg::error(Some(id), &e),
                     };
@@ -362,7 +388,7 @@ impl Session {
                     mtime_ns,
                     mode,
                 } => {
-                    let meta = crate::proto::Meta {
+                    let meta = Meta {
                         size: 0,
                         mtime,
                         mtime_ns,
@@ -374,18 +400,30 @@ impl Session {
                     };
                     w.msg(&reply).await?;
                 }
-                Msg::Put { id, path, meta } => {
-                    let reply = match self.put(r, id, &path, &meta).await? {
-                        Ok(()) => Msg::Done { id },
-                        Err(e) => Msg::error(Some(id), &e),
-                    };
+                Msg::Put {
+                    id,
+                    path,
+                    meta,
+                    resume,
+                    delta_base,
+                } => {
+                    let reply = self.put(r, id, &path, &meta, resume, delta_base).await?;
                     w.msg(&reply).await?;
                 }
-                Msg::Get { id, path } => self.get(w, id, &path).await?,
-                Msg::Remove { path, recursive } => {
+                Msg::Get {
+                    id,
+                    path,
+                    resume,
+                    signature,
+                } => self.get(r, w, id, &path, resume, signature).await?,
+                Msg::Remove {
+                    id,
+                    path,
+                    recursive,
+                } => {
                     let reply = match self.remove(&path, recursive) {
-                        Ok((files, dirs)) => Msg::Removed { files, dirs },
-                        Err(e) => Msg::error(None, &e),
+                        Ok((files, dirs)) => Msg::Removed { id, files, dirs },
+                        Err(e) => Msg::error(Some(id), &e),
                     };
                     w.msg(&reply).await?;
                 }
@@ -482,8 +520,7 @@ impl Session {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let md =
-            std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+        let md = std::fs::metadata(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
         Ok(Some(fsutil::entry_of(self.root().display_rel(rel)?, &md)))
     }
 
@@ -492,28 +529,40 @@ impl Session {
         w: &mut Writer<W>,
         rel: &str,
         recursive: bool,
+        hashes: bool,
     ) -> Result<()> {
-        let listing = (|| -> Result<Vec<Entry>> {
-            let p = self.root().resolve_existing(rel)?;
-            let md =
-                std::fs::metadata(&p).map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
-            let rel_n = self.root().display_rel(rel)?;
+        let root = self.root().clone();
+        let rel_s = rel.to_string();
+        // Walking (and hashing) a big tree is blocking work.
+        let listing = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>> {
+            let rel = rel_s.as_str();
+            let p = root.resolve_existing(rel)?;
+            let md = std::fs::metadata(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+            let rel_n = root.display_rel(rel)?;
+            let with_hash = |mut e: Entry, path: &Path| -> Result<Entry> {
+                if hashes && e.kind == EntryKind::File {
+                    e.hash = Some(transfer::hash_file(path)?);
+                }
+                Ok(e)
+            };
             if !md.is_dir() {
-                return Ok(vec![fsutil::entry_of(rel_n, &md)]);
+                return Ok(vec![with_hash(fsutil::entry_of(rel_n, &md), &p)?]);
             }
             let mut out = Vec::new();
             fsutil::walk(
                 &p,
                 &rel_n,
                 recursive,
-                &mut |_, e| {
-                    out.push(e);
+                &mut |path, e| {
+                    out.push(with_hash(e, path)?);
                     Ok(())
                 },
                 &mut |_| {},
             )?;
             Ok(out)
-        })();
+        })
+        .await
+        .map_err(|e| Error::other(format!("listing failed: {e}")))?;
         let entries = match listing {
             Ok(v) => v,
             Err(e) => return w.msg(&Msg::error(None, &e)).await,
@@ -522,7 +571,7 @@ impl Session {
         let mut batch = Vec::new();
         let mut bytes = 0;
         for e in entries {
-            bytes += e.path.len() + 128;
+            bytes += e.path.len() + e.target.as_ref().map_or(0, |t| t.len()) + 200;
             batch.push(e);
             if bytes > 24 * 1024 {
                 w.msg(&Msg::ListBatch {
@@ -536,6 +585,82 @@ impl Session {
             w.msg(&Msg::ListBatch { entries: batch }).await?;
         }
         w.msg(&Msg::ListEnd).await
+    }
+
+    /// What is at an upload target: the file, and a resumable partial file.
+    async fn probe(&self, id: u64, rel: &str, hash: bool) -> Msg {
+        let root = self.root().clone();
+        let rel = rel.to_string();
+        let res = tokio::task::spawn_blocking(move || -> Result<Msg> {
+            let target = root.resolve_for_write(&rel)?;
+            let mut entry = match std::fs::metadata(&target) {
+                Ok(md) => Some(fsutil::entry_of(root.display_rel(&rel)?, &md)),
+                Err(_) => None,
+            };
+            if let (true, Some(e)) = (hash, entry.as_mut()) {
+                if e.kind == EntryKind::File {
+                    e.hash = Some(transfer::hash_file(&target)?);
+                }
+            }
+            let partial = partial::find(&target).map(|f| PartialInfo {
+                len: f.len,
+                source: Meta {
+                    size: f.manifest.size,
+                    mtime: f.manifest.mtime,
+                    mtime_ns: f.manifest.mtime_ns,
+                    mode: 0,
+                },
+            });
+            Ok(Msg::ProbeReply { id, entry, partial })
+        })
+        .await;
+        match res {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => Msg::error(Some(id), &e),
+            Err(e) => Msg::error(Some(id), &Error::other(e.to_string())),
+        }
+    }
+
+    /// Sends the signature of a file so the client can upload a delta.
+    async fn signature<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        id: u64,
+        rel: &str,
+    ) -> Result<()> {
+        let opened = (|| -> Result<(File, Meta)> {
+            self.writable()?;
+            let p = self.root().resolve_existing(rel)?;
+            let f = File::open(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+            let md = f
+                .metadata()
+                .map_err(|e| Error::local_io(Path::new(rel), e))?;
+            if !md.is_file() {
+                return Err(Error::other(format!("'{rel}' is not a regular file")));
+            }
+            Ok((f, fsutil::meta_of(&md)))
+        })();
+        let sig = match opened {
+            Ok((mut f, meta)) => tokio::task::spawn_blocking(move || {
+                delta::signature(&mut f, meta.size).map(|s| (s, meta))
+            })
+            .await
+            .map_err(|e| Error::other(e.to_string()))
+            .and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        match sig {
+            Ok((bytes, base)) => {
+                w.msg(&Msg::SigReply {
+                    id,
+                    base,
+                    len: bytes.len() as u64,
+                })
+                .await?;
+                w.blob(&bytes).await
+            }
+            Err(e) => w.msg(&Msg::error(Some(id), &e)).await,
+        }
     }
 
     fn mkdir(&self, rel: &str) -> Result<()> {
@@ -552,47 +677,130 @@ impl Session {
                     )))
                 }
             }
-            Err(e) => Err(Error::local_io(std::path::Path::new(rel), e)),
+            Err(e) => Err(Error::local_io(Path::new(rel), e)),
         }
     }
 
-    fn set_meta(&self, rel: &str, meta: &crate::proto::Meta) -> Result<()> {
+    fn symlink(&self, rel: &str, link_target: &str) -> Result<()> {
         self.writable()?;
-        let p = self.root().resolve_existing(rel)?;
-        fsutil::apply_meta_path(&p, meta).map_err(|e| Error::local_io(std::path::Path::new(rel), e))
+        let comps = crate::root::components(rel)?;
+        let parent = comps[..comps.len().saturating_sub(1)].join("/");
+        fsutil::check_link_target(&parent, link_target)?;
+        let path = self.root().resolve_for_write(rel)?;
+        fsutil::replace_with_symlink(&path, link_target)
+            .map_err(|e| Error::local_io(Path::new(rel), e))
     }
 
-    /// Receives one uploaded file. The outer `Result` is the connection's
-    /// fate; the inner one is this file's.
+    fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
+        self.writable()?;
+        let p = self.root().resolve_existing(rel)?;
+        fsutil::apply_meta_path(&p, meta).map_err(|e| Error::local_io(Path::new(rel), e))
+    }
+
+    /// Prepares where an upload goes. `Err(Ok(reason))` asks the client to
+    /// send the whole file again; `Err(Err(e))` fails this file.
+    async fn prepare_put(
+        &self,
+        rel: &str,
+        meta: &Meta,
+        resume: Option<Resume>,
+        delta_base: Option<Meta>,
+    ) -> Result<(PathBuf, Sink, Dest, u64), Result<String, Error>> {
+        self.writable().map_err(Err)?;
+        let target = self.root().resolve_for_write(rel).map_err(Err)?;
+        if target.is_dir() {
+            return Err(Err(Error::other(format!(
+                "'{rel}' is a directory on the server"
+            ))));
+        }
+        let io = |e: std::io::Error| Err(Error::local_io(Path::new(rel), e));
+        if let Some(base_meta) = delta_base {
+            let base = File::open(&target).map_err(io)?;
+            let now = fsutil::meta_of(&base.metadata().map_err(io)?);
+            if (now.size, now.mtime, now.mtime_ns)
+                != (base_meta.size, base_meta.mtime, base_meta.mtime_ns)
+            {
+                return Err(Ok(
+                    "the server's copy changed since its signature was taken".into(),
+                ));
+            }
+            let tmp = TempFile::create_beside(&target).map_err(io)?;
+            let mut dest = Dest::new(tmp.file().try_clone().map_err(io)?);
+            dest.base = Some(base);
+            return Ok((target, Sink::Temp(tmp), dest, meta.size));
+        }
+        if let Some(res) = resume {
+            let usable = partial::find(&target).filter(|f| {
+                f.manifest.matches(meta) && f.len >= res.offset && res.offset <= meta.size
+            });
+            if usable.is_none() {
+                return Err(Ok("no matching partial file to resume".into()));
+            }
+            let t2 = target.clone();
+            let offset = res.offset;
+            let prefix = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let mut f = File::open(partial::part_path(&t2))?;
+                partial::hash_prefix(&mut f, offset)
+            })
+            .await
+            .map_err(|e| Err(Error::other(e.to_string())))?
+            .map_err(io)?;
+            if prefix.0 != res.prefix_hash {
+                return Err(Ok(
+                    "the partial file's prefix does not match the source".into()
+                ));
+            }
+            if let Some(part) = PartFile::resume(&target, offset).map_err(io)? {
+                let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
+                dest.hasher = prefix.1;
+                return Ok((target, Sink::Part(part), dest, meta.size - offset));
+            }
+            return Err(Ok("the partial file is busy".into()));
+        }
+        let sink = Sink::fresh(&target, meta).map_err(io)?;
+        let dest = sink.dest().map_err(io)?;
+        Ok((target, sink, dest, meta.size))
+    }
+
+    /// Receives one uploaded file and says how it went.
     async fn put<R: AsyncRead + Unpin>(
         &self,
         r: &mut Reader<R>,
         id: u64,
         rel: &str,
-        meta: &crate::proto::Meta,
-    ) -> Result<Result<()>> {
-        let prepared = (|| -> Result<(std::path::PathBuf, TempFile)> {
-            self.writable()?;
-            let target = self.root().resolve_for_write(rel)?;
-            if target.is_dir() {
-                return Err(Error::other(format!(
-                    "'{rel}' is a directory on the server"
-                )));
+        meta: &Meta,
+        resume: Option<Resume>,
+        delta_base: Option<Meta>,
+    ) -> Result<Msg> {
+        let offset = resume.as_ref().map_or(0, |r| r.offset);
+        let is_delta = delta_base.is_some();
+        let prepared = self.prepare_put(rel, meta, resume, delta_base).await;
+        // On failure the chunks still arrive: read them to keep the stream in step.
+        let (mut prepared, dest, expect) = match prepared {
+            Ok((t, sink, d, e)) => (Ok((t, sink)), Some(d), e),
+            Err(x) => {
+                let expect = if is_delta {
+                    meta.size
+                } else {
+                    meta.size.saturating_sub(offset)
+                };
+                (Err(x), None, expect)
             }
-            let tmp = TempFile::create_beside(&target)
-                .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
-            Ok((target, tmp))
-        })();
-        let (file, setup_err) = match &prepared {
-            Ok((_, tmp)) => (Some(tmp.file().try_clone()?), None),
-            Err(e) => (None, Some(e.clone())),
         };
-        let received = transfer::receive_file(r, file, meta.size, &|_| {}).await?;
-        let (hash, end) = match received {
+        let mut saved = 0;
+        let received = transfer::receive(r, dest, expect, &|_| {}, &mut saved).await?;
+        let computed = match received {
             Received::Interrupted(Msg::PutAbort { id: aid, reason }) if aid == id => {
-                return Ok(Err(setup_err.unwrap_or_else(|| {
-                    Error::other(format!("upload aborted by the client: {reason}"))
-                })));
+                if let Ok((_, sink)) = &mut prepared {
+                    sink.discard();
+                }
+                return Ok(match prepared {
+                    Err(Err(e)) => Msg::error(Some(id), &e),
+                    _ => Msg::error(
+                        Some(id),
+                        &Error::other(format!("upload aborted by the client: {reason}")),
+                    ),
+                });
             }
             Received::Interrupted(m) => {
                 return Err(Error::protocol(format!(
@@ -600,14 +808,18 @@ impl Session {
                     msg_name(&m)
                 )))
             }
-            Received::Complete(h) => (h, r.read_msg().await?),
+            Received::Complete(h) => h,
         };
-        let sent_hash = match end {
+        let sent_hash = match r.read_msg().await? {
             Msg::PutEnd { id: eid, hash } if eid == id => hash,
             Msg::PutAbort { id: aid, reason } if aid == id => {
-                return Ok(Err(setup_err.unwrap_or_else(|| {
-                    Error::other(format!("upload aborted by the client: {reason}"))
-                })))
+                if let Ok((_, sink)) = &mut prepared {
+                    sink.discard();
+                }
+                return Ok(Msg::error(
+                    Some(id),
+                    &Error::other(format!("upload aborted by the client: {reason}")),
+                ));
             }
             m => {
                 return Err(Error::protocol(format!(
@@ -616,43 +828,64 @@ impl Session {
                 )))
             }
         };
-        let (target, tmp) = match prepared {
+        let (target, mut sink) = match prepared {
             Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
+            Err(Ok(reason)) => return Ok(Msg::Redo { id, reason }),
+            Err(Err(e)) => return Ok(Msg::error(Some(id), &e)),
         };
-        let got_hash = match hash {
+        let got_hash = match computed {
             Ok(h) => h,
-            Err(e) => return Ok(Err(e.context(format!("'{rel}'")))),
+            Err(e) => {
+                sink.discard();
+                return Ok(Msg::error(Some(id), &e.context(format!("'{rel}'"))));
+            }
         };
         if got_hash != sent_hash {
-            return Ok(Err(Error::integrity(format!(
-                "'{rel}': integrity check failed (BLAKE3 of received data does not match the sender's); the old file is untouched"
-            ))));
+            sink.discard();
+            if is_delta {
+                return Ok(Msg::Redo {
+                    id,
+                    reason: "the file rebuilt from the delta did not verify".into(),
+                });
+            }
+            return Ok(Msg::error(
+                Some(id),
+                &Error::integrity(format!(
+                    "'{rel}': integrity check failed (BLAKE3 of received data does not match the sender's); the old file is untouched"
+                )),
+            ));
         }
-        if let Err(e) = tmp.commit(&target, meta) {
-            return Ok(Err(Error::local_io(std::path::Path::new(rel), e)));
+        if let Err(e) = sink.commit(&target, meta) {
+            return Ok(Msg::error(Some(id), &Error::local_io(Path::new(rel), e)));
         }
         self.log(LogEvent::Upload {
             client: self.id,
             path: self.root().display_rel(rel).unwrap_or_default(),
             bytes: meta.size,
         });
-        Ok(Ok(()))
+        Ok(Msg::Done { id })
     }
 
-    async fn get<W: AsyncWrite + Unpin>(
+    async fn get<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
+        r: &mut Reader<R>,
         w: &mut Writer<W>,
         id: u64,
         rel: &str,
+        resume: Option<GetResume>,
+        signature: Option<u64>,
     ) -> Result<()> {
-        let opened = (|| -> Result<(std::fs::File, crate::proto::Meta)> {
+        // The client's signature comes first, whatever happens next.
+        let sig = match signature {
+            Some(len) => Some(r.read_blob(len, delta::MAX_SIGNATURE).await?),
+            None => None,
+        };
+        let opened = (|| -> Result<(File, Meta)> {
             let p = self.root().resolve_existing(rel)?;
-            let f = std::fs::File::open(&p)
-                .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+            let f = File::open(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
             let md = f
                 .metadata()
-                .map_err(|e| Error::local_io(std::path::Path::new(rel), e))?;
+                .map_err(|e| Error::local_io(Path::new(rel), e))?;
             if md.is_dir() {
                 return Err(Error::other(format!("'{rel}' is a directory")));
             }
@@ -665,10 +898,53 @@ impl Session {
             Ok(x) => x,
             Err(e) => return w.msg(&Msg::error(Some(id), &e)).await,
         };
-        w.msg(&Msg::FileHeader { id, meta }).await?;
-        match transfer::send_file(w, file, meta.size, &|_| {}).await {
-            Ok(hash) => {
-                w.msg(&Msg::FileEnd { id, hash }).await?;
+        let sig = match sig.map(delta::parse_signature).transpose() {
+            Ok(s) => s,
+            Err(e) => return w.msg(&Msg::error(Some(id), &e)).await,
+        };
+        // Resume only from a prefix of this very version of the file.
+        let mut start = (0, blake3::Hasher::new());
+        if let Some(res) = resume {
+            let same = (res.source.size, res.source.mtime, res.source.mtime_ns)
+                == (meta.size, meta.mtime, meta.mtime_ns);
+            if same && res.offset <= meta.size {
+                let mut f2 = file.try_clone()?;
+                let off = res.offset;
+                let prefix =
+                    tokio::task::spawn_blocking(move || partial::hash_prefix(&mut f2, off))
+                        .await
+                        .map_err(|e| Error::other(e.to_string()))?;
+                if let Ok((hex, hasher)) = prefix {
+                    if hex == res.prefix_hash {
+                        start = (off, hasher);
+                    }
+                }
+            }
+        }
+        let delta = start.0 == 0 && sig.is_some();
+        w.msg(&Msg::FileHeader {
+            id,
+            meta,
+            offset: start.0,
+            delta,
+        })
+        .await?;
+        let opts = self.opts().send;
+        let sent = match sig {
+            Some(sig) if delta => {
+                transfer::send_delta(w, file, meta.size, sig, opts, &|_| {}).await
+            }
+            _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &|_| {}).await,
+        };
+        match sent {
+            Ok((hash, st)) => {
+                w.msg(&Msg::FileEnd {
+                    id,
+                    hash,
+                    literal: st.literal,
+                    matched: st.matched,
+                })
+                .await?;
                 self.log(LogEvent::Download {
                     client: self.id,
                     path: self.root().display_rel(rel).unwrap_or_default(),
@@ -697,10 +973,15 @@ impl Session {
         if self.root().is_file() || crate::root::normalize(rel)?.is_empty() {
             return Err(Error::permission("the share root itself cannot be removed"));
         }
-        let target = self.root().resolve_for_write(rel)?;
+        // The link itself is removed, never what it points to.
+        let comps = crate::root::components(rel)?;
+        let parent = self
+            .root()
+            .resolve_existing(&comps[..comps.len() - 1].join("/"))?;
+        let target = parent.join(comps[comps.len() - 1]);
         let md = std::fs::symlink_metadata(&target)
             .map_err(|_| Error::not_found(format!("'{rel}': no such file or directory")))?;
-        let relp = std::path::Path::new(rel);
+        let relp = Path::new(rel);
         if md.is_dir() {
             if !recursive {
                 return Err(Error::usage(format!("'{rel}' is a directory (use -r)")));
@@ -730,6 +1011,7 @@ impl Session {
             Ok((files, dirs))
         } else {
             std::fs::remove_file(&target).map_err(|e| Error::local_io(relp, e))?;
+            partial::remove(&target);
             self.log(LogEvent::Delete {
                 client: self.id,
                 path: rel.into(),

@@ -1,26 +1,47 @@
-//! Streaming one file's bytes across a frame connection. Disk I/O and
-//! BLAKE3 hashing run on a blocking thread and hand chunks to the async
-//! side through a channel of depth [`DEPTH`], so memory per transfer is
-//! bounded by `DEPTH × CHUNK` whatever the file size, and hashing overlaps
-//! with TLS.
+//! Streaming one file's content across a frame connection: whole (from an
+//! offset, for resume) or as delta pieces, compressed per chunk where it
+//! pays. Disk I/O, hashing, diffing, compression and applying run on
+//! blocking threads that trade chunks with the async side through channels
+//! of depth [`DEPTH`], so memory per transfer stays bounded whatever the
+//! file size, and that work overlaps with TLS.
 
+use crate::engine::compress::Compressor;
+use crate::engine::delta::{self, Base};
 use crate::error::{Error, Result};
-use crate::proto::{Frame, FrameReader, FrameWriter, Msg, CHUNK};
+use crate::proto::{Body, Chunk, Decoded, Frame, FrameReader, FrameWriter, Msg, CHUNK};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 const DEPTH: usize = 4;
 
-enum ReadItem {
-    Chunk(Vec<u8>),
-    Done(String),
+/// What sending one file cost and saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendStats {
+    /// File bytes sent as data.
+    pub literal: u64,
+    /// File bytes the receiver already had (delta copies).
+    pub matched: u64,
+    /// Bytes compression kept off the wire.
+    pub compressed_saved: u64,
+}
+
+/// How the sender treats content.
+#[derive(Debug, Clone, Copy)]
+pub struct SendOptions {
+    /// zstd level, `None` for no compression.
+    pub compress: Option<i32>,
+}
+
+enum Produced {
+    Chunk(Chunk),
+    Done(String, SendStats),
     Failed(Error),
 }
 
-/// Why sending stopped early without a network failure.
+/// Why sending stopped early.
 #[derive(Debug)]
 pub enum SendError {
     /// The local file could not be read, or changed while it was read: the
@@ -30,20 +51,101 @@ pub enum SendError {
     Net(Error),
 }
 
-/// Sends exactly `size` bytes of `file` as data frames and returns their
-/// BLAKE3 hash. A file that shrinks, grows or is modified while it is read
-/// is reported as [`SendError::Local`], never sent as a mix.
+fn compressed(c: &mut Compressor, data: Vec<u8>, piece_out: Option<u64>) -> Chunk {
+    let z = c.compress(&data);
+    match (z, piece_out) {
+        (Some(bytes), None) => Chunk {
+            out_len: data.len() as u64,
+            body: Body::Zstd {
+                raw_len: data.len(),
+                bytes,
+            },
+        },
+        (None, None) => Chunk::raw(data),
+        (Some(bytes), Some(out_len)) => Chunk {
+            out_len,
+            body: Body::PieceZstd {
+                raw_len: data.len(),
+                bytes,
+            },
+        },
+        (None, Some(out_len)) => Chunk {
+            out_len,
+            body: Body::Piece(data),
+        },
+    }
+}
+
+fn stamp(f: &File) -> Option<(i64, i64, u64)> {
+    f.metadata()
+        .ok()
+        .map(|m| (m.mtime(), m.mtime_nsec(), m.len()))
+}
+
+/// Runs `produce` on a blocking thread and writes what it yields.
+async fn pump<W: AsyncWrite + Unpin>(
+    w: &mut FrameWriter<W>,
+    progress: &(dyn Fn(u64) + Sync),
+    produce: impl FnOnce(&mpsc::Sender<Produced>) -> Result<(String, SendStats)> + Send + 'static,
+) -> Result<(String, SendStats), SendError> {
+    let (tx, mut rx) = mpsc::channel::<Produced>(DEPTH);
+    let worker = tokio::task::spawn_blocking(move || {
+        let item = match produce(&tx) {
+            Ok((h, s)) => Produced::Done(h, s),
+            Err(e) => Produced::Failed(e),
+        };
+        let _ = tx.blocking_send(item);
+    });
+    let mut out = Err(SendError::Local(Error::other("file reader stopped")));
+    while let Some(item) = rx.recv().await {
+        match item {
+            Produced::Chunk(c) => {
+                if let Err(e) = w.chunk(&c).await {
+                    out = Err(SendError::Net(e));
+                    break;
+                }
+                progress(c.out_len);
+            }
+            Produced::Done(h, s) => {
+                out = Ok((h, s));
+                break;
+            }
+            Produced::Failed(e) => {
+                out = Err(SendError::Local(e));
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let _ = worker.await;
+    out
+}
+
+fn closed() -> Error {
+    Error::other("transfer cancelled")
+}
+
+/// Sends bytes `offset..size` of `file` as chunks; `prefix` is the hash
+/// state after the first `offset` bytes. Returns the whole file's BLAKE3.
+/// A file that shrinks, grows or is modified while it is read is reported
+/// as [`SendError::Local`], never sent as a mix.
 pub async fn send_file<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
     mut file: File,
+    offset: u64,
     size: u64,
+    prefix: blake3::Hasher,
+    opts: SendOptions,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<String, SendError> {
-    let (tx, mut rx) = mpsc::channel::<ReadItem>(DEPTH);
-    let reader = tokio::task::spawn_blocking(move || {
-        let start = file.metadata().ok().map(|m| (m.mtime(), m.mtime_nsec()));
-        let mut hasher = blake3::Hasher::new();
-        let mut left = size;
+) -> Result<(String, SendStats), SendError> {
+    pump(w, progress, move |tx| {
+        let start = stamp(&file);
+        let mut comp = Compressor::new(opts.compress);
+        let mut hasher = prefix;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::other(format!("seek: {e}")))?;
+        let mut left = size.saturating_sub(offset);
+        let mut stats = SendStats::default();
         while left > 0 {
             let want = left.min(CHUNK as u64) as usize;
             let mut buf = vec![0u8; want];
@@ -53,142 +155,234 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
                     Ok(0) => break,
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(ReadItem::Failed(Error::other(format!(
-                            "read error: {e}"
-                        ))));
-                        return;
-                    }
+                    Err(e) => return Err(Error::other(format!("read error: {e}"))),
                 }
             }
             if got < want {
-                let _ = tx.blocking_send(ReadItem::Failed(Error::other(
-                    "file shrank while it was being sent",
-                )));
-                return;
+                return Err(Error::other("file shrank while it was being sent"));
             }
             hasher.update(&buf);
             left -= want as u64;
-            if tx.blocking_send(ReadItem::Chunk(buf)).is_err() {
-                return;
-            }
+            stats.literal += want as u64;
+            tx.blocking_send(Produced::Chunk(compressed(&mut comp, buf, None)))
+                .map_err(|_| closed())?;
         }
-        let now = file.metadata().ok();
-        let changed = match (start, now) {
-            (Some(s), Some(m)) => s != (m.mtime(), m.mtime_nsec()) || m.len() != size,
-            _ => true,
-        };
-        let item = if changed {
-            ReadItem::Failed(Error::other("file changed while it was being sent"))
-        } else {
-            ReadItem::Done(hasher.finalize().to_hex().to_string())
-        };
-        let _ = tx.blocking_send(item);
-    });
-    let mut out = Err(SendError::Local(Error::other("file reader stopped")));
-    while let Some(item) = rx.recv().await {
-        match item {
-            ReadItem::Chunk(c) => {
-                if let Err(e) = w.data(&c).await {
-                    out = Err(SendError::Net(e));
-                    break;
-                }
-                progress(c.len() as u64);
-            }
-            ReadItem::Done(h) => {
-                out = Ok(h);
-                break;
-            }
-            ReadItem::Failed(e) => {
-                out = Err(SendError::Local(e));
-                break;
-            }
+        if start != stamp(&file) || start.map(|s| s.2) != Some(size) {
+            return Err(Error::other("file changed while it was being sent"));
+        }
+        stats.compressed_saved = comp.saved;
+        Ok((hasher.finalize().to_hex().to_string(), stats))
+    })
+    .await
+}
+
+/// Sends `file` (of `size` bytes) as delta pieces against `sig`, the
+/// receiver's signature. Returns the file's BLAKE3 and what was saved.
+pub async fn send_delta<W: AsyncWrite + Unpin>(
+    w: &mut FrameWriter<W>,
+    mut file: File,
+    size: u64,
+    sig: fast_rsync::Signature,
+    opts: SendOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(String, SendStats), SendError> {
+    pump(w, progress, move |tx| {
+        let start = stamp(&file);
+        let mut comp = Compressor::new(opts.compress);
+        let (hash, ds) = delta::diff_file(&mut file, size, &sig, |p| {
+            let c = compressed(&mut comp, p.delta, Some(p.out_len));
+            tx.blocking_send(Produced::Chunk(c))
+                .map_err(|_| std::io::Error::other("transfer cancelled"))
+        })?;
+        if start != stamp(&file) || start.map(|s| s.2) != Some(size) {
+            return Err(Error::other("file changed while it was being sent"));
+        }
+        Ok((
+            hash,
+            SendStats {
+                literal: ds.literal,
+                matched: ds.matched,
+                compressed_saved: comp.saved,
+            },
+        ))
+    })
+    .await
+}
+
+/// Where received content goes.
+pub struct Dest {
+    /// Positioned where the new bytes start.
+    pub file: File,
+    /// Hash state of what the file already holds (a resumed prefix).
+    pub hasher: blake3::Hasher,
+    /// The old copy that delta pieces refer to.
+    pub base: Option<File>,
+}
+
+impl Dest {
+    pub fn new(file: File) -> Dest {
+        Dest {
+            file,
+            hasher: blake3::Hasher::new(),
+            base: None,
         }
     }
-    drop(rx);
-    let _ = reader.await;
-    out
 }
 
 /// How receiving ended.
 #[derive(Debug)]
 pub enum Received {
-    /// All bytes arrived; the BLAKE3 hash of what was written, or the local
-    /// write error that made us discard the rest.
+    /// All bytes arrived; the BLAKE3 of the whole resulting file, or the
+    /// local error (disk full, bad piece) that made us discard the rest.
     Complete(Result<String>),
     /// The peer sent a control message before all bytes arrived (e.g. an
     /// abort); whatever was written must be discarded.
     Interrupted(Msg),
 }
 
-/// Receives exactly `size` bytes of data frames into `file` (or discards
-/// them when `file` is `None`, to keep the stream in step after a local
-/// error). A network or protocol error is returned as `Err`.
-pub async fn receive_file<R: AsyncRead + Unpin>(
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Receives chunks producing exactly `expect` bytes into `dest` (or
+/// discards them when `dest` is `None`, to keep the stream in step after a
+/// local error). A network or protocol error is returned as `Err`. Bytes
+/// saved by compression are added to `saved`.
+pub async fn receive<R: AsyncRead + Unpin>(
     r: &mut FrameReader<R>,
-    file: Option<File>,
-    size: u64,
+    dest: Option<Dest>,
+    expect: u64,
     progress: &(dyn Fn(u64) + Sync),
+    saved: &mut u64,
 ) -> Result<Received> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-    let writer = file.map(|mut f| {
+    let (tx, mut rx) = mpsc::channel::<Chunk>(DEPTH);
+    let writer = dest.map(|d| {
         tokio::task::spawn_blocking(move || -> Result<String> {
-            let mut hasher = blake3::Hasher::new();
+            let mut out = HashingWriter {
+                inner: BufWriter::with_capacity(1 << 20, d.file),
+                hasher: d.hasher,
+            };
+            let mut base = d.base.map(Base::new).transpose()?;
+            let werr = |e: std::io::Error| Error::other(format!("write error: {e}"));
             while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-                f.write_all(&chunk)
-                    .map_err(|e| Error::other(format!("write error: {e}")))?;
+                match chunk.decode()? {
+                    Decoded::Data(b) => out.write_all(&b).map_err(werr)?,
+                    Decoded::Piece { out_len, delta } => match base.as_mut() {
+                        Some(b) => b.apply(&delta, out_len, &mut out)?,
+                        None => return Err(Error::protocol("delta piece without a base file")),
+                    },
+                }
             }
-            Ok(hasher.finalize().to_hex().to_string())
+            out.flush().map_err(werr)?;
+            Ok(out.hasher.finalize().to_hex().to_string())
         })
     });
     let mut tx = writer.as_ref().map(|_| tx);
-    let mut left = size;
-    while left > 0 {
-        match r.read().await? {
-            Frame::Data(d) => {
-                if d.len() as u64 > left {
-                    return Err(Error::protocol("more data than announced"));
+    let mut left = expect;
+    let outcome: Result<Option<Msg>> = loop {
+        if left == 0 {
+            break Ok(None);
+        }
+        match r.read().await {
+            Err(e) => break Err(e),
+            Ok(Frame::Control(m)) => break Ok(Some(m)),
+            Ok(Frame::Chunk(c)) => {
+                if c.out_len > left {
+                    break Err(Error::protocol("more data than announced"));
                 }
-                left -= d.len() as u64;
-                progress(d.len() as u64);
+                left -= c.out_len;
+                *saved += c.compression_saved();
+                progress(c.out_len);
                 if let Some(t) = &tx {
-                    if t.send(d).await.is_err() {
-                        tx = None; // writer failed: drain the rest
+                    if t.send(c).await.is_err() {
+                        tx = None; // the writer failed: drain the rest
                     }
                 }
             }
-            Frame::Control(m) => {
-                drop(tx);
-                if let Some(w) = writer {
-                    let _ = w.await;
-                }
-                return Ok(Received::Interrupted(m));
-            }
         }
-    }
+    };
+    // Always wait for the writer, so no thread still writes to the file
+    // once the caller decides its fate.
     drop(tx);
-    Ok(Received::Complete(match writer {
+    let written = match writer {
         Some(w) => w
             .await
             .unwrap_or_else(|e| Err(Error::other(format!("writer failed: {e}")))),
         None => Err(Error::other("discarded")),
-    }))
+    };
+    match outcome? {
+        Some(m) => Ok(Received::Interrupted(m)),
+        None => Ok(Received::Complete(written)),
+    }
+}
+
+/// Where a received file is being written: a plain temp file, or a
+/// resumable partial file. Either way the target only ever sees the
+/// complete, verified file, by rename.
+pub enum Sink {
+    Temp(crate::fsutil::TempFile),
+    Part(crate::engine::partial::PartFile),
+}
+
+impl Sink {
+    /// A resumable part for `target` if possible, else a temp file.
+    pub fn fresh(target: &std::path::Path, source: &crate::proto::Meta) -> std::io::Result<Sink> {
+        match crate::engine::partial::PartFile::create(target, source)? {
+            Some(p) => Ok(Sink::Part(p)),
+            None => crate::fsutil::TempFile::create_beside(target).map(Sink::Temp),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        match self {
+            Sink::Temp(t) => t.file(),
+            Sink::Part(p) => p.file(),
+        }
+    }
+
+    /// A destination writing into this sink.
+    pub fn dest(&self) -> std::io::Result<Dest> {
+        self.file().try_clone().map(Dest::new)
+    }
+
+    /// The data is wrong: do not keep it for a resume.
+    pub fn discard(&mut self) {
+        if let Sink::Part(p) = self {
+            p.discard();
+        }
+    }
+
+    pub fn commit(
+        self,
+        target: &std::path::Path,
+        meta: &crate::proto::Meta,
+    ) -> std::io::Result<()> {
+        match self {
+            Sink::Temp(t) => t.commit(target, meta),
+            Sink::Part(p) => p.commit(meta),
+        }
+    }
 }
 
 /// BLAKE3 of a whole local file, streamed.
 pub fn hash_file(path: &std::path::Path) -> Result<String> {
     let mut f = File::open(path).map_err(|e| Error::local_io(path, e))?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::local_io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().to_hex().to_string())
+    let len = f.metadata().map_err(|e| Error::local_io(path, e))?.len();
+    crate::engine::partial::hash_prefix(&mut f, len)
+        .map(|(h, _)| h)
+        .map_err(|e| Error::local_io(path, e))
 }
 
 #[cfg(test)]
@@ -196,34 +390,140 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn send_and_receive_roundtrip() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("src");
-        let data: Vec<u8> = (0..(CHUNK * 3 + 17))
-            .map(|i| (i * 31 % 251) as u8)
-            .collect();
-        std::fs::write(&src, &data).unwrap();
+    fn data(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    async fn pipe(
+        send: impl FnOnce(FrameWriter<tokio::io::DuplexStream>) -> tokio::task::JoinHandle<String>,
+        dest: Dest,
+        expect: u64,
+    ) -> (String, Result<String>, u64) {
         let (a, b) = tokio::io::duplex(1 << 16);
-        let mut w = FrameWriter::new(a, Duration::from_secs(5));
+        let w = FrameWriter::new(a, Duration::from_secs(5));
         let mut r = FrameReader::new(b, Duration::from_secs(5));
-        let f = File::open(&src).unwrap();
-        let size = data.len() as u64;
-        let dst = d.path().join("dst");
-        let out = File::create(&dst).unwrap();
-        let send = async {
-            let h = send_file(&mut w, f, size, &|_| {}).await.unwrap();
-            w.flush().await.unwrap();
-            h
-        };
-        let recv = receive_file(&mut r, Some(out), size, &|_| {});
-        let (h1, got) = tokio::join!(send, recv);
-        match got.unwrap() {
-            Received::Complete(Ok(h2)) => assert_eq!(h1, h2),
+        let h = send(w);
+        let mut saved = 0;
+        let got = receive(&mut r, Some(dest), expect, &|_| {}, &mut saved)
+            .await
+            .unwrap();
+        let sent = h.await.unwrap();
+        match got {
+            Received::Complete(x) => (sent, x, saved),
             other => panic!("{other:?}"),
         }
-        assert_eq!(std::fs::read(&dst).unwrap(), data);
-        assert_eq!(hash_file(&src).unwrap(), h1);
+    }
+
+    #[tokio::test]
+    async fn full_resumed_compressed_and_delta_roundtrips() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        // Text first: after a chunk that does not compress, the next ones are not tried.
+        let mut content = "compressible text line\n".repeat(20_000).into_bytes();
+        content.extend_from_slice(&data(CHUNK * 3 + 17, 1));
+        std::fs::write(&src, &content).unwrap();
+        let size = content.len() as u64;
+        let opts = SendOptions { compress: Some(3) };
+
+        // Whole file, compressed where it pays.
+        let dst = d.path().join("dst");
+        let s2 = src.clone();
+        let (sent, got, saved) = pipe(
+            move |mut w| {
+                tokio::spawn(async move {
+                    let f = File::open(&s2).unwrap();
+                    let (h, st) =
+                        send_file(&mut w, f, 0, size, blake3::Hasher::new(), opts, &|_| {})
+                            .await
+                            .unwrap();
+                    assert!(st.compressed_saved > 0);
+                    w.flush().await.unwrap();
+                    h
+                })
+            },
+            Dest::new(File::create(&dst).unwrap()),
+            size,
+        )
+        .await;
+        assert_eq!(got.unwrap(), sent);
+        assert!(saved > 300_000, "saved {saved}");
+        assert_eq!(std::fs::read(&dst).unwrap(), content);
+        assert_eq!(hash_file(&src).unwrap(), sent);
+
+        // Resume after 100,000 bytes.
+        let part = d.path().join("part");
+        std::fs::write(&part, &content[..100_000]).unwrap();
+        let mut pf = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&part)
+            .unwrap();
+        let (_, prefix) = crate::engine::partial::hash_prefix(&mut pf, 100_000).unwrap();
+        pf.seek(SeekFrom::End(0)).unwrap();
+        let s2 = src.clone();
+        let p2 = prefix.clone();
+        let (sent, got, _) = pipe(
+            move |mut w| {
+                tokio::spawn(async move {
+                    let f = File::open(&s2).unwrap();
+                    let (h, _) = send_file(&mut w, f, 100_000, size, p2, opts, &|_| {})
+                        .await
+                        .unwrap();
+                    w.flush().await.unwrap();
+                    h
+                })
+            },
+            Dest {
+                file: pf,
+                hasher: prefix,
+                base: None,
+            },
+            size - 100_000,
+        )
+        .await;
+        assert_eq!(got.unwrap(), sent);
+        assert_eq!(std::fs::read(&part).unwrap(), content);
+
+        // Delta against an edited old copy.
+        let old = d.path().join("old");
+        let mut old_content = content.clone();
+        old_content[5000..5010].copy_from_slice(b"XXXXXXXXXX");
+        std::fs::write(&old, &old_content).unwrap();
+        let sig =
+            delta::signature(&mut File::open(&old).unwrap(), old_content.len() as u64).unwrap();
+        let sig = delta::parse_signature(sig).unwrap();
+        let out = d.path().join("rebuilt");
+        let s2 = src.clone();
+        let (sent, got, _) = pipe(
+            move |mut w| {
+                tokio::spawn(async move {
+                    let f = File::open(&s2).unwrap();
+                    let (h, st) = send_delta(&mut w, f, size, sig, opts, &|_| {})
+                        .await
+                        .unwrap();
+                    assert!(st.matched > size / 2, "{st:?}");
+                    w.flush().await.unwrap();
+                    h
+                })
+            },
+            Dest {
+                file: File::create(&out).unwrap(),
+                hasher: blake3::Hasher::new(),
+                base: Some(File::open(&old).unwrap()),
+            },
+            size,
+        )
+        .await;
+        assert_eq!(got.unwrap(), sent);
+        assert_eq!(std::fs::read(&out).unwrap(), content);
     }
 
     #[tokio::test]
@@ -233,7 +533,17 @@ mod tests {
         std::fs::write(&src, b"short").unwrap();
         let (a, _b) = tokio::io::duplex(1 << 20);
         let mut w = FrameWriter::new(a, Duration::from_secs(5));
-        let r = send_file(&mut w, File::open(&src).unwrap(), 100, &|_| {}).await;
+        let f = File::open(&src).unwrap();
+        let r = send_file(
+            &mut w,
+            f,
+            0,
+            100,
+            blake3::Hasher::new(),
+            SendOptions { compress: None },
+            &|_| {},
+        )
+        .await;
         assert!(matches!(r, Err(SendError::Local(_))));
     }
 }

@@ -253,6 +253,8 @@ fn forged_hash_is_an_integrity_error_and_target_untouched() {
             id: 1,
             path: "target".into(),
             meta,
+            resume: None,
+            delta_base: None,
         })
         .await
         .unwrap();
@@ -275,6 +277,8 @@ fn forged_hash_is_an_integrity_error_and_target_untouched() {
             id: 2,
             path: "target".into(),
             meta: Meta { size: 2, ..meta },
+            resume: None,
+            delta_base: None,
         })
         .await
         .unwrap();

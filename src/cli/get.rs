@@ -18,6 +18,8 @@ pub struct GetArgs {
     /// Copy directories recursively.
     #[arg(short, long)]
     pub recursive: bool,
+    #[command(flatten)]
+    pub transfer: super::TransferArgs,
     /// Remote sources (HOST:PATH or fts://…, all on one server), then the local target.
     #[arg(required = true, num_args = 2.., value_name = "REMOTE... LOCAL")]
     pub paths: Vec<String>,
@@ -40,7 +42,7 @@ pub async fn run(g: &Global, out: &Output, a: GetArgs) -> Result<()> {
         .iter()
         .map(|s| fts::remote::parse_remote(s))
         .collect::<Result<Vec<_>>>()?;
-    let ctx = context(g, out)?;
+    let ctx = context(g, out, Some(&a.transfer))?;
     let report = fts::ops::get(&ctx, &remotes, &dest, a.recursive).await?;
     out.transfer(&report);
     report.status()

@@ -51,7 +51,7 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
 
 pub async fn run(g: &Global, out: &Output, a: LsArgs) -> Result<()> {
     let remote = fts::remote::parse_remote(&a.remote)?;
-    let ctx = context(g, out)?;
+    let ctx = context(g, out, None)?;
     let entries = fts::ops::ls(&ctx, &remote, a.recursive).await?;
     if out.json {
         let v: Vec<LsEntry> = entries

@@ -12,7 +12,7 @@ mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use fts::client::ConnectOptions;
-use fts::ops::Context;
+use fts::ops::{Context, TransferOptions};
 use fts::{Error, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,16 +119,52 @@ pub fn main() -> i32 {
     }
 }
 
+/// Flags shared by the commands that move file contents.
+#[derive(Debug, Args, Clone)]
+pub struct TransferArgs {
+    /// Always send whole files, never deltas against the receiver's copy.
+    #[arg(long)]
+    pub no_delta: bool,
+    /// Do not compress data on the wire.
+    #[arg(long)]
+    pub no_compress: bool,
+    /// zstd level for data on the wire (1 fast … 19 small).
+    #[arg(long, value_name = "N", default_value_t = fts::engine::compress::DEFAULT_LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compress_level: i32,
+    /// After a lost connection or timeout, try again this many times
+    /// (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+}
+
+impl TransferArgs {
+    pub fn compress(&self) -> Option<i32> {
+        (!self.no_compress).then_some(self.compress_level)
+    }
+}
+
 /// The shared client context built from global flags.
-pub fn context(g: &Global, out: &output::Output) -> Result<Context> {
+pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Result<Context> {
+    let mut transfer = TransferOptions {
+        verbose: g.verbose > 0,
+        ..TransferOptions::default()
+    };
+    let mut connect = ConnectOptions {
+        fingerprint: g.fingerprint.clone(),
+        known_hosts: None,
+        timeout: Duration::from_secs(g.timeout.max(1)),
+        ..ConnectOptions::default()
+    };
+    if let Some(t) = t {
+        transfer.delta = !t.no_delta;
+        transfer.retries = t.retries;
+        connect.send.compress = t.compress();
+    }
     Ok(Context {
-        connect: ConnectOptions {
-            fingerprint: g.fingerprint.clone(),
-            known_hosts: None,
-            timeout: Duration::from_secs(g.timeout.max(1)),
-            ..ConnectOptions::default()
-        },
+        connect,
         creds: Arc::new(creds::CliCredentials::new(g)),
         observer: out.observer(),
+        transfer,
     })
 }

@@ -18,6 +18,8 @@ pub struct PutArgs {
     /// Copy directories recursively.
     #[arg(short, long)]
     pub recursive: bool,
+    #[command(flatten)]
+    pub transfer: super::TransferArgs,
     /// Local files or directories, then the remote target (HOST:PATH or fts://…).
     #[arg(required = true, num_args = 2.., value_name = "LOCAL... REMOTE")]
     pub paths: Vec<String>,
@@ -47,7 +49,7 @@ pub async fn run(g: &Global, out: &Output, a: PutArgs) -> Result<()> {
             }
         }
     }
-    let ctx = context(g, out)?;
+    let ctx = context(g, out, Some(&a.transfer))?;
     let report = fts::ops::put(&ctx, &locals as &[PathBuf], &dest, a.recursive).await?;
     out.transfer(&report);
     report.status()

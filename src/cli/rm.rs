@@ -25,7 +25,7 @@ pub async fn run(g: &Global, out: &Output, a: RmArgs) -> Result<()> {
         .iter()
         .map(|s| fts::remote::parse_remote(s))
         .collect::<Result<Vec<_>>>()?;
-    let ctx = context(g, out)?;
+    let ctx = context(g, out, None)?;
     let report = fts::ops::rm(&ctx, &remotes, a.recursive).await?;
     if out.json {
         out.json(&report);

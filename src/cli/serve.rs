@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// Where the server keeps its certificate (default: the user's state dir).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Do not compress downloads on the wire.
+    #[arg(long)]
+    pub no_compress: bool,
+    /// zstd level for downloads (1 fast … 19 small).
+    #[arg(long, value_name = "N", default_value_t = fts::engine::compress::DEFAULT_LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compress_level: i32,
     /// Seconds in-flight transfers may run on after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub shutdown_grace: u64,
@@ -134,6 +141,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.admin_password = admin_password;
     opts.io_timeout = Duration::from_secs(g.timeout.max(1) * 2);
     opts.shutdown_grace = Duration::from_secs(a.shutdown_grace);
+    opts.send.compress = (!a.no_compress).then_some(a.compress_level);
     let json = out.json;
     let quiet = out.quiet;
     let log: fts::server::LogSink = Arc::new(move |e: LogEvent| {

@@ -56,7 +56,9 @@ impl Compressor {
 /// bytes; never allocates more than [`MAX_DATA`].
 pub fn decompress(bytes: &[u8], raw_len: usize) -> Result<Vec<u8>> {
     if raw_len > MAX_DATA {
-        return Err(Error::protocol(format!("compressed chunk claims {raw_len} bytes")));
+        return Err(Error::protocol(format!(
+            "compressed chunk claims {raw_len} bytes"
+        )));
     }
     let out = zstd::bulk::decompress(bytes, raw_len)
         .map_err(|e| Error::protocol(format!("bad compressed chunk: {e}")))?;
@@ -80,7 +82,9 @@ mod tests {
         let mut x = 1u64;
         let random: Vec<u8> = (0..100_000)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (x >> 33) as u8
             })
             .collect();

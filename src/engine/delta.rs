@@ -102,12 +102,17 @@ pub fn parse_signature(bytes: Vec<u8>) -> Result<fast_rsync::Signature> {
     let block = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     let hash = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
-        return Err(Error::protocol(format!("signature block size {block} out of range")));
+        return Err(Error::protocol(format!(
+            "signature block size {block} out of range"
+        )));
     }
     if !(4..=16).contains(&hash) {
-        return Err(Error::protocol(format!("signature hash size {hash} out of range")));
+        return Err(Error::protocol(format!(
+            "signature hash size {hash} out of range"
+        )));
     }
-    fast_rsync::Signature::deserialize(bytes).map_err(|e| Error::protocol(format!("bad signature: {e}")))
+    fast_rsync::Signature::deserialize(bytes)
+        .map_err(|e| Error::protocol(format!("bad signature: {e}")))
 }
 
 /// One self-contained delta piece.
@@ -162,10 +167,21 @@ fn put_copy(out: &mut Vec<u8>, offset: u64, len: u64) {
 enum St {
     Magic(usize),
     Cmd,
-    LitLen { need: usize, acc: u64 },
+    LitLen {
+        need: usize,
+        acc: u64,
+    },
     Lit(u64),
-    CopyOff { oneed: usize, lneed: usize, acc: u64 },
-    CopyLen { offset: u64, need: usize, acc: u64 },
+    CopyOff {
+        oneed: usize,
+        lneed: usize,
+        acc: u64,
+    },
+    CopyLen {
+        offset: u64,
+        need: usize,
+        acc: u64,
+    },
 }
 
 /// Re-cuts a stream of fast_rsync deltas (one per window, concatenated)
@@ -235,7 +251,10 @@ impl<F: FnMut(Piece) -> io::Result<()>> Splitter<F> {
     /// Emits the last piece; the stream must end between deltas.
     pub fn finish(mut self) -> io::Result<DeltaStats> {
         if !matches!(self.st, St::Magic(0)) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated delta stream"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated delta stream",
+            ));
         }
         self.flush_piece()?;
         Ok(self.stats)
@@ -243,7 +262,10 @@ impl<F: FnMut(Piece) -> io::Result<()>> Splitter<F> {
 }
 
 fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("malformed delta: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed delta: {what}"),
+    )
 }
 
 impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
@@ -256,7 +278,11 @@ impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
                         return Err(bad("magic"));
                     }
                     i += 1;
-                    self.st = if got == 3 { St::Cmd } else { St::Magic(got + 1) };
+                    self.st = if got == 3 {
+                        St::Cmd
+                    } else {
+                        St::Magic(got + 1)
+                    };
                 }
                 St::Cmd => {
                     let c = buf[i];
@@ -282,7 +308,14 @@ impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
                 St::LitLen { need, acc } => {
                     let acc = (acc << 8) | buf[i] as u64;
                     i += 1;
-                    self.st = if need == 1 { St::Lit(acc) } else { St::LitLen { need: need - 1, acc } };
+                    self.st = if need == 1 {
+                        St::Lit(acc)
+                    } else {
+                        St::LitLen {
+                            need: need - 1,
+                            acc,
+                        }
+                    };
                 }
                 St::Lit(rem) => {
                     let avail = ((buf.len() - i) as u64).min(rem) as usize;
@@ -295,9 +328,17 @@ impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
                     let acc = (acc << 8) | buf[i] as u64;
                     i += 1;
                     self.st = if oneed == 1 {
-                        St::CopyLen { offset: acc, need: lneed, acc: 0 }
+                        St::CopyLen {
+                            offset: acc,
+                            need: lneed,
+                            acc: 0,
+                        }
                     } else {
-                        St::CopyOff { oneed: oneed - 1, lneed, acc }
+                        St::CopyOff {
+                            oneed: oneed - 1,
+                            lneed,
+                            acc,
+                        }
                     };
                 }
                 St::CopyLen { offset, need, acc } => {
@@ -307,7 +348,11 @@ impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
                         self.st = St::Cmd;
                         self.copy(offset, acc)?;
                     } else {
-                        self.st = St::CopyLen { offset, need: need - 1, acc };
+                        self.st = St::CopyLen {
+                            offset,
+                            need: need - 1,
+                            acc,
+                        };
                     }
                 }
             }
@@ -381,7 +426,9 @@ impl Base {
     /// Applies one untrusted piece, writing exactly `piece_out` bytes to `out`.
     pub fn apply(&mut self, delta: &[u8], piece_out: u64, out: &mut impl Write) -> Result<()> {
         if piece_out > PIECE_OUT {
-            return Err(Error::protocol(format!("delta piece of {piece_out} bytes is too large")));
+            return Err(Error::protocol(format!(
+                "delta piece of {piece_out} bytes is too large"
+            )));
         }
         if self.map.is_none() && self.len > 0 {
             // SAFETY: the map is read-only; fts replaces files by rename, so
@@ -536,8 +583,14 @@ mod tests {
         let mut lit = DELTA_MAGIC.to_vec();
         put_literal(&mut lit, b"abc");
         lit.push(OP_END);
-        assert!(base.apply(&lit, 2, &mut out).is_err(), "more output than announced");
-        assert!(base.apply(&lit, 4, &mut out).is_err(), "less output than announced");
+        assert!(
+            base.apply(&lit, 2, &mut out).is_err(),
+            "more output than announced"
+        );
+        assert!(
+            base.apply(&lit, 4, &mut out).is_err(),
+            "less output than announced"
+        );
         assert!(base.apply(b"garbage", 1, &mut out).is_err());
         assert!(base.apply(&lit, PIECE_OUT + 1, &mut out).is_err());
         let mut ok = Vec::new();

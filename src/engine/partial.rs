@@ -73,7 +73,11 @@ fn hidden(target: &Path, suffix: &str) -> PathBuf {
         while !name.is_char_boundary(cut) {
             cut -= 1;
         }
-        format!("{}~{}", &name[..cut], &blake3::hash(name.as_bytes()).to_hex()[..16])
+        format!(
+            "{}~{}",
+            &name[..cut],
+            &blake3::hash(name.as_bytes()).to_hex()[..16]
+        )
     } else {
         name
     };
@@ -103,8 +107,15 @@ pub fn find(target: &Path) -> Option<Found> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     match manifest {
-        Some(m) if md.is_file() && now_secs().saturating_sub(m.created) < STALE_AFTER.as_secs() && md.len() <= m.size => {
-            Some(Found { len: md.len(), manifest: m })
+        Some(m)
+            if md.is_file()
+                && now_secs().saturating_sub(m.created) < STALE_AFTER.as_secs()
+                && md.len() <= m.size =>
+        {
+            Some(Found {
+                len: md.len(),
+                manifest: m,
+            })
         }
         _ => {
             if !active().contains(&part) {
@@ -126,7 +137,10 @@ pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<(String, blake3::Has
         let want = left.min(buf.len() as u64) as usize;
         let n = file.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than its prefix"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than its prefix",
+            ));
         }
         h.update(&buf[..n]);
         left -= n as u64;
@@ -258,7 +272,12 @@ mod tests {
     use std::io::Write;
 
     fn meta(size: u64) -> Meta {
-        Meta { size, mtime: 1_000, mtime_ns: 7, mode: 0o644 }
+        Meta {
+            size,
+            mtime: 1_000,
+            mtime_ns: 7,
+            mode: 0o644,
+        }
     }
 
     #[test]
@@ -266,7 +285,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let target = d.path().join("file.bin");
         let mut p = PartFile::create(&target, &meta(10)).unwrap().unwrap();
-        assert!(PartFile::create(&target, &meta(10)).unwrap().is_none(), "second writer");
+        assert!(
+            PartFile::create(&target, &meta(10)).unwrap().is_none(),
+            "second writer"
+        );
         p.file.write_all(b"hello").unwrap();
         drop(p); // cut off
         assert!(!target.exists());
@@ -295,7 +317,8 @@ mod tests {
         assert!(!part_path(&target).exists() && !manifest_path(&target).exists());
 
         drop(PartFile::create(&target, &meta(3)).unwrap().unwrap());
-        let mut m: Manifest = serde_json::from_slice(&std::fs::read(manifest_path(&target)).unwrap()).unwrap();
+        let mut m: Manifest =
+            serde_json::from_slice(&std::fs::read(manifest_path(&target)).unwrap()).unwrap();
         m.created -= STALE_AFTER.as_secs() + 1;
         std::fs::write(manifest_path(&target), serde_json::to_vec(&m).unwrap()).unwrap();
         assert!(find(&target).is_none());
@@ -312,6 +335,9 @@ mod tests {
         let long = "n".repeat(250);
         let p = manifest_path(Path::new(&long));
         assert!(p.file_name().unwrap().len() < 255);
-        assert_ne!(part_path(Path::new(&format!("{long}a"))), part_path(Path::new(&format!("{long}b"))));
+        assert_ne!(
+            part_path(Path::new(&format!("{long}a"))),
+            part_path(Path::new(&format!("{long}b")))
+        );
     }
 }
