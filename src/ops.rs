@@ -210,6 +210,36 @@ impl TransferReport {
         }
     }
 
+    /// Makes paths relative to the top of a sync (`prefix`), dropping the
+    /// entry for the top itself.
+    fn relativize(&mut self, prefix: &str) {
+        if prefix.is_empty() {
+            return;
+        }
+        let strip = |p: &mut String| {
+            if let Some(r) = p.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                *p = r.to_string();
+            } else if p == prefix {
+                p.clear();
+            }
+        };
+        self.files.iter_mut().for_each(|f| strip(&mut f.path));
+        self.files.retain(|f| !f.path.is_empty());
+        self.errors.iter_mut().for_each(|e| strip(&mut e.path));
+    }
+
+    fn note(&mut self, verbose: bool, path: &str, action: Action) {
+        if verbose {
+            self.files.push(FileAction {
+                path: path.to_string(),
+                action,
+                bytes: 0,
+                literal_bytes: 0,
+                matched_bytes: 0,
+            });
+        }
+    }
+
     /// Share of the transferred bytes that delta transfer did not send.
     pub fn delta_saved_percent(&self) -> f64 {
         let moved = self.literal_bytes + self.matched_bytes;
@@ -768,4 +798,561 @@ pub async fn rm(ctx: &Context, targets: &[Remote], recursive: bool) -> Result<Re
     }
     let _ = client.close().await;
     Ok(report)
+}
+
+/// `--exclude` patterns: one without `/` matches a name at any depth, one
+/// with `/` matches the path from the top of the transfer (a leading `/` is
+/// ignored). An excluded directory excludes everything below it, and
+/// excluded paths on the receiving side are never deleted.
+pub struct Excludes {
+    names: globset::GlobSet,
+    paths: globset::GlobSet,
+}
+
+impl Excludes {
+    pub fn new(patterns: &[String]) -> Result<Excludes> {
+        let mut names = globset::GlobSetBuilder::new();
+        let mut paths = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let p = p.trim_end_matches('/');
+            let glob = |s: &str| {
+                globset::GlobBuilder::new(s)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::usage(format!("--exclude '{p}': {e}")))
+            };
+            if p.contains('/') {
+                paths.add(glob(p.trim_start_matches('/'))?);
+            } else {
+                names.add(glob(p)?);
+            }
+        }
+        let build = |b: globset::GlobSetBuilder| b.build().map_err(|e| Error::usage(e.to_string()));
+        Ok(Excludes {
+            names: build(names)?,
+            paths: build(paths)?,
+        })
+    }
+
+    /// Is `rel` (relative to the top of the transfer) or one of its parents excluded?
+    pub fn excluded(&self, rel: &str) -> bool {
+        let mut end = 0;
+        loop {
+            let next = rel[end..].find('/').map(|i| end + i);
+            let prefix = &rel[..next.unwrap_or(rel.len())];
+            let name = prefix.rsplit('/').next().unwrap_or(prefix);
+            if self.names.is_match(name) || self.paths.is_match(prefix) {
+                return true;
+            }
+            match next {
+                Some(i) => end = i + 1,
+                None => return false,
+            }
+        }
+    }
+}
+
+/// One side of a tree: relative path → entry (and local path, for local trees).
+type Tree = std::collections::BTreeMap<String, (Entry, Option<PathBuf>)>;
+
+fn local_tree(root: &Path, ex: &Excludes, obs: &dyn Observer) -> Result<Tree> {
+    let mut t = Tree::new();
+    if !root.exists() {
+        return Ok(t);
+    }
+    crate::fsutil::walk(
+        root,
+        "",
+        true,
+        &mut |p, e| {
+            if !ex.excluded(&e.path) {
+                t.insert(e.path.clone(), (e, Some(p.to_path_buf())));
+            }
+            Ok(())
+        },
+        &mut |p| obs.notice(&format!("skipping {} (name is not UTF-8)", p.display())),
+    )?;
+    Ok(t)
+}
+
+fn remote_tree(entries: Vec<Entry>, prefix: &str, ex: &Excludes) -> Result<Tree> {
+    let mut t = Tree::new();
+    for mut e in entries {
+        let rel = if prefix.is_empty() {
+            e.path.clone()
+        } else {
+            match e
+                .path
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(r) => r.to_string(),
+                None => {
+                    return Err(Error::protocol(format!(
+                        "listing returned foreign path {}",
+                        e.path
+                    )))
+                }
+            }
+        };
+        crate::root::components(&rel)
+            .map_err(|_| Error::protocol(format!("server sent unsafe path {:?}", e.path)))?;
+        if !ex.excluded(&rel) {
+            e.path = rel.clone();
+            t.insert(rel, (e, None));
+        }
+    }
+    Ok(t)
+}
+
+/// Is the receiver's copy the same as the source's? Size and mtime (rsync's
+/// quick check), or the content hash with `--checksum`.
+fn unchanged(
+    src: &(Entry, Option<PathBuf>),
+    dst: &(Entry, Option<PathBuf>),
+    checksum: bool,
+) -> bool {
+    let (s, d) = (&src.0, &dst.0);
+    if d.kind != EntryKind::File || s.size != d.size {
+        return false;
+    }
+    if !checksum {
+        return (s.mtime, s.mtime_ns) == (d.mtime, d.mtime_ns);
+    }
+    let hash_of = |x: &(Entry, Option<PathBuf>)| match (&x.0.hash, &x.1) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(p)) => crate::transfer::hash_file(p).ok(),
+        _ => None,
+    };
+    matches!((hash_of(src), hash_of(dst)), (Some(a), Some(b)) if a == b)
+}
+
+/// Files (not directories) in `tree` at or below `rel`.
+fn files_under(tree: &Tree, rel: &str) -> u64 {
+    let below = format!("{rel}/");
+    tree.range(rel.to_string()..)
+        .take_while(|(k, _)| *k == rel || k.starts_with(&below))
+        .filter(|(_, (e, _))| e.kind != EntryKind::Dir)
+        .count() as u64
+}
+
+/// Paths in `dst` that are not in `src`, topmost only (a removed directory
+/// takes its contents along).
+fn extraneous(src: &Tree, dst: &Tree) -> Vec<(String, EntryKind)> {
+    let mut out: Vec<(String, EntryKind)> = Vec::new();
+    for (rel, (e, _)) in dst {
+        if src.contains_key(rel) {
+            continue;
+        }
+        if let Some((last, _)) = out.last() {
+            if rel.starts_with(&format!("{last}/")) {
+                continue;
+            }
+        }
+        out.push((rel.clone(), e.kind));
+    }
+    out
+}
+
+/// What a sync will do, decided before anything is touched.
+#[derive(Default)]
+struct SyncPlan {
+    /// Topmost paths to delete, and whether each is a directory.
+    deletes: Vec<(String, bool)>,
+    /// Paths whose type changes: removed before being written anew.
+    replace: Vec<(String, bool)>,
+    mkdirs: Vec<String>,
+    /// Source files to send (relative path, source entry).
+    files: Vec<(String, Entry, Option<PathBuf>)>,
+    links: Vec<(String, String)>,
+    dir_metas: Vec<(String, Meta)>,
+}
+
+fn plan_sync(src: &Tree, dst: &Tree, ctx: &Context, report: &mut TransferReport) -> SyncPlan {
+    let mut plan = SyncPlan::default();
+    if ctx.transfer.delete {
+        for (rel, kind) in extraneous(src, dst) {
+            report.files_deleted += files_under(dst, &rel);
+            plan.deletes.push((rel, kind == EntryKind::Dir));
+        }
+    }
+    for (rel, s) in src {
+        let d = dst.get(rel);
+        let kind_differs = d.is_some_and(|d| d.0.kind != s.0.kind);
+        match s.0.kind {
+            EntryKind::Dir => {
+                if kind_differs {
+                    plan.replace.push((rel.clone(), false));
+                }
+                if d.is_none() || kind_differs {
+                    plan.mkdirs.push(rel.clone());
+                }
+                let same_meta = d.is_some_and(|d| {
+                    !kind_differs
+                        && d.0.mode == s.0.mode
+                        && (d.0.mtime, d.0.mtime_ns) == (s.0.mtime, s.0.mtime_ns)
+                });
+                if !same_meta {
+                    plan.dir_metas.push((rel.clone(), s.0.meta()));
+                }
+            }
+            EntryKind::File => {
+                report.files_total += 1;
+                report.bytes_total += s.0.size;
+                if let Some(d) = d.filter(|_| !kind_differs) {
+                    if unchanged(s, d, ctx.transfer.checksum) {
+                        report.files_skipped += 1;
+                        continue;
+                    }
+                }
+                if kind_differs && d.is_some_and(|d| d.0.kind == EntryKind::Dir) {
+                    plan.replace.push((rel.clone(), true));
+                }
+                plan.files.push((rel.clone(), s.0.clone(), s.1.clone()));
+            }
+            EntryKind::Symlink => {
+                let Some(target) = s.0.target.clone() else {
+                    continue;
+                };
+                let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
+                if let Err(e) = crate::fsutil::check_link_target(parent, &target) {
+                    report.errors.push(FileError::new(rel, e));
+                    continue;
+                }
+                if d.is_some_and(|d| d.0.target.as_deref() == Some(target.as_str())) {
+                    continue;
+                }
+                if d.is_some_and(|d| d.0.kind == EntryKind::Dir) {
+                    plan.replace.push((rel.clone(), true));
+                }
+                plan.links.push((rel.clone(), target));
+            }
+        }
+    }
+    plan
+}
+
+fn dry_run_report(plan: &SyncPlan, ctx: &Context, report: &mut TransferReport) {
+    report.dry_run = true;
+    report.files_transferred = plan.files.len() as u64;
+    report.bytes_transferred = plan.files.iter().map(|(_, e, _)| e.size).sum();
+    let v = ctx.transfer.verbose;
+    for (p, _) in &plan.deletes {
+        report.note(v, p, Action::Delete);
+    }
+    for p in &plan.mkdirs {
+        report.note(v, p, Action::Mkdir);
+    }
+    for (p, e, _) in &plan.files {
+        report.note(v, p, Action::Copy);
+        if let Some(f) = report.files.last_mut() {
+            f.bytes = e.size;
+        }
+    }
+    for (p, _) in &plan.links {
+        report.note(v, p, Action::Symlink);
+    }
+}
+
+/// `fts sync SRC DST`: makes DST a mirror of SRC's contents. Exactly one
+/// side is remote.
+pub async fn sync(
+    ctx: &Context,
+    src: &crate::remote::Location,
+    dst: &crate::remote::Location,
+) -> Result<TransferReport> {
+    use crate::remote::Location::{Local, Remote as R};
+    let ex = Excludes::new(&ctx.transfer.excludes)?;
+    match (src, dst) {
+        (Local(s), R(d)) => ctx.with_retries(|| push_once(ctx, s, d, &ex)).await,
+        (R(s), Local(d)) => ctx.with_retries(|| pull_once(ctx, s, d, &ex)).await,
+        _ => Err(Error::usage(
+            "sync needs exactly one remote side (HOST:PATH or fts://…)",
+        )),
+    }
+}
+
+async fn push_once(
+    ctx: &Context,
+    src: &Path,
+    dst: &Remote,
+    ex: &Excludes,
+) -> Result<TransferReport> {
+    let start = Instant::now();
+    let mut report = TransferReport::default();
+    let md = std::fs::metadata(src).map_err(|e| Error::local_io(src, e))?;
+    if !md.is_dir() {
+        return Err(Error::usage(format!(
+            "{}: sync mirrors a directory (use put for one file)",
+            src.display()
+        )));
+    }
+    let local = local_tree(src, ex, &*ctx.observer)?;
+    let mut client = ctx.connect(dst).await?;
+    if client.info.read_only && !ctx.transfer.dry_run {
+        return Err(Error::permission(format!(
+            "{}: the share is read-only",
+            client.server()
+        )));
+    }
+    let base = crate::root::normalize(&dst.path).map_err(|e| e.context(&dst.path))?;
+    let dst_entry = client.stat(&dst.path).await?;
+    let remote = match &dst_entry {
+        None => Tree::new(),
+        Some(e) if e.kind == EntryKind::Dir => remote_tree(
+            client.list(&dst.path, true, ctx.transfer.checksum).await?,
+            &e.path,
+            ex,
+        )?,
+        Some(_) => {
+            return Err(Error::usage(format!(
+                "'{}' exists on the server and is not a directory",
+                dst.path
+            )))
+        }
+    };
+    let plan = plan_sync(&local, &remote, ctx, &mut report);
+    if ctx.transfer.dry_run {
+        dry_run_report(&plan, ctx, &mut report);
+        report.finish(Some(&client), start);
+        let _ = client.close().await;
+        return Ok(report);
+    }
+    if !plan.deletes.is_empty() || !plan.replace.is_empty() {
+        client.elevate().await?;
+    }
+    let at = |rel: &str| join_remote(&base, rel);
+    let mut ops = Vec::new();
+    if dst_entry.is_none() {
+        ops.push(PutOp::Mkdir {
+            remote: base.clone(),
+        });
+    }
+    ops.extend(
+        plan.deletes
+            .iter()
+            .chain(&plan.replace)
+            .map(|(rel, dir)| PutOp::Remove {
+                remote: at(rel),
+                recursive: *dir,
+            }),
+    );
+    ops.extend(
+        plan.mkdirs
+            .iter()
+            .map(|rel| PutOp::Mkdir { remote: at(rel) }),
+    );
+    ops.extend(plan.files.into_iter().filter_map(|(rel, _, local)| {
+        local.map(|local| PutOp::File {
+            local,
+            remote: at(&rel),
+            how: PutHow::Full,
+        })
+    }));
+    ops.extend(plan.links.into_iter().map(|(rel, target)| PutOp::Symlink {
+        remote: at(&rel),
+        target,
+    }));
+    ops.extend(
+        plan.dir_metas
+            .into_iter()
+            .rev()
+            .map(|(rel, meta)| PutOp::DirMeta {
+                remote: at(&rel),
+                meta,
+            }),
+    );
+    // The share root's own mode and times are the server owner's business.
+    if !base.is_empty() && !ops.is_empty() {
+        ops.push(PutOp::DirMeta {
+            remote: base.clone(),
+            meta: crate::fsutil::meta_of(&md),
+        });
+    }
+    // Deletions are counted from what the server really removed.
+    report.files_deleted = 0;
+    ctx.observer.batch_start(
+        report.files_total - report.files_skipped,
+        report.bytes_total,
+    );
+    run_put(&mut client, ctx, ops, &mut report).await?;
+    report.relativize(&base);
+    report.finish(Some(&client), start);
+    let _ = client.close().await;
+    Ok(report)
+}
+
+async fn pull_once(
+    ctx: &Context,
+    src: &Remote,
+    dst: &Path,
+    ex: &Excludes,
+) -> Result<TransferReport> {
+    let start = Instant::now();
+    let mut report = TransferReport::default();
+    let mut client = ctx.connect(src).await?;
+    let top = client.stat(&src.path).await?.ok_or_else(|| {
+        Error::not_found(format!("{}: no such directory on the server", src.path))
+    })?;
+    if top.kind != EntryKind::Dir {
+        return Err(Error::usage(format!(
+            "'{}' is not a directory (use get for one file)",
+            src.path
+        )));
+    }
+    let remote = remote_tree(
+        client.list(&top.path, true, ctx.transfer.checksum).await?,
+        &top.path,
+        ex,
+    )?;
+    if dst.exists() && !dst.is_dir() {
+        return Err(Error::usage(format!(
+            "{}: exists and is not a directory",
+            dst.display()
+        )));
+    }
+    let local = local_tree(dst, ex, &*ctx.observer)?;
+    let plan = plan_sync(&remote, &local, ctx, &mut report);
+    if ctx.transfer.dry_run {
+        dry_run_report(&plan, ctx, &mut report);
+        report.finish(Some(&client), start);
+        let _ = client.close().await;
+        return Ok(report);
+    }
+    let at = |rel: &str| {
+        crate::root::components(rel).map(|c| c.iter().fold(dst.to_path_buf(), |p, c| p.join(c)))
+    };
+    std::fs::create_dir_all(dst).map_err(|e| Error::local_io(dst, e))?;
+    let local_fail = |rel: &str, e: Error, report: &mut TransferReport| {
+        report.errors.push(FileError::new(rel, e))
+    };
+    report.files_deleted = 0;
+    for (rel, dir) in plan.deletes.iter().chain(&plan.replace) {
+        let p = at(rel)?;
+        let n = files_under(&local, rel);
+        let res = if *dir {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match res {
+            Ok(()) if plan.deletes.iter().any(|(r, _)| r == rel) => {
+                report.files_deleted += n;
+                report.note(ctx.transfer.verbose, rel, Action::Delete);
+            }
+            Ok(()) => {}
+            Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
+        }
+    }
+    for rel in &plan.mkdirs {
+        let p = at(rel)?;
+        match std::fs::create_dir_all(&p) {
+            Ok(()) => report.note(ctx.transfer.verbose, rel, Action::Mkdir),
+            Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
+        }
+    }
+    for (rel, target) in &plan.links {
+        let p = at(rel)?;
+        match crate::fsutil::replace_with_symlink(&p, target) {
+            Ok(()) => report.note(ctx.transfer.verbose, rel, Action::Symlink),
+            Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
+        }
+    }
+    let mut ops = Vec::new();
+    for (rel, e, _) in plan.files {
+        let local = at(&rel)?;
+        let how = get_how(ctx, &local, &e);
+        ops.push(GetOp {
+            remote: join_remote(&top.path, &rel),
+            local,
+            how,
+        });
+    }
+    ctx.observer
+        .batch_start(ops.len() as u64, report.bytes_total);
+    run_get(&mut client, ctx, ops, &mut report).await?;
+    for (rel, meta) in plan.dir_metas.into_iter().rev() {
+        let p = at(&rel)?;
+        if let Err(e) = crate::fsutil::apply_meta_path(&p, &meta) {
+            report
+                .errors
+                .push(FileError::new(rel, Error::local_io(&p, e)));
+        }
+    }
+    if let Err(e) = crate::fsutil::apply_meta_path(dst, &top.meta()) {
+        report.errors.push(FileError::new(
+            dst.display().to_string(),
+            Error::local_io(dst, e),
+        ));
+    }
+    report.relativize(&top.path);
+    report.finish(Some(&client), start);
+    let _ = client.close().await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_match_names_paths_and_subtrees() {
+        let ex = Excludes::new(&[
+            "*.log".into(),
+            "/build/".into(),
+            "cache".into(),
+            "a/*/c".into(),
+        ])
+        .unwrap();
+        assert!(ex.excluded("x.log"));
+        assert!(ex.excluded("deep/down/x.log"));
+        assert!(ex.excluded("build"));
+        assert!(ex.excluded("build/out.o"));
+        assert!(!ex.excluded("src/build"), "anchored pattern");
+        assert!(ex.excluded("cache/x"));
+        assert!(ex.excluded("src/cache"));
+        assert!(ex.excluded("a/b/c/d"));
+        assert!(!ex.excluded("a/b/d"));
+        assert!(!ex.excluded("main.rs"));
+        assert!(Excludes::new(&["[".into()]).is_err());
+    }
+
+    fn e(path: &str, kind: EntryKind, size: u64) -> (String, (Entry, Option<PathBuf>)) {
+        (
+            path.to_string(),
+            (
+                Entry {
+                    path: path.into(),
+                    kind,
+                    size,
+                    mtime: 5,
+                    mtime_ns: 0,
+                    mode: 0o644,
+                    target: None,
+                    hash: None,
+                },
+                None,
+            ),
+        )
+    }
+
+    #[test]
+    fn extraneous_lists_topmost_paths_only() {
+        let src: Tree = [e("a", EntryKind::File, 1)].into_iter().collect();
+        let dst: Tree = [
+            e("a", EntryKind::File, 1),
+            e("d", EntryKind::Dir, 0),
+            e("d/x", EntryKind::File, 1),
+            e("d/y", EntryKind::File, 1),
+            e("z", EntryKind::File, 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            extraneous(&src, &dst),
+            vec![("d".into(), EntryKind::Dir), ("z".into(), EntryKind::File)]
+        );
+        assert_eq!(files_under(&dst, "d"), 2);
+        assert_eq!(files_under(&dst, "z"), 1);
+    }
 }

@@ -9,6 +9,7 @@ mod output;
 mod put;
 mod rm;
 mod serve;
+mod sync;
 
 use clap::{Args, Parser, Subcommand};
 use fts::client::ConnectOptions;
@@ -21,7 +22,7 @@ use std::time::Duration;
 /// Secure, scriptable file transfer over TLS.
 ///
 /// `fts serve` shares a directory (or one file) on one TLS port; `put`,
-/// `get`, `ls` and `rm` work against it. Remote locations are written
+/// `get`, `sync`, `ls` and `rm` work against it. Remote locations are written
 /// `HOST:PATH` (default port 7387; `HOST:` is the share root) or
 /// `fts://HOST[:PORT]/PATH`; IPv6 as `[::1]:PATH`. A local path containing
 /// `:` is written `./a:b`.
@@ -79,6 +80,7 @@ pub enum Command {
     Get(get::GetArgs),
     Ls(ls::LsArgs),
     Rm(rm::RmArgs),
+    Sync(sync::SyncArgs),
     #[command(hide = true)]
     GenerateDocs(docs::DocsArgs),
 }
@@ -108,6 +110,7 @@ pub fn main() -> i32 {
             Command::Get(a) => get::run(&cli.global, &out, a).await,
             Command::Ls(a) => ls::run(&cli.global, &out, a).await,
             Command::Rm(a) => rm::run(&cli.global, &out, a).await,
+            Command::Sync(a) => sync::run(&cli.global, &out, a).await,
             Command::GenerateDocs(a) => docs::run(a),
         }
     });

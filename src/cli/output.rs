@@ -70,20 +70,59 @@ impl Output {
                     eprintln!("fts: {}: {}", e.path, e.message);
                 }
             }
+            if let Some(files) = (!r.files.is_empty()).then_some(&r.files) {
+                for f in files {
+                    let what = serde_json::to_value(f.action).ok();
+                    let what = what.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+                    self.line(&format!("{what:>7} {}", f.path));
+                }
+            }
             let rate = if r.elapsed_s > 0.0 {
                 r.bytes_transferred as f64 / r.elapsed_s
             } else {
                 0.0
             };
+            let mut extra = Vec::new();
+            if r.files_skipped > 0 {
+                extra.push(format!("{} unchanged", r.files_skipped));
+            }
+            if r.files_deleted > 0 {
+                extra.push(format!("{} deleted", r.files_deleted));
+            }
+            if r.resumed_bytes > 0 {
+                extra.push(format!("resumed after {}", HumanBytes(r.resumed_bytes)));
+            }
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", extra.join(", "))
+            };
             self.line(&format!(
-                "{} of {} files transferred, {} in {:.2}s ({}/s); wire: sent {}, received {}",
+                "{}{} of {} files {}{extra}, {} in {:.2}s ({}/s)",
+                if r.dry_run { "dry run: " } else { "" },
                 r.files_transferred,
                 r.files_total,
+                if r.dry_run {
+                    "would be transferred"
+                } else {
+                    "transferred"
+                },
                 HumanBytes(r.bytes_transferred),
                 r.elapsed_s,
                 HumanBytes(rate as u64),
+            ));
+            let moved = r.literal_bytes + r.matched_bytes;
+            let compressed = if moved > 0 {
+                100.0 * r.saved_by_compression_bytes as f64 / moved as f64
+            } else {
+                0.0
+            };
+            self.line(&format!(
+                "sent {}, received {}; saved {:.1}% by delta, {:.1}% by compression",
                 HumanBytes(r.wire_bytes_sent),
                 HumanBytes(r.wire_bytes_received),
+                r.delta_saved_percent(),
+                compressed,
             ));
         }
     }
