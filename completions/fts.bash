@@ -37,6 +37,9 @@ _fts() {
             fts,serve)
                 cmd="fts__subcmd__serve"
                 ;;
+            fts,sync)
+                cmd="fts__subcmd__sync"
+                ;;
             fts__subcmd__help,generate-docs)
                 cmd="fts__subcmd__help__subcmd__generate__subcmd__docs"
                 ;;
@@ -58,6 +61,9 @@ _fts() {
             fts__subcmd__help,serve)
                 cmd="fts__subcmd__help__subcmd__serve"
                 ;;
+            fts__subcmd__help,sync)
+                cmd="fts__subcmd__help__subcmd__sync"
+                ;;
             *)
                 ;;
         esac
@@ -65,7 +71,7 @@ _fts() {
 
     case "${cmd}" in
         fts)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version serve put get ls rm generate-docs help"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version serve put get ls rm sync generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -163,7 +169,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__help)
-            opts="serve put get ls rm generate-docs help"
+            opts="serve put get ls rm sync generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -261,6 +267,20 @@ _fts() {
             return 0
             ;;
         fts__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__sync)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -404,6 +424,48 @@ _fts() {
                     return 0
                     ;;
                 --shutdown-grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__sync)
+            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-delta --no-compress --compress-level --retries --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compress-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -39,6 +39,7 @@ complete -c fts -n "__fish_fts_needs_command" -f -a "put" -d 'Upload files (and 
 complete -c fts -n "__fish_fts_needs_command" -f -a "get" -d 'Download files (and with -r, directories) from a server'
 complete -c fts -n "__fish_fts_needs_command" -f -a "ls" -d 'List files on a server'
 complete -c fts -n "__fish_fts_needs_command" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
+complete -c fts -n "__fish_fts_needs_command" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
 complete -c fts -n "__fish_fts_needs_command" -f -a "generate-docs"
 complete -c fts -n "__fish_fts_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l listen -d 'Address and port to listen on (port 0 picks a free port)' -r
@@ -113,6 +114,24 @@ complete -c fts -n "__fish_fts_using_subcommand rm" -s v -l verbose -d 'Say more
 complete -c fts -n "__fish_fts_using_subcommand rm" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand rm" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fts -n "__fish_fts_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l exclude -d 'Leave matching paths alone (repeatable). A pattern without `/` matches a name at any depth (`*.log`), one with `/` the path from the top (`/build`, `docs/*.tmp`); excluded paths are not deleted either' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand sync" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand sync" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l delete -d 'Delete files in DST that are not in SRC'
+complete -c fts -n "__fish_fts_using_subcommand sync" -s n -l dry-run -d 'Show what would be transferred or deleted; change nothing'
+complete -c fts -n "__fish_fts_using_subcommand sync" -s c -l checksum -d 'Compare file contents (BLAKE3) instead of size and mtime'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l no-compress -d 'Do not compress data on the wire'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand sync" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand sync" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand sync" -s V -l version -d 'Print version'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
@@ -123,10 +142,11 @@ complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s v -l verbose -
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s h -l help -d 'Print help'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s V -l version -d 'Print version'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "ls" -d 'List files on a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "generate-docs"
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "ls" -d 'List files on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "generate-docs"
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use fts::proto::{FrameReader, FrameWriter, Meta, Msg, ALPN_FTS, PROTOCOL_VERSION};
+use fts::proto::{FrameReader, Meta, Msg, PROTOCOL_VERSION};
 use std::io::{Read, Write};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -147,48 +147,6 @@ fn garbage_bytes_are_dropped_and_others_still_served() {
                 .contains("TLS handshake failed")
     });
     s.run(&["ls", &s.url("")]).ok();
-}
-
-type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-async fn raw_tls(s: &Setup) -> Tls {
-    let (cfg, _) = fts::tls::client_config(
-        fts::tls::PinPolicy {
-            explicit: Some(s.server.fingerprint.clone()),
-            known: None,
-        },
-        ALPN_FTS,
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(&s.server.addr)
-        .await
-        .unwrap();
-    tokio_rustls::TlsConnector::from(cfg)
-        .connect(fts::tls::server_name("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
-type Halves = (
-    FrameReader<tokio::io::ReadHalf<Tls>>,
-    FrameWriter<tokio::io::WriteHalf<Tls>>,
-);
-
-/// A raw protocol session that has said hello with `version`; returns the
-/// server's first reply too.
-async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
-    let (r, w) = tokio::io::split(raw_tls(s).await);
-    let mut w = FrameWriter::new(w, Duration::from_secs(5));
-    let mut r = FrameReader::new(r, Duration::from_secs(5));
-    w.msg(&Msg::Hello {
-        version,
-        client: "raw".into(),
-    })
-    .await
-    .unwrap();
-    w.flush().await.unwrap();
-    let first = r.read_msg().await.unwrap();
-    ((r, w), first)
 }
 
 #[test]

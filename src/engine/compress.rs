@@ -1,20 +1,23 @@
 //! Per-chunk zstd. Every chunk is compressed on its own (so a receiver
 //! never needs more than one chunk of state), and a chunk that does not
 //! shrink by at least 1/16 turns compression off for the next
-//! [`SKIP_AFTER_MISS`] chunks, so random or already-compressed data costs
-//! almost nothing.
+//! [`SKIP_AFTER_MISS`] times its size in input bytes, so random or
+//! already-compressed data costs at most about 1/17 of a compression pass,
+//! while a small incompressible piece does not stop a large compressible
+//! one behind it from being compressed.
 
 use crate::error::{Error, Result};
 use crate::proto::MAX_DATA;
 
-/// Chunks sent raw after one that did not compress.
-pub const SKIP_AFTER_MISS: u32 = 16;
+/// After a chunk of n bytes that did not compress, the next
+/// `SKIP_AFTER_MISS × n` input bytes are sent raw without trying.
+pub const SKIP_AFTER_MISS: u64 = 16;
 /// The default `--compress-level`.
 pub const DEFAULT_LEVEL: i32 = 3;
 
 pub struct Compressor {
     inner: Option<zstd::bulk::Compressor<'static>>,
-    skip: u32,
+    skip: u64,
     /// Bytes saved so far (raw minus compressed, for chunks sent compressed).
     pub saved: u64,
 }
@@ -36,7 +39,7 @@ impl Compressor {
             return None;
         }
         if self.skip > 0 {
-            self.skip -= 1;
+            self.skip = self.skip.saturating_sub(data.len() as u64);
             return None;
         }
         match inner.compress(data) {
@@ -45,7 +48,7 @@ impl Compressor {
                 Some(c)
             }
             _ => {
-                self.skip = SKIP_AFTER_MISS;
+                self.skip = SKIP_AFTER_MISS * data.len() as u64;
                 None
             }
         }
@@ -89,11 +92,13 @@ mod tests {
             })
             .collect();
         assert!(c.compress(&random).is_none());
-        // Skips the next chunks without trying, even compressible ones.
-        for _ in 0..SKIP_AFTER_MISS {
-            assert!(c.compress(text.as_bytes()).is_none());
+        // Skips the next 16 × 100,000 input bytes without trying.
+        let mut skipped = 0;
+        while c.compress(text.as_bytes()).is_none() {
+            skipped += text.len() as u64;
+            assert!(skipped <= SKIP_AFTER_MISS * 100_000 + text.len() as u64);
         }
-        assert!(c.compress(text.as_bytes()).is_some());
+        assert!(skipped >= SKIP_AFTER_MISS * 100_000 - text.len() as u64);
         assert!(Compressor::new(None).compress(text.as_bytes()).is_none());
     }
 

@@ -362,3 +362,49 @@ pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
     std::fs::write(&p, format!("{secret}\n")).unwrap();
     p
 }
+
+use fts::proto::{FrameReader, FrameWriter, Msg, ALPN_FTS};
+
+pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection to the server, pinned to its fingerprint, for
+/// speaking the protocol by hand.
+pub async fn raw_tls(s: &Setup) -> Tls {
+    let (cfg, _) = fts::tls::client_config(
+        fts::tls::PinPolicy {
+            explicit: Some(s.server.fingerprint.clone()),
+            known: None,
+        },
+        ALPN_FTS,
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(&s.server.addr)
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(fts::tls::server_name("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+pub type Halves = (
+    FrameReader<tokio::io::ReadHalf<Tls>>,
+    FrameWriter<tokio::io::WriteHalf<Tls>>,
+);
+
+/// A raw protocol session that has said hello with `version`; returns the
+/// server's first reply too.
+pub async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
+    let (r, w) = tokio::io::split(raw_tls(s).await);
+    let mut w = FrameWriter::new(w, Duration::from_secs(5));
+    let mut r = FrameReader::new(r, Duration::from_secs(5));
+    w.msg(&Msg::Hello {
+        version,
+        client: "raw".into(),
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    let first = r.read_msg().await.unwrap();
+    ((r, w), first)
+}
