@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: fts vs scp vs rsync-over-ssh, upload and download of
-# one large random file over loopback. See bench/README.md.
+# Side-by-side benchmark of fts against scp, rsync over ssh and (for many
+# small files) an rsync daemon, all on loopback. Sections:
 #
-# Progress goes to stderr; the markdown report goes to stdout, so
+#   copy        one large random file, upload and download: fts, scp, rsync
+#   delta       a few bytes changed in a large file that both sides have:
+#               fts put (delta) vs rsync --no-whole-file over ssh
+#   smallfiles  a tree of many 4 KiB files, first copy and unchanged re-run:
+#               fts sync vs rsync -a over ssh vs rsync daemon
+#   compress    fresh upload of a large, compressible log file:
+#               fts put (zstd) vs rsync -az over ssh
+#
+# See bench/README.md. Progress goes to stderr; the markdown report goes to
+# stdout, so
 #   bash bench/bench.sh > results.md
 # yields a clean report.
 #
 # Environment:
-#   FTS_BIN   fts binary (default: target/release/fts, else target/debug/fts)
-#   SIZE_MB   size of the test file in MiB (default 1024)
-#   RUNS      repetitions per measurement; the median is reported (default 3)
-#   SSH_PORT  loopback port for the throwaway sshd (default 22022)
+#   FTS_BIN      fts binary (default: target/release/fts, else target/debug/fts)
+#   SECTIONS     sections to run, space or comma separated, in any order
+#                (default: "copy delta smallfiles compress")
+#   SIZE_MB      size of the large files (copy, delta, compress) in MiB (default 1024)
+#   SMALL_FILES  number of 4 KiB files for smallfiles (default 10000)
+#   RUNS         repetitions per measurement; the median is reported (default 3)
+#   SSH_PORT     loopback port for the throwaway sshd (default 22022)
+#   RSYNCD       1: include an rsync daemon in smallfiles; 0: skip it (default 1)
+#   RSYNCD_PORT  loopback port for that rsync daemon (default 22873)
 
 set -euo pipefail
 
+SECTIONS=${SECTIONS:-copy delta smallfiles compress}
 SIZE_MB=${SIZE_MB:-1024}
+SMALL_FILES=${SMALL_FILES:-10000}
 RUNS=${RUNS:-3}
 SSH_PORT=${SSH_PORT:-22022}
+RSYNCD=${RSYNCD:-1}
+RSYNCD_PORT=${RSYNCD_PORT:-22873}
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -24,10 +42,32 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 is_pos_int() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_pos_int "$SIZE_MB" || die "SIZE_MB must be a positive integer (got '$SIZE_MB')"
+is_pos_int "$SMALL_FILES" || die "SMALL_FILES must be a positive integer (got '$SMALL_FILES')"
 is_pos_int "$RUNS" || die "RUNS must be a positive integer (got '$RUNS')"
 is_pos_int "$SSH_PORT" || die "SSH_PORT must be a positive integer (got '$SSH_PORT')"
+is_pos_int "$RSYNCD_PORT" || die "RSYNCD_PORT must be a positive integer (got '$RSYNCD_PORT')"
+[[ $RSYNCD == [01] ]] || die "RSYNCD must be 0 or 1 (got '$RSYNCD')"
 [[ $EUID -eq 0 ]] || die "run as root (needs apt-get and a root sshd)"
+
+# Sections always run in this order, whatever order SECTIONS lists them in.
+ALL_SECTIONS=(copy delta smallfiles compress)
+declare -A WANT=()
+read -r -a words <<<"${SECTIONS//,/ }"
+for w in "${words[@]}"; do
+    case $w in
+    all) for s in "${ALL_SECTIONS[@]}"; do WANT[$s]=1; done ;;
+    copy | delta | smallfiles | compress) WANT[$w]=1 ;;
+    *) die "unknown section '$w' in SECTIONS (known: ${ALL_SECTIONS[*]} all)" ;;
+    esac
+done
+((${#WANT[@]})) || die "SECTIONS selects nothing (known: ${ALL_SECTIONS[*]} all)"
+want() { [[ -n ${WANT[$1]:-} ]]; }
+SELECTED=()
+for s in "${ALL_SECTIONS[@]}"; do
+    if want "$s"; then SELECTED+=("$s"); fi
+done
 
 # Resolve the binary to an absolute path up front: the script never cd's, but
 # a relative FTS_BIN must not silently depend on the caller's cwd later on.
@@ -48,6 +88,7 @@ FTS_BIN=$(readlink -f "$FTS_BIN")
 WORK=
 FTS_PID=
 SSHD_PID=
+RSYNCD_PID=
 CHILD_PID=
 CREATED_RUN_SSHD=
 
@@ -72,6 +113,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$CHILD_PID"
     stop_pid "$FTS_PID"
+    stop_pid "$RSYNCD_PID"
     stop_pid "$SSHD_PID"
     [[ -n $CREATED_RUN_SSHD ]] && rmdir /run/sshd 2>/dev/null
     [[ -n $WORK && -d $WORK ]] && rm -rf -- "$WORK"
@@ -127,22 +169,25 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/fts-bench.XXXXXX")
 export HOME=$WORK/home
 unset XDG_CONFIG_HOME XDG_STATE_HOME XDG_DATA_HOME XDG_CACHE_HOME
 unset FTS_PASSWORD FTS_ADMIN_PASSWORD SSH_AUTH_SOCK
-mkdir -p "$HOME" "$WORK"/{src,srv/up,sshdst,dl,ssh,out}
+mkdir -p "$HOME" "$WORK"/{srv,ssh,out}
 
-SRC=$WORK/src/data.bin
 SIZE_BYTES=$((SIZE_MB * 1024 * 1024))
+SMALL_SIZE=4096
 
-# src + at most one destination copy at a time (srv copy is a hard link).
-need_kb=$((SIZE_MB * 1024 * 2 + 65536))
+# Every section deletes its files when it is done, so the peak is the
+# largest single section: copy keeps the source and one copy (the server's
+# copy is a hard link); delta keeps the old version, the edited source, one
+# basis per receiver and a receiver's temporary file; compress keeps the log
+# and up to two copies; smallfiles keeps the tree and one copy per tool.
+need_kb=0
+peak() { (($1 > need_kb)) && need_kb=$1; return 0; }
+if want copy; then peak $((SIZE_MB * 1024 * 2)); fi
+if want delta; then peak $((SIZE_MB * 1024 * 5)); fi
+if want compress; then peak $((SIZE_MB * 1024 * 3)); fi
+if want smallfiles; then peak $(((SMALL_FILES + SMALL_FILES / 100 + 1) * 4 * 4)); fi
+need_kb=$((need_kb + 65536))
 avail_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 ((avail_kb > need_kb)) || die "not enough space in $WORK: need ~$((need_kb / 1024)) MiB, have $((avail_kb / 1024)) MiB"
-
-log "creating ${SIZE_MB} MiB random file"
-head -c "$SIZE_BYTES" /dev/urandom >"$SRC"
-# Downloads of all tools read this very inode, so they share one warm cache.
-ln "$SRC" "$WORK/srv/data.bin"
-# Page-cache-warm source: the comparison is about the transfer, not the disk.
-cat "$SRC" >/dev/null
 
 # ---------------------------------------------------------------------------
 # Throwaway sshd: own host key, own user key, own config, loopback only.
@@ -195,6 +240,15 @@ SSH_CMD=(ssh "${SSH_OPTS[@]}" -p "$SSH_PORT")
 RSYNC_RSH=${SSH_CMD[*]}
 SSH_HOST=root@127.0.0.1
 
+# An rsync -e string whose ssh logs at VERBOSE into $1. At exit the ssh
+# client then logs "Transferred: sent N, received M bytes": the bytes on its
+# TCP socket (handshake, encryption and MAC included), which is what fts's
+# wire_bytes_* count for TLS. ssh takes the first value given for an option,
+# so this LogLevel wins over the one in SSH_OPTS.
+rsh_logged() {
+    printf 'ssh -o LogLevel=VERBOSE -E %s %s -p %s' "$1" "${SSH_OPTS[*]}" "$SSH_PORT"
+}
+
 ssh_ok=
 for _ in $(seq 100); do
     kill -0 "$SSHD_PID" 2>/dev/null || break
@@ -239,31 +293,8 @@ log "fts listening on $FTS_ADDR ($FTS_FP)"
 FTS_CLIENT=("$FTS_BIN" --json --fingerprint "$FTS_FP")
 
 # ---------------------------------------------------------------------------
-# Measurements
+# Helpers
 # ---------------------------------------------------------------------------
-declare -A TIMES CMDLINE DEST
-OPS=(upload download)
-TOOLS=(fts scp rsync)
-
-# The command for one (operation, tool) pair, as an array in CMD.
-set_cmd() {
-    case "$1:$2" in
-    upload:fts) CMD=("${FTS_CLIENT[@]}" put "$SRC" "fts://$FTS_ADDR/up/") ;;
-    upload:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SRC" "$SSH_HOST:$WORK/sshdst/") ;;
-    upload:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SRC" "$SSH_HOST:$WORK/sshdst/") ;;
-    download:fts) CMD=("${FTS_CLIENT[@]}" get "fts://$FTS_ADDR/data.bin" "$WORK/dl/data.bin") ;;
-    download:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
-    download:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
-    esac
-}
-
-dest_of() {
-    case "$1:$2" in
-    upload:fts) echo "$WORK/srv/up/data.bin" ;;
-    upload:*) echo "$WORK/sshdst/data.bin" ;;
-    download:*) echo "$WORK/dl/data.bin" ;;
-    esac
-}
 
 # Runs "$@" and sets ELAPSED to its wall time in seconds. Not meant for
 # $(...): the command must be a child of the main shell, running in the
@@ -299,71 +330,675 @@ shell_quote() {
     echo "${out[*]}"
 }
 
-# Removes the destination (and any leftover temp/partial files beside it) so
-# the next run is a full copy: rsync must not find a basis file.
-drop_dest() {
-    rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl"
-    mkdir -p "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl"
+# Median of a space-separated list of numbers, printed with format $2.
+median() {
+    local fmt=${2:-%.3f}
+    tr ' ' '\n' <<<"$1" | grep . | sort -g | awk -v fmt="$fmt" '
+        { v[NR] = $1 }
+        END { if (NR % 2) printf fmt, v[(NR + 1) / 2]
+              else printf fmt, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-check_copy() {
-    local what=$1 dest=$2 json=$3
-    cmp -s "$SRC" "$dest" || die "$what: copy differs from source ($dest)"
-    if [[ -n $json ]]; then
-        grep -q "\"bytes_transferred\":${SIZE_BYTES}[,}]" "$json" ||
-            die "$what: fts reported unexpected bytes_transferred: $(cat "$json")"
-    fi
+# Appends value $3 to the space-separated sample list under key $2 of the
+# associative array named $1.
+add_sample() {
+    local -n _arr=$1
+    _arr[$2]="${_arr[$2]:-} $3"
 }
 
-# Fixed cost of one connection (handshake, login, teardown) without data:
-# with small SIZE_MB it dominates scp/rsync times, so report it alongside.
-for ((run = 1; run <= RUNS; run++)); do
-    timed /dev/null "$WORK/out/ssh-true.err" "${SSH_CMD[@]}" "$SSH_HOST" true
-    TIMES[connect:ssh]="${TIMES[connect:ssh]:-} $ELAPSED"
-    timed /dev/null "$WORK/out/fts-ls.err" "${FTS_CLIENT[@]}" ls "fts://$FTS_ADDR/"
-    TIMES[connect:fts]="${TIMES[connect:fts]:-} $ELAPSED"
-done
+# Readers of the numbers the tools print. They set NUM (no $(...), so that
+# die really ends the script) and fail loudly on missing fields.
+#   fts --json:     "field":123
+#   rsync --stats:  "Label: 1,234 bytes"
+#   ssh -E log:     "Transferred: sent 123, received 456 bytes"
+json_num() {
+    NUM=$(sed -n "s/.*\"$2\":\([0-9][0-9]*\).*/\1/p" "$1")
+    is_uint "$NUM" || die "no numeric \"$2\" in fts output $1: $(cat "$1")"
+}
+fts_wire() {
+    local s
+    json_num "$1" wire_bytes_sent
+    s=$NUM
+    json_num "$1" wire_bytes_received
+    NUM=$((s + NUM))
+}
+rsync_stat() {
+    NUM=$(sed -n "s/^$2: \([0-9,][0-9,]*\).*/\1/p" "$1")
+    NUM=${NUM//,/}
+    is_uint "$NUM" || die "no \"$2\" in rsync --stats output $1: $(cat "$1")"
+}
+rsync_wire() {
+    local s
+    rsync_stat "$1" 'Total bytes sent'
+    s=$NUM
+    rsync_stat "$1" 'Total bytes received'
+    NUM=$((s + NUM))
+}
+ssh_socket() {
+    local pair
+    pair=$(sed -n 's/.*Transferred: sent \([0-9]*\), received \([0-9]*\) bytes.*/\1 \2/p' "$1")
+    [[ $pair =~ ^([0-9]+)\ ([0-9]+)$ ]] || die "no 'Transferred:' line in ssh log $1: $(cat "$1")"
+    NUM=$((BASH_REMATCH[1] + BASH_REMATCH[2]))
+}
 
-for ((run = 1; run <= RUNS; run++)); do
-    for op in "${OPS[@]}"; do
-        # Tools alternate within each run, so drift on a shared machine hits
-        # all of them alike instead of whichever happens to run last.
-        for tool in "${TOOLS[@]}"; do
-            key=$op:$tool
-            set_cmd "$op" "$tool"
-            CMDLINE[$key]=$(shell_quote "${CMD[@]}")
-            DEST[$key]=$(dest_of "$op" "$tool")
-            drop_dest
-            # Flush earlier copies' dirty pages now, so their writeback is not
-            # billed to this run.
-            sync
-            outf=$WORK/out/$op-$tool-$run.out
-            timed "$outf" "$WORK/out/$op-$tool-$run.err" "${CMD[@]}"
-            json=
-            [[ $tool == fts ]] && json=$outf
-            check_copy "$key run $run" "${DEST[$key]}" "$json"
-            TIMES[$key]="${TIMES[$key]:-} $ELAPSED"
-            log "run $run/$RUNS  $op  $tool  ${ELAPSED}s"
+# Directory listing with path, size, mode and mtime (ns) of everything,
+# the top directory included: two trees with equal listings and `diff -r`
+# clean are identical as far as rsync -a's quick check can tell.
+tree_listing() {
+    (cd "$1" && find . -printf '%P %y %s %m %T@\n' | LC_ALL=C sort) >"$2"
+}
+
+check_tree() {
+    local what=$1 src=$2 dest=$3
+    tree_listing "$src" "$WORK/out/list.src"
+    tree_listing "$dest" "$WORK/out/list.dst"
+    cmp -s "$WORK/out/list.src" "$WORK/out/list.dst" || {
+        diff "$WORK/out/list.src" "$WORK/out/list.dst" | sed -n 1,20p >&2 || true
+        die "$what: tree listing (names, sizes, modes, mtimes) differs from source ($dest)"
+    }
+    diff -r -q "$src" "$dest" >&2 || die "$what: tree content differs from source ($dest)"
+}
+
+# Markdown table row helpers: integer with thousands separators, ratio.
+fmt_int() {
+    local s=$1 grouped=
+    while ((${#s} > 3)); do
+        grouped=,${s: -3}$grouped
+        s=${s:0:${#s}-3}
+    done
+    printf '%s%s' "$s" "$grouped"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+is_le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+is_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+verdict() { if "$@"; then printf 'met'; else printf '**not met**'; fi; }
+
+# Writes a "Samples" and a "Commands" list for the given keys, from the
+# calling section's TIMES and CMDLINE arrays (bash scoping is dynamic).
+print_samples_and_commands() {
+    local key
+    echo
+    echo "Samples (s):"
+    echo
+    for key in "$@"; do
+        echo "- $key:${TIMES[$key]}"
+    done
+    echo
+    echo "Commands (last run; temporary paths are removed on exit):"
+    echo
+    echo '```'
+    for key in "$@"; do
+        [[ -n ${CMDLINE[$key]:-} ]] || continue
+        echo "# $key"
+        echo "${CMDLINE[$key]}"
+    done
+    echo '```'
+}
+
+# ---------------------------------------------------------------------------
+# Section: copy. One large random file, upload and download, full copies.
+# ---------------------------------------------------------------------------
+section_copy() {
+    local SRC=$WORK/copy/data.bin
+    local -A TIMES=() CMDLINE=() DEST=() MED=()
+    local OPS=(upload download) TOOLS=(fts scp rsync)
+    local run op tool key outf json m f keys=()
+
+    mkdir -p "$WORK/copy"
+    log "copy: creating ${SIZE_MB} MiB random file"
+    head -c "$SIZE_BYTES" /dev/urandom >"$SRC"
+    # Downloads of all tools read this very inode, so they share one warm cache.
+    ln "$SRC" "$WORK/srv/data.bin"
+    # Page-cache-warm source: the comparison is about the transfer, not the disk.
+    cat "$SRC" >/dev/null
+
+    # The command for one (operation, tool) pair, as an array in CMD.
+    set_cmd() {
+        case "$1:$2" in
+        upload:fts) CMD=("${FTS_CLIENT[@]}" put "$SRC" "fts://$FTS_ADDR/up/") ;;
+        upload:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SRC" "$SSH_HOST:$WORK/sshdst/") ;;
+        upload:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SRC" "$SSH_HOST:$WORK/sshdst/") ;;
+        download:fts) CMD=("${FTS_CLIENT[@]}" get "fts://$FTS_ADDR/data.bin" "$WORK/dl/data.bin") ;;
+        download:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
+        download:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
+        esac
+    }
+
+    dest_of() {
+        case "$1:$2" in
+        upload:fts) echo "$WORK/srv/up/data.bin" ;;
+        upload:*) echo "$WORK/sshdst/data.bin" ;;
+        download:*) echo "$WORK/dl/data.bin" ;;
+        esac
+    }
+
+    # Removes the destination (and any leftover temp/partial files beside
+    # it) so the next run is a full copy: rsync must not find a basis file.
+    drop_dest() {
+        rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl"
+        mkdir -p "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl"
+    }
+
+    check_copy() {
+        local what=$1 dest=$2 json=$3
+        cmp -s "$SRC" "$dest" || die "$what: copy differs from source ($dest)"
+        if [[ -n $json ]]; then
+            json_num "$json" bytes_transferred
+            ((NUM == SIZE_BYTES)) ||
+                die "$what: fts reported unexpected bytes_transferred: $(cat "$json")"
+        fi
+    }
+
+    for ((run = 1; run <= RUNS; run++)); do
+        for op in "${OPS[@]}"; do
+            # Tools alternate within each run, so drift on a shared machine
+            # hits all of them alike instead of whichever happens to run last.
+            for tool in "${TOOLS[@]}"; do
+                key=$op:$tool
+                set_cmd "$op" "$tool"
+                CMDLINE[$key]=$(shell_quote "${CMD[@]}")
+                DEST[$key]=$(dest_of "$op" "$tool")
+                drop_dest
+                # Flush earlier copies' dirty pages now, so their writeback is
+                # not billed to this run.
+                sync
+                outf=$WORK/out/copy-$op-$tool-$run.out
+                timed "$outf" "$WORK/out/copy-$op-$tool-$run.err" "${CMD[@]}"
+                json=
+                [[ $tool == fts ]] && json=$outf
+                check_copy "copy $key run $run" "${DEST[$key]}" "$json"
+                add_sample TIMES "$key" "$ELAPSED"
+                log "copy: run $run/$RUNS  $op  $tool  ${ELAPSED}s"
+            done
         done
     done
-done
-drop_dest
+    rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl" "$WORK/srv/data.bin" "$WORK/copy"
 
-# ---------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------
-median() {
-    tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '
-        { v[NR] = $1 }
-        END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]
-              else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    for op in "${OPS[@]}"; do
+        for tool in "${TOOLS[@]}"; do
+            MED[$op:$tool]=$(median "${TIMES[$op:$tool]}")
+            keys+=("$op:$tool")
+        done
+    done
+
+    echo "## copy: one large file, full upload and download"
+    echo
+    echo "${SIZE_MB} MiB ($SIZE_BYTES bytes) from /dev/urandom (incompressible), page-cache warm;"
+    echo "destination deleted before every copy; rsync with \`--whole-file\`."
+    echo
+    echo "| operation | tool | median s | MB/s | ratio vs fts |"
+    echo "|---|---|---:|---:|---:|"
+    for op in "${OPS[@]}"; do
+        for tool in "${TOOLS[@]}"; do
+            m=${MED[$op:$tool]}
+            f=${MED[$op:fts]}
+            awk -v op="$op" -v tool="$tool" -v m="$m" -v f="$f" -v b="$SIZE_BYTES" 'BEGIN {
+                mbs = (m > 0) ? sprintf("%.1f", b / 1e6 / m) : "inf"
+                ratio = (f > 0) ? sprintf("%.2f", m / f) : "n/a"
+                printf "| %s | %s | %.3f | %s | %s |\n", op, tool, m, mbs, ratio
+            }'
+        done
+    done
+    echo
+    echo "MB = 10^6 bytes. ratio = tool time / fts time for the same operation (> 1: fts is faster)."
+    print_samples_and_commands "${keys[@]}"
+    echo
 }
 
-declare -A MED
-for op in "${OPS[@]}"; do
-    for tool in "${TOOLS[@]}"; do
-        MED[$op:$tool]=$(median "${TIMES[$op:$tool]}")
+# ---------------------------------------------------------------------------
+# Section: delta. Both receivers hold the old version of a large random
+# file; the sender's copy differs in 3 × 10 bytes.
+# ---------------------------------------------------------------------------
+section_delta() {
+    local d=$WORK/delta
+    local pristine=$d/pristine.bin src=$d/src/data.bin
+    local -A TIMES=() WIRE=() SOCK=() LIT=() MAT=() CMDLINE=() DEST=()
+    local TOOLS=(fts fts-no-delta rsync)
+    local run tool k off ndiff outf errf sshlog rsh destdir wire offsets=() keys=()
+
+    mkdir -p "$d/src"
+    log "delta: creating ${SIZE_MB} MiB random file"
+    head -c "$SIZE_BYTES" /dev/urandom >"$pristine"
+    # The old version is a day old and the edited source is from now, so
+    # rsync's quick check (size + mtime) cannot mistake them for equal.
+    touch -d "@$(($(date +%s) - 86400))" "$pristine"
+    cp -p "$pristine" "$src"
+    # Three 10-byte edits at 1/6, 3/6 and 5/6 of the file, deliberately not
+    # on any power-of-two block boundary.
+    for k in 1 3 5; do
+        off=$((SIZE_BYTES * k / 6 + 1234))
+        printf 'EDIT%06d' "$k" | dd of="$src" bs=1 seek="$off" conv=notrunc status=none
+        offsets+=("$off")
     done
+    [[ $(stat -c %s "$src") == "$SIZE_BYTES" ]] || die "delta: edit changed the file size"
+    ndiff=$( (cmp -l "$pristine" "$src" || true) | wc -l)
+    ((ndiff > 0 && ndiff <= 30)) || die "delta: expected 1..30 changed bytes, found $ndiff"
+    cat "$src" >/dev/null
+
+    dest_of() {
+        case $1 in
+        fts*) echo "$WORK/srv/delta" ;;
+        rsync) echo "$d/sshdst" ;;
+        esac
+    }
+
+    for ((run = 1; run <= RUNS; run++)); do
+        for tool in "${TOOLS[@]}"; do
+            outf=$WORK/out/delta-$tool-$run.out
+            errf=$WORK/out/delta-$tool-$run.err
+            sshlog=$WORK/out/delta-$tool-$run.ssh.log
+            case $tool in
+            fts) CMD=("${FTS_CLIENT[@]}" put "$src" "fts://$FTS_ADDR/delta/") ;;
+            fts-no-delta) CMD=("${FTS_CLIENT[@]}" put --no-delta "$src" "fts://$FTS_ADDR/delta/") ;;
+            rsync)
+                rsh=$(rsh_logged "$sshlog")
+                CMD=(rsync -a --no-whole-file --stats -e "$rsh" "$src" "$SSH_HOST:$d/sshdst/")
+                ;;
+            esac
+            CMDLINE[$tool]=$(shell_quote "${CMD[@]}")
+            # Restore the old version on this receiver (untimed), dropping any
+            # temp file a previous run left beside it.
+            destdir=$(dest_of "$tool")
+            DEST[$tool]=$destdir/data.bin
+            rm -rf -- "$destdir"
+            mkdir -p "$destdir"
+            cp -p "$pristine" "$destdir/data.bin"
+            rm -f -- "$sshlog"
+            sync
+            timed "$outf" "$errf" "${CMD[@]}"
+            cmp -s "$src" "${DEST[$tool]}" || die "delta $tool run $run: result differs from source"
+            add_sample TIMES "$tool" "$ELAPSED"
+            if [[ $tool == fts* ]]; then
+                json_num "$outf" files_transferred
+                ((NUM == 1)) || die "delta $tool run $run: expected 1 file transferred: $(cat "$outf")"
+                fts_wire "$outf"
+                wire=$NUM
+                add_sample WIRE "$tool" "$NUM"
+                add_sample SOCK "$tool" "$NUM"
+                json_num "$outf" literal_bytes
+                add_sample LIT "$tool" "$NUM"
+                json_num "$outf" matched_bytes
+                add_sample MAT "$tool" "$NUM"
+                if [[ $tool == fts ]] && ((NUM == 0)); then
+                    log "delta: WARNING: fts run $run matched 0 bytes (no delta used?)"
+                fi
+            else
+                rsync_wire "$outf"
+                wire=$NUM
+                add_sample WIRE "$tool" "$NUM"
+                ssh_socket "$sshlog"
+                add_sample SOCK "$tool" "$NUM"
+                rsync_stat "$outf" 'Literal data'
+                add_sample LIT "$tool" "$NUM"
+                rsync_stat "$outf" 'Matched data'
+                add_sample MAT "$tool" "$NUM"
+                ((NUM > 0)) || log "delta: WARNING: rsync run $run matched 0 bytes (no delta used?)"
+            fi
+            log "delta: run $run/$RUNS  $tool  ${ELAPSED}s  wire ${wire} B"
+        done
+    done
+    rm -rf -- "$d" "$WORK/srv/delta"
+
+    local -A M=()
+    for tool in "${TOOLS[@]}"; do
+        M[t:$tool]=$(median "${TIMES[$tool]}")
+        M[w:$tool]=$(median "${WIRE[$tool]}" %.0f)
+        M[s:$tool]=$(median "${SOCK[$tool]}" %.0f)
+        M[l:$tool]=$(median "${LIT[$tool]}" %.0f)
+        M[m:$tool]=$(median "${MAT[$tool]}" %.0f)
+        keys+=("$tool")
+    done
+
+    echo "## delta: 3 × 10 bytes changed in a ${SIZE_MB} MiB file"
+    echo
+    echo "Both receivers hold the old version (restored, untimed, before every run);"
+    echo "the sender's file differs at offsets ${offsets[*]}. fts: \`fts put\` (delta is"
+    echo "the default); rsync: \`rsync -a --no-whole-file --stats\` over ssh."
+    echo
+    echo "| tool | median s | wire bytes | socket bytes | literal | matched | time ÷ fts | wire ÷ fts | socket ÷ fts |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for tool in "${TOOLS[@]}"; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$tool" "${M[t:$tool]}" \
+            "$(fmt_int "${M[w:$tool]}")" "$(fmt_int "${M[s:$tool]}")" \
+            "$(fmt_int "${M[l:$tool]}")" "$(fmt_int "${M[m:$tool]}")" \
+            "$(ratio "${M[t:$tool]}" "${M[t:fts]}")" "$(ratio "${M[w:$tool]}" "${M[w:fts]}")" \
+            "$(ratio "${M[s:$tool]}" "${M[s:fts]}")"
+    done
+    echo
+    echo "wire bytes, both directions: fts \`wire_bytes_sent + wire_bytes_received\` (TLS bytes"
+    echo "on its socket); rsync \`Total bytes sent + Total bytes received\` from \`--stats\` (rsync"
+    echo "protocol bytes, before ssh adds encryption, MAC and its handshake). socket bytes: the"
+    echo "same for fts; for rsync ssh's own count (\`Transferred: sent …, received …\` at"
+    echo "LogLevel VERBOSE). fts-no-delta (\`--no-delta\`) is a reference, not a target."
+    echo
+    echo "Targets:"
+    echo
+    echo "- fts wire bytes ≤ rsync's: $(fmt_int "${M[w:fts]}") vs $(fmt_int "${M[w:rsync]}") (--stats) — $(verdict is_le "${M[w:fts]}" "${M[w:rsync]}");" \
+        "vs ssh socket $(fmt_int "${M[s:rsync]}") — $(verdict is_le "${M[s:fts]}" "${M[s:rsync]}")"
+    echo "- fts time ≤ ½ rsync's: ${M[t:fts]} s vs ${M[t:rsync]} s — $(verdict is_le "$(awk -v a="${M[t:fts]}" 'BEGIN { print 2 * a }')" "${M[t:rsync]}")"
+    print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# ---------------------------------------------------------------------------
+# Section: smallfiles. A tree of SMALL_FILES random 4 KiB files, 100 per
+# directory: first copy into an empty destination, then the same again with
+# nothing changed.
+# ---------------------------------------------------------------------------
+start_rsyncd() {
+    local r=$WORK/rsyncd
+    mkdir -p "$r/mod"
+    cat >"$r/rsyncd.conf" <<EOF
+use chroot = no
+lock file = $r/rsyncd.lock
+log file = $r/rsyncd.log
+
+[bench]
+    path = $r/mod
+    read only = no
+    uid = root
+    gid = root
+EOF
+    log "starting rsync daemon on 127.0.0.1:$RSYNCD_PORT"
+    # --no-detach keeps the daemon in the foreground, so $! is the listener.
+    rsync --daemon --no-detach --config="$r/rsyncd.conf" --address=127.0.0.1 \
+        --port="$RSYNCD_PORT" </dev/null >"$r/daemon.out" 2>&1 &
+    RSYNCD_PID=$!
+    for _ in $(seq 100); do
+        kill -0 "$RSYNCD_PID" 2>/dev/null || break
+        if rsync "rsync://127.0.0.1:$RSYNCD_PORT/" </dev/null >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$r/daemon.out" "$r/rsyncd.log" >&2 2>/dev/null
+    die "rsync daemon did not come up on 127.0.0.1:$RSYNCD_PORT (port in use? set RSYNCD_PORT, or RSYNCD=0 to skip it)"
+}
+
+section_smallfiles() {
+    local tree=$WORK/tree
+    local -A TIMES=() WIRE=() SOCK=() CMDLINE=()
+    local TOOLS=(fts rsync) PHASES=(first second)
+    local ndirs i n left dir run tool phase key outf sshlog rsh dest keys=()
+
+    if [[ $RSYNCD == 1 ]]; then
+        TOOLS+=(rsyncd)
+        start_rsyncd
+    fi
+
+    log "smallfiles: creating $SMALL_FILES files of $SMALL_SIZE bytes"
+    ndirs=$(((SMALL_FILES + 99) / 100))
+    left=$SMALL_FILES
+    for ((i = 0; i < ndirs; i++)); do
+        n=$((left < 100 ? left : 100))
+        left=$((left - n))
+        printf -v dir '%s/d%03d' "$tree" "$i"
+        mkdir -p "$dir"
+        head -c $((n * SMALL_SIZE)) /dev/urandom | split -b "$SMALL_SIZE" -a 3 -d - "$dir/f"
+    done
+    n=$(find "$tree" -type f | wc -l)
+    ((n == SMALL_FILES)) || die "smallfiles: created $n files, expected $SMALL_FILES"
+    # Warm the cache for the source tree (data and metadata).
+    find "$tree" -type f -exec cat {} + >/dev/null
+
+    dest_of() {
+        case $1 in
+        fts) echo "$WORK/srv/tree" ;;
+        rsync) echo "$WORK/sshtree" ;;
+        rsyncd) echo "$WORK/rsyncd/mod/tree" ;;
+        esac
+    }
+
+    for ((run = 1; run <= RUNS; run++)); do
+        for tool in "${TOOLS[@]}"; do
+            dest=$(dest_of "$tool")
+            # The first copy goes into a destination that does not exist.
+            rm -rf -- "$dest"
+            sync
+            for phase in "${PHASES[@]}"; do
+                key=$phase:$tool
+                outf=$WORK/out/small-$phase-$tool-$run.out
+                sshlog=$WORK/out/small-$phase-$tool-$run.ssh.log
+                rm -f -- "$sshlog"
+                case $tool in
+                fts) CMD=("${FTS_CLIENT[@]}" sync "$tree" "fts://$FTS_ADDR/tree") ;;
+                rsync)
+                    rsh=$(rsh_logged "$sshlog")
+                    CMD=(rsync -a --stats -e "$rsh" "$tree/" "$SSH_HOST:$dest/")
+                    ;;
+                rsyncd) CMD=(rsync -a --stats "$tree/" "rsync://127.0.0.1:$RSYNCD_PORT/bench/tree/") ;;
+                esac
+                CMDLINE[$key]=$(shell_quote "${CMD[@]}")
+                timed "$outf" "$WORK/out/small-$phase-$tool-$run.err" "${CMD[@]}"
+                add_sample TIMES "$key" "$ELAPSED"
+                check_tree "smallfiles $key run $run" "$tree" "$dest"
+                # First copy: every file sent; second: none.
+                n=0
+                [[ $phase == first ]] && n=$SMALL_FILES
+                if [[ $tool == fts ]]; then
+                    json_num "$outf" files_transferred
+                    ((NUM == n)) || die "smallfiles $key run $run: fts transferred $NUM files, expected $n: $(cat "$outf")"
+                    fts_wire "$outf"
+                    add_sample WIRE "$key" "$NUM"
+                    add_sample SOCK "$key" "$NUM"
+                else
+                    rsync_stat "$outf" 'Number of regular files transferred'
+                    ((NUM == n)) || die "smallfiles $key run $run: rsync transferred $NUM files, expected $n"
+                    rsync_wire "$outf"
+                    add_sample WIRE "$key" "$NUM"
+                    if [[ $tool == rsync ]]; then
+                        ssh_socket "$sshlog"
+                        add_sample SOCK "$key" "$NUM"
+                    fi
+                fi
+                log "smallfiles: run $run/$RUNS  $phase  $tool  ${ELAPSED}s"
+            done
+            sync
+        done
+    done
+
+    local -A M=()
+    for phase in "${PHASES[@]}"; do
+        for tool in "${TOOLS[@]}"; do
+            key=$phase:$tool
+            keys+=("$key")
+            M[t:$key]=$(median "${TIMES[$key]}")
+            M[w:$key]=$(median "${WIRE[$key]}" %.0f)
+            M[s:$key]=
+            if [[ -n ${SOCK[$key]:-} ]]; then M[s:$key]=$(median "${SOCK[$key]}" %.0f); fi
+        done
+    done
+    rm -rf -- "$tree" "$WORK/srv/tree" "$WORK/sshtree" "$WORK/rsyncd/mod/tree"
+    if [[ -n $RSYNCD_PID ]]; then
+        stop_pid "$RSYNCD_PID"
+        RSYNCD_PID=
+    fi
+
+    echo "## smallfiles: $SMALL_FILES × $SMALL_SIZE-byte files in $ndirs directories"
+    echo
+    echo "first: copy into an absent destination (deleted before every run); second: the same"
+    echo "command again with nothing changed (quick check by size + mtime skips every file)."
+    echo "fts: \`fts sync\`; rsync: \`rsync -a --stats\` over ssh; rsyncd: the same against an"
+    echo "rsync daemon on loopback (no ssh, no encryption)."
+    echo
+    echo "| phase | tool | median s | files/s | wire bytes | socket bytes | time ÷ fts | wire ÷ fts |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    local sock
+    for phase in "${PHASES[@]}"; do
+        for tool in "${TOOLS[@]}"; do
+            key=$phase:$tool
+            sock='—'
+            if [[ -n ${M[s:$key]} ]]; then sock=$(fmt_int "${M[s:$key]}"); fi
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$phase" "$tool" "${M[t:$key]}" \
+                "$(awk -v n="$SMALL_FILES" -v t="${M[t:$key]}" 'BEGIN { if (t > 0) printf "%.0f", n / t; else printf "inf" }')" \
+                "$(fmt_int "${M[w:$key]}")" "$sock" \
+                "$(ratio "${M[t:$key]}" "${M[t:$phase:fts]}")" "$(ratio "${M[w:$key]}" "${M[w:$phase:fts]}")"
+        done
+    done
+    echo
+    echo "files/s = files in the tree / time (for second: files checked). wire and socket"
+    echo "bytes as in the delta section; for rsyncd, wire bytes are rsync's \`--stats\` count"
+    echo "(there is no ssh). Trees are checked after every run: \`diff -r\` plus names,"
+    echo "types, sizes, modes and mtimes (ns) of every entry."
+    print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# ---------------------------------------------------------------------------
+# Section: compress. Fresh upload of a large, compressible log file.
+# ---------------------------------------------------------------------------
+
+# Writes about $2 bytes of web-service log lines (whole lines, at most $2)
+# to $1: ms timestamps, levels, hosts, services, request ids, client IPs,
+# methods, paths with ids, status codes, durations, sizes and error texts,
+# all drawn at random, so it compresses like a real log, not like one
+# repeated line.
+make_log() {
+    awk -v target="$2" -v seed="$RANDOM" '
+    BEGIN {
+        srand(seed)
+        split("GET GET GET GET POST POST PUT DELETE PATCH HEAD", meth, " ")
+        split("/api/v1/users /api/v1/orders /api/v1/items /api/v2/search /static/js/app.js /static/css/site.css /healthz /login /logout /api/v1/cart /api/v1/payments /metrics", path, " ")
+        split("web-1 web-2 web-3 api-1 api-2 worker-1", host, " ")
+        split("auth orders billing search cart gateway", svc, " ")
+        split("connection reset by peer|upstream timed out|invalid token|rate limit exceeded|db deadlock detected, retrying|cache miss for key", err, "|")
+        hex = "0123456789abcdef"
+        t = 1700000000; ms = 0; total = 0; last = -1
+        for (;;) {
+            ms += int(rand() * 40)
+            if (ms >= 1000) { t += int(ms / 1000); ms %= 1000 }
+            if (t != last) { ts = strftime("%Y-%m-%dT%H:%M:%S", t, 1); last = t }
+            r = rand()
+            lvl = r < 0.80 ? "INFO" : r < 0.92 ? "DEBUG" : r < 0.98 ? "WARN" : "ERROR"
+            rid = ""
+            for (i = 0; i < 12; i++) rid = rid substr(hex, int(rand() * 16) + 1, 1)
+            p = path[int(rand() * 12) + 1]
+            if (p ~ /users|orders|items/ && rand() < 0.7) p = p "/" int(rand() * 100000)
+            if (lvl == "ERROR") st = 500 + int(rand() * 4)
+            else if (lvl == "WARN") st = rand() < 0.5 ? 404 : 429
+            else st = rand() < 0.9 ? 200 : 201 + int(rand() * 4)
+            line = sprintf("%s.%03dZ %-5s [%s] %s req=%s ip=10.%d.%d.%d %s %s status=%d dur=%.1fms bytes=%d",
+                ts, ms, lvl, host[int(rand() * 6) + 1], svc[int(rand() * 6) + 1], rid,
+                int(rand() * 4), int(rand() * 256), int(rand() * 256),
+                meth[int(rand() * 10) + 1], p, st, rand() * rand() * 2000, int(rand() * 50000))
+            if (lvl == "ERROR" || lvl == "WARN") line = line " msg=\"" err[int(rand() * 6) + 1] "\""
+            total += length(line) + 1
+            if (total > target) break
+            print line
+        }
+    }' >"$1"
+}
+
+section_compress() {
+    local c=$WORK/compress
+    local src=$c/src/app.log
+    local -A TIMES=() WIRE=() SOCK=() CMDLINE=() DEST=()
+    local TOOLS=(fts rsync)
+    local run tool outf sshlog rsh bytes zstd_bytes negotiated=unknown keys=()
+
+    mkdir -p "$c/src"
+    log "compress: generating ${SIZE_MB} MiB of log lines"
+    make_log "$src" "$SIZE_BYTES"
+    bytes=$(stat -c %s "$src")
+    ((bytes > 0)) || die "compress: log generator wrote nothing"
+    cat "$src" >/dev/null
+    # For orientation only: what plain single-stream zstd -3 makes of it.
+    zstd_bytes=
+    if command -v zstd >/dev/null; then
+        zstd_bytes=$(zstd -3 -q -c "$src" | wc -c)
+    fi
+
+    DEST[fts]=$WORK/srv/compress
+    DEST[rsync]=$c/sshdst
+    for ((run = 1; run <= RUNS; run++)); do
+        for tool in "${TOOLS[@]}"; do
+            outf=$WORK/out/compress-$tool-$run.out
+            sshlog=$WORK/out/compress-$tool-$run.ssh.log
+            case $tool in
+            fts) CMD=("${FTS_CLIENT[@]}" put "$src" "fts://$FTS_ADDR/compress/") ;;
+            rsync)
+                rsh=$(rsh_logged "$sshlog")
+                # --debug=nstr prints the negotiated compressor (rsync >= 3.2
+                # picks zstd when both ends have it).
+                CMD=(rsync -az --stats --debug=nstr -e "$rsh" "$src" "$SSH_HOST:${DEST[rsync]}/")
+                ;;
+            esac
+            CMDLINE[$tool]=$(shell_quote "${CMD[@]}")
+            # Fresh upload: the target must not exist (no basis, no resume).
+            rm -rf -- "${DEST[$tool]}" "$sshlog"
+            mkdir -p "${DEST[$tool]}"
+            sync
+            timed "$outf" "$WORK/out/compress-$tool-$run.err" "${CMD[@]}"
+            cmp -s "$src" "${DEST[$tool]}/app.log" || die "compress $tool run $run: copy differs from source"
+            add_sample TIMES "$tool" "$ELAPSED"
+            if [[ $tool == fts ]]; then
+                json_num "$outf" bytes_transferred
+                ((NUM == bytes)) || die "compress fts run $run: unexpected bytes_transferred: $(cat "$outf")"
+                fts_wire "$outf"
+                add_sample WIRE "$tool" "$NUM"
+                add_sample SOCK "$tool" "$NUM"
+            else
+                rsync_wire "$outf"
+                add_sample WIRE "$tool" "$NUM"
+                ssh_socket "$sshlog"
+                add_sample SOCK "$tool" "$NUM"
+                negotiated=$(sed -n 's/^Client negotiated compress: //p' "$outf")
+                negotiated=${negotiated:-unknown}
+            fi
+            log "compress: run $run/$RUNS  $tool  ${ELAPSED}s"
+        done
+    done
+    rm -rf -- "$c" "$WORK/srv/compress"
+
+    local -A M=()
+    for tool in "${TOOLS[@]}"; do
+        keys+=("$tool")
+        M[t:$tool]=$(median "${TIMES[$tool]}")
+        M[w:$tool]=$(median "${WIRE[$tool]}" %.0f)
+        M[s:$tool]=$(median "${SOCK[$tool]}" %.0f)
+    done
+
+    echo "## compress: fresh upload of a ${SIZE_MB} MiB log file"
+    echo
+    echo "$(fmt_int "$bytes") bytes of generated web-service log lines (random ids, IPs, paths,"
+    echo "durations); target absent before every run. fts: \`fts put\` (zstd, default level);"
+    echo "rsync: \`rsync -az --stats\` over ssh (negotiated: $negotiated)."
+    if [[ -n $zstd_bytes ]]; then
+        echo "For reference, \`zstd -3\` on the whole file: $(fmt_int "$zstd_bytes") bytes."
+    fi
+    echo
+    echo "| tool | median s | MB/s | wire bytes | socket bytes | size ÷ wire | time ÷ fts | wire ÷ fts | socket ÷ fts |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for tool in "${TOOLS[@]}"; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$tool" "${M[t:$tool]}" \
+            "$(awk -v b="$bytes" -v t="${M[t:$tool]}" 'BEGIN { if (t > 0) printf "%.1f", b / 1e6 / t; else printf "inf" }')" \
+            "$(fmt_int "${M[w:$tool]}")" "$(fmt_int "${M[s:$tool]}")" \
+            "$(ratio "$bytes" "${M[w:$tool]}")" \
+            "$(ratio "${M[t:$tool]}" "${M[t:fts]}")" "$(ratio "${M[w:$tool]}" "${M[w:fts]}")" \
+            "$(ratio "${M[s:$tool]}" "${M[s:fts]}")"
+    done
+    echo
+    echo "wire and socket bytes as in the delta section."
+    echo
+    echo "Target:"
+    echo
+    echo "- fts fewer wire bytes than rsync -z: $(fmt_int "${M[w:fts]}") vs $(fmt_int "${M[w:rsync]}") (--stats) — $(verdict is_lt "${M[w:fts]}" "${M[w:rsync]}");" \
+        "vs ssh socket $(fmt_int "${M[s:rsync]}") — $(verdict is_lt "${M[s:fts]}" "${M[s:rsync]}")"
+    print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# ---------------------------------------------------------------------------
+# Report header, then the sections; each prints its part when it is done.
+# ---------------------------------------------------------------------------
+declare -A CONNECT=()
+# Fixed cost of one connection (handshake, login, teardown) without data:
+# with small sizes it dominates scp/rsync times, so report it alongside.
+for ((run = 1; run <= RUNS; run++)); do
+    timed /dev/null "$WORK/out/ssh-true.err" "${SSH_CMD[@]}" "$SSH_HOST" true
+    add_sample CONNECT ssh "$ELAPSED"
+    timed /dev/null "$WORK/out/fts-ls.err" "${FTS_CLIENT[@]}" ls "fts://$FTS_ADDR/"
+    add_sample CONNECT fts "$ELAPSED"
 done
 
 fts_version=$("$FTS_BIN" --version 2>/dev/null || echo "fts (unknown version)")
@@ -371,46 +1006,17 @@ ssh_version=$(ssh -V 2>&1)
 rsync_version=$(rsync --version)
 rsync_version=${rsync_version%%$'\n'*}
 
-echo "## fts transfer benchmark"
+echo "# fts benchmark"
 echo
-echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ), host: $(uname -srm), $(nproc) CPUs"
-echo "- file: ${SIZE_MB} MiB ($SIZE_BYTES bytes) from /dev/urandom, page-cache warm, loopback"
+echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ), host: $(uname -srm), $(nproc) CPUs, loopback"
+echo "- sections: ${SELECTED[*]}; SIZE_MB=$SIZE_MB, SMALL_FILES=$SMALL_FILES"
 echo "- runs: $RUNS per cell (median shown; tools interleaved within each run)"
 echo "- fts: $fts_version ($FTS_BIN)"
 echo "- ssh: $ssh_version; rsync: $rsync_version"
-echo "- connection setup without data (median): ssh login + \`true\` $(median "${TIMES[connect:ssh]}") s, \`fts ls\` $(median "${TIMES[connect:fts]}") s"
+echo "- connection setup without data (median): ssh login + \`true\` $(median "${CONNECT[ssh]}") s, \`fts ls\` $(median "${CONNECT[fts]}") s"
+echo "- ratios are tool ÷ fts (> 1: fts is faster / sends less); MB = 10^6 bytes"
 echo
-echo "| operation | tool | median s | MB/s | ratio vs fts |"
-echo "|---|---|---:|---:|---:|"
-for op in "${OPS[@]}"; do
-    for tool in "${TOOLS[@]}"; do
-        m=${MED[$op:$tool]}
-        f=${MED[$op:fts]}
-        awk -v op="$op" -v tool="$tool" -v m="$m" -v f="$f" -v b="$SIZE_BYTES" 'BEGIN {
-            mbs = (m > 0) ? sprintf("%.1f", b / 1e6 / m) : "inf"
-            ratio = (f > 0) ? sprintf("%.2f", m / f) : "n/a"
-            printf "| %s | %s | %.3f | %s | %s |\n", op, tool, m, mbs, ratio
-        }'
-    done
+
+for s in "${SELECTED[@]}"; do
+    "section_$s"
 done
-echo
-echo "MB = 10^6 bytes. ratio = tool time / fts time for the same operation (> 1: fts is faster)."
-echo
-echo "### Samples (s)"
-echo
-for op in "${OPS[@]}"; do
-    for tool in "${TOOLS[@]}"; do
-        echo "- $op $tool:${TIMES[$op:$tool]}"
-    done
-done
-echo
-echo "### Commands (last run; temporary paths are removed on exit)"
-echo
-echo '```'
-for op in "${OPS[@]}"; do
-    for tool in "${TOOLS[@]}"; do
-        echo "# $op $tool"
-        echo "${CMDLINE[$op:$tool]}"
-    done
-done
-echo '```'
