@@ -10,7 +10,11 @@ fn main() {
     let mut of = File::open(old).unwrap();
     let len = of.metadata().unwrap().len();
     let sig = fts::engine::delta::signature(&mut of, len).unwrap();
-    println!("signature: {:.2}s ({} bytes)", t.elapsed().as_secs_f64(), sig.len());
+    println!(
+        "signature: {:.2}s ({} bytes)",
+        t.elapsed().as_secs_f64(),
+        sig.len()
+    );
     let sig = fts::engine::delta::parse_signature(sig).unwrap();
     let t = Instant::now();
     let mut nf = File::open(new).unwrap();
@@ -21,7 +25,12 @@ fn main() {
         Ok(())
     })
     .unwrap();
-    println!("diff+hash: {:.2}s ({} pieces, {:?})", t.elapsed().as_secs_f64(), pieces.len(), st);
+    println!(
+        "diff+hash: {:.2}s ({} pieces, {:?})",
+        t.elapsed().as_secs_f64(),
+        pieces.len(),
+        st
+    );
     let t = Instant::now();
     let mut base = fts::engine::delta::Base::new(File::open(old).unwrap()).unwrap();
     let mut out = std::io::BufWriter::new(File::create("/tmp/rebuilt.bin").unwrap());

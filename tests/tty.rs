@@ -263,7 +263,10 @@ fn relay(mut from: TcpStream, mut to: TcpStream, slow: Option<Arc<AtomicBool>>) 
 #[track_caller]
 fn wait_upload_started(root: &Path) {
     let deadline = Instant::now() + WAIT;
-    while !tree(root).iter().any(|(p, _)| p.ends_with(".fts-part") || p.ends_with(".fts-tmp")) {
+    while !tree(root)
+        .iter()
+        .any(|(p, _)| p.ends_with(".fts-part") || p.ends_with(".fts-tmp"))
+    {
         assert!(Instant::now() < deadline, "the upload never started");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -8,9 +8,9 @@
 //!   re-cut by a [`Splitter`] into self-contained [`Piece`]s: each is a
 //!   valid delta (magic … END) of at most [`PIECE_BYTES`] that produces at
 //!   most [`PIECE_OUT`] bytes, so neither side ever holds a whole delta.
-//! - The receiver applies each piece with `apply_limited` against a
-//!   memory map of its old copy ([`Base`]), remapping now and then so the
-//!   mapped pages it touched do not pile up in its resident set.
+//! - The receiver applies each piece against its old copy ([`Base`]),
+//!   checking every command against the piece's announced output and the
+//!   old copy's length, and reading copies with `pread` (no memory map).
 //!
 //! fast_rsync's strong hash is a truncated MD4: a rebuilt file is only
 //! trusted after the whole-file BLAKE3 check done by the caller.
@@ -401,16 +401,20 @@ fn io_err(e: io::Error) -> Error {
     Error::other(e.to_string())
 }
 
-/// The receiver's old copy, mapped for applying pieces.
+/// The receiver's old copy, which delta pieces copy from.
+///
+/// Pieces are interpreted here rather than by `fast_rsync::apply`, which
+/// needs the whole base as one slice: mapping a large base and faulting its
+/// pages in one by one is what made applying slow, and the mapped pages
+/// count against the receiver's memory. Copies are read with `pread` into
+/// one reused buffer instead. Every command is checked against the piece's
+/// announced output and the base's length before anything is read or
+/// written, so a hostile piece is refused, never followed.
 pub struct Base {
     file: File,
     len: u64,
-    map: Option<memmap2::Mmap>,
-    since_remap: u64,
+    buf: Vec<u8>,
 }
-
-/// Remap the base after this much output so touched pages are released.
-const REMAP_EVERY: u64 = 32 << 20;
 
 impl Base {
     pub fn new(file: File) -> Result<Base> {
@@ -418,55 +422,105 @@ impl Base {
         Ok(Base {
             file,
             len,
-            map: None,
-            since_remap: 0,
+            buf: Vec::new(),
         })
     }
 
     /// Applies one untrusted piece, writing exactly `piece_out` bytes to `out`.
     pub fn apply(&mut self, delta: &[u8], piece_out: u64, out: &mut impl Write) -> Result<()> {
+        let bad = |what: &str| Error::protocol(format!("bad delta: {what}"));
         if piece_out > PIECE_OUT {
             return Err(Error::protocol(format!(
                 "delta piece of {piece_out} bytes is too large"
             )));
         }
-        if self.map.is_none() && self.len > 0 {
-            // SAFETY: the map is read-only; fts replaces files by rename, so
-            // the mapped inode is never truncated by fts itself.
-            self.map = Some(unsafe { memmap2::Mmap::map(&self.file) }.map_err(io_err)?);
+        let mut d = delta
+            .strip_prefix(&DELTA_MAGIC[..])
+            .ok_or_else(|| bad("wrong magic"))?;
+        let mut left = piece_out;
+        fn take<'a>(d: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            if d.len() < n {
+                return None;
+            }
+            let (head, rest) = d.split_at(n);
+            *d = rest;
+            Some(head)
         }
-        let base: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        let mut counted = CountingWriter { inner: out, n: 0 };
-        fast_rsync::apply_limited(base, delta, &mut counted, piece_out as usize)
-            .map_err(|e| Error::protocol(format!("bad delta: {e}")))?;
-        if counted.n != piece_out {
+        fn varint(d: &mut &[u8], n: usize) -> Option<u64> {
+            Some(
+                take(d, n)?
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | *b as u64),
+            )
+        }
+        loop {
+            let cmd = *take(&mut d, 1)
+                .ok_or_else(|| bad("missing END"))?
+                .first()
+                .unwrap_or(&0);
+            match cmd {
+                OP_END => break,
+                1..=0x44 => {
+                    let n = if cmd <= 64 {
+                        cmd as u64
+                    } else {
+                        varint(&mut d, 1 << (cmd - OP_LITERAL_N1))
+                            .ok_or_else(|| bad("truncated literal length"))?
+                    };
+                    if n > left {
+                        return Err(bad("literal runs past the announced output"));
+                    }
+                    let data = take(&mut d, n as usize).ok_or_else(|| bad("truncated literal"))?;
+                    out.write_all(data).map_err(io_err)?;
+                    left -= n;
+                }
+                OP_COPY_N1_N1..=OP_COPY_N8_N8 => {
+                    let m = cmd - OP_COPY_N1_N1;
+                    let offset =
+                        varint(&mut d, 1 << (m / 4)).ok_or_else(|| bad("truncated copy"))?;
+                    let n = varint(&mut d, 1 << (m % 4)).ok_or_else(|| bad("truncated copy"))?;
+                    let end = offset
+                        .checked_add(n)
+                        .ok_or_else(|| bad("copy out of range"))?;
+                    if n == 0 || end > self.len {
+                        return Err(bad("copy out of range"));
+                    }
+                    if n > left {
+                        return Err(bad("copy runs past the announced output"));
+                    }
+                    self.copy(offset, n, out)?;
+                    left -= n;
+                }
+                _ => return Err(bad("unknown command")),
+            }
+        }
+        if !d.is_empty() {
+            return Err(bad("data after END"));
+        }
+        if left != 0 {
             return Err(Error::protocol(format!(
                 "delta piece produced {} bytes, announced {piece_out}",
-                counted.n
+                piece_out - left
             )));
-        }
-        self.since_remap += piece_out;
-        if self.since_remap >= REMAP_EVERY {
-            self.map = None;
-            self.since_remap = 0;
         }
         Ok(())
     }
-}
 
-struct CountingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    n: u64,
-}
-
-impl<W: Write> Write for CountingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+    fn copy(&mut self, mut offset: u64, mut n: u64, out: &mut impl Write) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 256 * 1024];
+        }
+        while n > 0 {
+            let k = n.min(self.buf.len() as u64) as usize;
+            self.file
+                .read_exact_at(&mut self.buf[..k], offset)
+                .map_err(|e| Error::other(format!("reading the old copy: {e}")))?;
+            out.write_all(&self.buf[..k]).map_err(io_err)?;
+            offset += k as u64;
+            n -= k as u64;
+        }
+        Ok(())
     }
 }
 
@@ -510,10 +564,14 @@ mod tests {
         assert_eq!(hash, blake3::hash(new).to_hex().to_string());
         let mut base = Base::new(of).unwrap();
         let mut out = Vec::new();
+        let mut reference = Vec::new();
         for p in &pieces {
             base.apply(&p.delta, p.out_len, &mut out).unwrap();
+            // Every piece is a valid fast_rsync delta, and both appliers agree.
+            fast_rsync::apply_limited(old, &p.delta, &mut reference, p.out_len as usize).unwrap();
         }
         assert!(out == new, "rebuilt data differs");
+        assert!(reference == new, "fast_rsync rebuilds something else");
         assert_eq!(stats.literal + stats.matched, new.len() as u64);
         (stats, pieces.iter().map(|p| p.delta.len()).sum())
     }
@@ -592,6 +650,23 @@ mod tests {
             "less output than announced"
         );
         assert!(base.apply(b"garbage", 1, &mut out).is_err());
+        let mut trailing = lit.clone();
+        trailing.push(1);
+        assert!(
+            base.apply(&trailing, 3, &mut out).is_err(),
+            "data after END"
+        );
+        assert!(base.apply(&DELTA_MAGIC, 0, &mut out).is_err(), "no END");
+        let mut zero_copy = DELTA_MAGIC.to_vec();
+        put_copy(&mut zero_copy, 0, 0);
+        zero_copy.push(OP_END);
+        assert!(base.apply(&zero_copy, 0, &mut out).is_err());
+        let mut huge = DELTA_MAGIC.to_vec();
+        huge.extend_from_slice(&[OP_COPY_N8_N8]);
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        huge.extend_from_slice(&2u64.to_be_bytes());
+        huge.push(OP_END);
+        assert!(base.apply(&huge, 2, &mut out).is_err(), "offset overflow");
         assert!(base.apply(&lit, PIECE_OUT + 1, &mut out).is_err());
         let mut ok = Vec::new();
         base.apply(&lit, 3, &mut ok).unwrap();
