@@ -575,45 +575,49 @@ impl Client {
                     id: Some(id),
                     outcome: FileOutcome::new(path.to_string(), action),
                 };
-                match op {
-                    PutOp::Mkdir { remote } => {
-                        let _ = tx.send(pend(Action::Mkdir, &remote));
-                        w.msg(&Msg::Mkdir { id, path: remote }).await?;
-                    }
-                    PutOp::Symlink { remote, target } => {
-                        let _ = tx.send(pend(Action::Symlink, &remote));
-                        w.msg(&Msg::Symlink {
+                let (action, path, msg) = match op {
+                    PutOp::Mkdir { remote } => (
+                        Action::Mkdir,
+                        remote.clone(),
+                        Msg::Mkdir { id, path: remote },
+                    ),
+                    PutOp::Symlink { remote, target } => (
+                        Action::Symlink,
+                        remote.clone(),
+                        Msg::Symlink {
                             id,
                             path: remote,
                             target,
-                        })
-                        .await?;
-                    }
-                    PutOp::Remove { remote, recursive } => {
-                        let _ = tx.send(pend(Action::Delete, &remote));
-                        w.msg(&Msg::Remove {
+                        },
+                    ),
+                    PutOp::Remove { remote, recursive } => (
+                        Action::Delete,
+                        remote.clone(),
+                        Msg::Remove {
                             id,
                             path: remote,
                             recursive,
-                        })
-                        .await?;
-                    }
-                    PutOp::DirMeta { remote, meta } => {
-                        let _ = tx.send(pend(Action::Meta, &remote));
-                        w.msg(&Msg::SetMeta {
+                        },
+                    ),
+                    PutOp::DirMeta { remote, meta } => (
+                        Action::Meta,
+                        remote.clone(),
+                        Msg::SetMeta {
                             id,
                             path: remote,
                             mtime: meta.mtime,
                             mtime_ns: meta.mtime_ns,
                             mode: meta.mode,
-                        })
-                        .await?;
-                    }
+                        },
+                    ),
                     PutOp::File { local, remote, how } => {
                         let p = put_one(w, id, local, remote, how, send, obs).await?;
                         let _ = tx.send(p);
+                        continue;
                     }
-                }
+                };
+                let _ = tx.send(pend(action, &path));
+                w.msg(&msg).await?;
             }
             drop(tx);
             w.flush().await?;

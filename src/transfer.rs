@@ -82,6 +82,14 @@ fn stamp(f: &File) -> Option<(i64, i64, u64)> {
         .map(|m| (m.mtime(), m.mtime_nsec(), m.len()))
 }
 
+/// Fails when `file` is no longer the `size`-byte version stamped `start`.
+fn still_same(file: &File, start: Option<(i64, i64, u64)>, size: u64) -> Result<()> {
+    if start != stamp(file) || start.map(|s| s.2) != Some(size) {
+        return Err(Error::other("file changed while it was being sent"));
+    }
+    Ok(())
+}
+
 /// Runs `produce` on a blocking thread and writes what it yields.
 async fn pump<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
@@ -167,9 +175,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
             tx.blocking_send(Produced::Chunk(compressed(&mut comp, buf, None)))
                 .map_err(|_| closed())?;
         }
-        if start != stamp(&file) || start.map(|s| s.2) != Some(size) {
-            return Err(Error::other("file changed while it was being sent"));
-        }
+        still_same(&file, start, size)?;
         stats.compressed_saved = comp.saved;
         Ok((hasher.finalize().to_hex().to_string(), stats))
     })
@@ -194,9 +200,7 @@ pub async fn send_delta<W: AsyncWrite + Unpin>(
             tx.blocking_send(Produced::Chunk(c))
                 .map_err(|_| std::io::Error::other("transfer cancelled"))
         })?;
-        if start != stamp(&file) || start.map(|s| s.2) != Some(size) {
-            return Err(Error::other("file changed while it was being sent"));
-        }
+        still_same(&file, start, size)?;
         Ok((
             hash,
             SendStats {
@@ -390,17 +394,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn data(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::engine::delta::tests::rand_bytes as data;
 
     async fn pipe(
         send: impl FnOnce(FrameWriter<tokio::io::DuplexStream>) -> tokio::task::JoinHandle<String>,

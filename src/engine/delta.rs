@@ -525,10 +525,11 @@ impl Base {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
+    /// Deterministic incompressible bytes.
+    pub(crate) fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..n)
             .map(|_| {
