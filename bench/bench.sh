@@ -169,7 +169,13 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/fts-bench.XXXXXX")
 export HOME=$WORK/home
 unset XDG_CONFIG_HOME XDG_STATE_HOME XDG_DATA_HOME XDG_CACHE_HOME
 unset FTS_PASSWORD FTS_ADMIN_PASSWORD SSH_AUTH_SOCK
-mkdir -p "$HOME" "$WORK"/{srv,ssh,out}
+mkdir -p "$HOME" "$WORK"/{bin,srv,ssh,out}
+
+# Run a private copy of the binary, so that a rebuild during the benchmark
+# (cargo replaces target/*/fts) cannot mix two versions in one report.
+FTS_ORIG=$FTS_BIN
+cp "$FTS_ORIG" "$WORK/bin/fts"
+FTS_BIN=$WORK/bin/fts
 
 SIZE_BYTES=$((SIZE_MB * 1024 * 1024))
 SMALL_SIZE=4096
@@ -296,6 +302,36 @@ FTS_CLIENT=("$FTS_BIN" --json --fingerprint "$FTS_FP")
 # Helpers
 # ---------------------------------------------------------------------------
 
+# After a failed command: say which of the servers are gone, with their exit
+# status and last words, so that a crashed server is not mistaken for a
+# client error. Each one that is gone is reaped and forgotten.
+server_health() {
+    local rc
+    if [[ -n $FTS_PID ]] && ! kill -0 "$FTS_PID" 2>/dev/null; then
+        rc=0
+        wait "$FTS_PID" 2>/dev/null || rc=$?
+        log "fts serve (pid $FTS_PID) is gone, exit status $rc; last lines of its stderr and stdout:"
+        tail -n 20 "$WORK/out/serve.err" >&2
+        tail -n 5 "$WORK/out/serve.log" >&2
+        FTS_PID=
+    fi
+    if [[ -n $SSHD_PID ]] && ! kill -0 "$SSHD_PID" 2>/dev/null; then
+        rc=0
+        wait "$SSHD_PID" 2>/dev/null || rc=$?
+        log "sshd (pid $SSHD_PID) is gone, exit status $rc"
+        tail -n 20 "$SSH_DIR/sshd.log" >&2
+        SSHD_PID=
+    fi
+    if [[ -n $RSYNCD_PID ]] && ! kill -0 "$RSYNCD_PID" 2>/dev/null; then
+        rc=0
+        wait "$RSYNCD_PID" 2>/dev/null || rc=$?
+        log "rsync daemon (pid $RSYNCD_PID) is gone, exit status $rc"
+        tail -n 20 "$WORK/rsyncd/rsyncd.log" >&2
+        RSYNCD_PID=
+    fi
+    return 0
+}
+
 # Runs "$@" and sets ELAPSED to its wall time in seconds. Not meant for
 # $(...): the command must be a child of the main shell, running in the
 # background, so that a signal interrupts the wait and the cleanup trap can
@@ -311,6 +347,7 @@ timed() {
     CHILD_PID=
     if ((rc != 0)); then
         cat "$err" >&2
+        server_health
         die "command failed (exit $rc): $(shell_quote "$@")"
     fi
     ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
@@ -1011,7 +1048,7 @@ echo
 echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ), host: $(uname -srm), $(nproc) CPUs, loopback"
 echo "- sections: ${SELECTED[*]}; SIZE_MB=$SIZE_MB, SMALL_FILES=$SMALL_FILES"
 echo "- runs: $RUNS per cell (median shown; tools interleaved within each run)"
-echo "- fts: $fts_version ($FTS_BIN)"
+echo "- fts: $fts_version ($FTS_ORIG, run from a copy taken at start)"
 echo "- ssh: $ssh_version; rsync: $rsync_version"
 echo "- connection setup without data (median): ssh login + \`true\` $(median "${CONNECT[ssh]}") s, \`fts ls\` $(median "${CONNECT[fts]}") s"
 echo "- ratios are tool ÷ fts (> 1: fts is faster / sends less); MB = 10^6 bytes"

@@ -11,6 +11,7 @@ use crate::client::{
     Action, Client, ConnectOptions, Credentials, FileOutcome, GetHow, GetOp, Observer, PutHow,
     PutOp,
 };
+use crate::engine::partial;
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto::{Entry, EntryKind, Meta};
 use crate::remote::Remote;
@@ -312,16 +313,15 @@ async fn run_put(
     let mut ops = ops.into_iter().peekable();
     while ops.peek().is_some() {
         let mut round: Vec<PutOp> = ops.by_ref().take(ROUND).collect();
+        // Only files big enough for a partial file or a delta to pay off
+        // are probed; small ones just go whole.
+        let worth = |local: &Path| {
+            std::fs::metadata(local)
+                .map(|m| m.len() >= partial::RESUME_MIN)
+                .unwrap_or(false)
+        };
         let autos: Vec<usize> = (0..round.len())
-            .filter(|&i| {
-                matches!(
-                    &round[i],
-                    PutOp::File {
-                        how: PutHow::Full,
-                        ..
-                    }
-                )
-            })
+            .filter(|&i| matches!(&round[i], PutOp::File { how: PutHow::Full, local, .. } if worth(local)))
             .collect();
         let paths: Vec<String> = autos
             .iter()
@@ -446,10 +446,11 @@ async fn run_get(
 /// How to fetch a remote file into `local`: continue a partial download of
 /// this version, take a delta against an older local copy, or all of it.
 fn get_how(ctx: &Context, local: &Path, remote: &Entry) -> GetHow {
+    if remote.size < partial::RESUME_MIN {
+        return GetHow::Full;
+    }
     match std::fs::symlink_metadata(local) {
-        Ok(md) if md.is_file() && md.len() > 0 && remote.size > 0 && ctx.transfer.delta => {
-            GetHow::Delta
-        }
+        Ok(md) if md.is_file() && md.len() > 0 && ctx.transfer.delta => GetHow::Delta,
         _ => GetHow::Resume {
             source: remote.meta(),
         },

@@ -28,8 +28,9 @@ pub const ALPN_FTS: &[u8] = b"fts/1";
 pub const MAX_CONTROL: usize = 64 * 1024;
 /// Largest data frame accepted from a peer.
 pub const MAX_DATA: usize = 1 << 20;
-/// Size of the data chunks fts itself sends.
-pub const CHUNK: usize = 256 * 1024;
+/// Size of the data chunks fts itself sends (compressed one by one: 1 MiB
+/// chunks compress about as well as one zstd stream).
+pub const CHUNK: usize = MAX_DATA;
 /// Longest remote path accepted, in bytes (Linux PATH_MAX).
 pub const MAX_PATH: usize = 4096;
 

@@ -341,12 +341,16 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// A resumable part for `target` if possible, else a temp file.
+    /// A resumable part for `target` if it is worth one (the file is at
+    /// least [`crate::engine::partial::RESUME_MIN`] bytes and no other
+    /// transfer writes it), else a plain temp file.
     pub fn fresh(target: &std::path::Path, source: &crate::proto::Meta) -> std::io::Result<Sink> {
-        match crate::engine::partial::PartFile::create(target, source)? {
-            Some(p) => Ok(Sink::Part(p)),
-            None => crate::fsutil::TempFile::create_beside(target).map(Sink::Temp),
+        if source.size >= crate::engine::partial::RESUME_MIN {
+            if let Some(p) = crate::engine::partial::PartFile::create(target, source)? {
+                return Ok(Sink::Part(p));
+            }
         }
+        crate::fsutil::TempFile::create_beside(target).map(Sink::Temp)
     }
 
     pub fn file(&self) -> &File {
@@ -421,7 +425,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
         // Text first: after a chunk that does not compress, the next ones are not tried.
-        let mut content = "compressible text line\n".repeat(20_000).into_bytes();
+        let mut content = "compressible text line\n".repeat(100_000).into_bytes();
         content.extend_from_slice(&data(CHUNK * 3 + 17, 1));
         std::fs::write(&src, &content).unwrap();
         let size = content.len() as u64;

@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Smaller files are written to plain temp files: re-sending them costs
+/// less than keeping a manifest for each.
+pub const RESUME_MIN: u64 = 1 << 20;
+
 /// Age after which an abandoned partial file is removed.
 pub const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
