@@ -139,47 +139,75 @@ fn closed() -> Error {
 /// as [`SendError::Local`], never sent as a mix.
 pub async fn send_file<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
-    mut file: File,
+    file: File,
     offset: u64,
     size: u64,
     prefix: blake3::Hasher,
     opts: SendOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(String, SendStats), SendError> {
-    pump(w, progress, move |tx| {
-        let start = stamp(&file);
-        let mut comp = Compressor::new(opts.compress);
-        let mut hasher = prefix;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::other(format!("seek: {e}")))?;
-        let mut left = size.saturating_sub(offset);
-        let mut stats = SendStats::default();
-        while left > 0 {
-            let want = left.min(CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            let mut got = 0;
-            while got < want {
-                match file.read(&mut buf[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::other(format!("read error: {e}"))),
-                }
-            }
-            if got < want {
-                return Err(Error::other("file shrank while it was being sent"));
-            }
-            hasher.update(&buf);
-            left -= want as u64;
-            stats.literal += want as u64;
-            tx.blocking_send(Produced::Chunk(compressed(&mut comp, buf, None)))
-                .map_err(|_| closed())?;
+    if size.saturating_sub(offset) <= CHUNK as u64 {
+        // One chunk at most: a thread hand-off would cost more than the
+        // read, and many small files are exactly where that shows.
+        let mut chunks = Vec::new();
+        let done = produce_file(file, offset, size, prefix, opts, &mut |c| {
+            chunks.push(c);
+            Ok(())
+        })
+        .map_err(SendError::Local)?;
+        for c in chunks {
+            w.chunk(&c).await.map_err(SendError::Net)?;
+            progress(c.out_len);
         }
-        still_same(&file, start, size)?;
-        stats.compressed_saved = comp.saved;
-        Ok((hasher.finalize().to_hex().to_string(), stats))
+        return Ok(done);
+    }
+    pump(w, progress, move |tx| {
+        produce_file(file, offset, size, prefix, opts, &mut |c| {
+            tx.blocking_send(Produced::Chunk(c)).map_err(|_| closed())
+        })
     })
     .await
+}
+
+/// Reads bytes `offset..size` of `file` into (compressed) chunks.
+fn produce_file(
+    mut file: File,
+    offset: u64,
+    size: u64,
+    prefix: blake3::Hasher,
+    opts: SendOptions,
+    emit: &mut dyn FnMut(Chunk) -> Result<()>,
+) -> Result<(String, SendStats)> {
+    let start = stamp(&file);
+    let mut comp = Compressor::new(opts.compress);
+    let mut hasher = prefix;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::other(format!("seek: {e}")))?;
+    let mut left = size.saturating_sub(offset);
+    let mut stats = SendStats::default();
+    while left > 0 {
+        let want = left.min(CHUNK as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            match file.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::other(format!("read error: {e}"))),
+            }
+        }
+        if got < want {
+            return Err(Error::other("file shrank while it was being sent"));
+        }
+        hasher.update(&buf);
+        left -= want as u64;
+        stats.literal += want as u64;
+        emit(compressed(&mut comp, buf, None))?;
+    }
+    still_same(&file, start, size)?;
+    stats.compressed_saved = comp.saved;
+    Ok((hasher.finalize().to_hex().to_string(), stats))
 }
 
 /// Sends `file` (of `size` bytes) as delta pieces against `sig`, the
@@ -260,6 +288,44 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Writes decoded chunks and delta pieces to a file, hashing as it goes.
+struct ContentWriter {
+    out: HashingWriter<BufWriter<File>>,
+    base: Option<Base>,
+}
+
+impl ContentWriter {
+    fn new(d: Dest, expect: u64) -> Result<ContentWriter> {
+        let cap = expect.clamp(8 * 1024, 1 << 20) as usize;
+        Ok(ContentWriter {
+            out: HashingWriter {
+                inner: BufWriter::with_capacity(cap, d.file),
+                hasher: d.hasher,
+            },
+            base: d.base.map(Base::new).transpose()?,
+        })
+    }
+
+    fn chunk(&mut self, chunk: Chunk) -> Result<()> {
+        match chunk.decode()? {
+            Decoded::Data(b) => self.out.write_all(&b).map_err(write_err),
+            Decoded::Piece { out_len, delta } => match self.base.as_mut() {
+                Some(b) => b.apply(&delta, out_len, &mut self.out),
+                None => Err(Error::protocol("delta piece without a base file")),
+            },
+        }
+    }
+
+    fn finish(mut self) -> Result<String> {
+        self.out.flush().map_err(write_err)?;
+        Ok(self.out.hasher.finalize().to_hex().to_string())
+    }
+}
+
+fn write_err(e: std::io::Error) -> Error {
+    Error::other(format!("write error: {e}"))
+}
+
 /// Receives chunks producing exactly `expect` bytes into `dest` (or
 /// discards them when `dest` is `None`, to keep the stream in step after a
 /// local error). A network or protocol error is returned as `Err`. Bytes
@@ -271,29 +337,27 @@ pub async fn receive<R: AsyncRead + Unpin>(
     progress: &(dyn Fn(u64) + Sync),
     saved: &mut u64,
 ) -> Result<Received> {
-    let (tx, mut rx) = mpsc::channel::<Chunk>(DEPTH);
-    let writer = dest.map(|d| {
-        tokio::task::spawn_blocking(move || -> Result<String> {
-            let mut out = HashingWriter {
-                inner: BufWriter::with_capacity(1 << 20, d.file),
-                hasher: d.hasher,
-            };
-            let mut base = d.base.map(Base::new).transpose()?;
-            let werr = |e: std::io::Error| Error::other(format!("write error: {e}"));
-            while let Some(chunk) = rx.blocking_recv() {
-                match chunk.decode()? {
-                    Decoded::Data(b) => out.write_all(&b).map_err(werr)?,
-                    Decoded::Piece { out_len, delta } => match base.as_mut() {
-                        Some(b) => b.apply(&delta, out_len, &mut out)?,
-                        None => return Err(Error::protocol("delta piece without a base file")),
-                    },
+    // A file of one chunk is written right here; bigger ones by a thread
+    // that overlaps disk writes (and delta application) with the network.
+    let small = expect <= CHUNK as u64 && dest.as_ref().is_none_or(|d| d.base.is_none());
+    let mut inline: Option<Result<ContentWriter>> = None;
+    let mut tx = None;
+    let mut writer = None;
+    if let Some(d) = dest {
+        if small {
+            inline = Some(ContentWriter::new(d, expect));
+        } else {
+            let (t, mut rx) = mpsc::channel::<Chunk>(DEPTH);
+            tx = Some(t);
+            writer = Some(tokio::task::spawn_blocking(move || -> Result<String> {
+                let mut w = ContentWriter::new(d, expect)?;
+                while let Some(chunk) = rx.blocking_recv() {
+                    w.chunk(chunk)?;
                 }
-            }
-            out.flush().map_err(werr)?;
-            Ok(out.hasher.finalize().to_hex().to_string())
-        })
-    });
-    let mut tx = writer.as_ref().map(|_| tx);
+                w.finish()
+            }));
+        }
+    }
     let mut left = expect;
     let outcome: Result<Option<Msg>> = loop {
         if left == 0 {
@@ -309,7 +373,11 @@ pub async fn receive<R: AsyncRead + Unpin>(
                 left -= c.out_len;
                 *saved += c.compression_saved();
                 progress(c.out_len);
-                if let Some(t) = &tx {
+                if let Some(Ok(w)) = inline.as_mut() {
+                    if let Err(e) = w.chunk(c) {
+                        inline = Some(Err(e)); // drain the rest
+                    }
+                } else if let Some(t) = &tx {
                     if t.send(c).await.is_err() {
                         tx = None; // the writer failed: drain the rest
                     }
@@ -320,11 +388,12 @@ pub async fn receive<R: AsyncRead + Unpin>(
     // Always wait for the writer, so no thread still writes to the file
     // once the caller decides its fate.
     drop(tx);
-    let written = match writer {
-        Some(w) => w
+    let written = match (inline, writer) {
+        (Some(w), _) => w.and_then(ContentWriter::finish),
+        (None, Some(w)) => w
             .await
             .unwrap_or_else(|e| Err(Error::other(format!("writer failed: {e}")))),
-        None => Err(Error::other("discarded")),
+        (None, None) => Err(Error::other("discarded")),
     };
     match outcome? {
         Some(m) => Ok(Received::Interrupted(m)),

@@ -572,3 +572,42 @@ fn full_disk_fails_cleanly_and_keeps_the_old_file() {
     c.run(&["put", small.to_str().unwrap(), &server.url("")])
         .ok();
 }
+
+#[test]
+fn retries_resume_after_the_server_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let home = tmp.path().join("home");
+    let size = 192 * MIB;
+    let src = tmp.path().join("big.bin");
+    random_file(&src, size, 11);
+    let c = Client::new();
+    let server = Server::start(&root, &home, &[]);
+    let port = server.port;
+    let mut cmd = c.cmd();
+    cmd.args([
+        "--json",
+        "put",
+        "--retries",
+        "5",
+        src.to_str().unwrap(),
+        &server.url(""),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_for_part(&root, "big.bin", size as u64 / 4);
+    unsafe_kill(server.pid(), "KILL");
+    drop(server);
+    // Back on the same address (same certificate) before the first retry.
+    let _server = Server::start_on(&root, &home, &format!("127.0.0.1:{port}"), &[]);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(field(&j, "attempts") >= 2, "{j}");
+    assert!(field(&j, "resumed_bytes") > 0, "{j}");
+    assert_eq!(hash(&root.join("big.bin")), hash(&src));
+}
