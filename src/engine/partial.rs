@@ -184,11 +184,7 @@ impl PartFile {
     /// Starts a new part (replacing an old one) for the given source version.
     /// `Ok(None)` when another transfer in this process is writing it.
     pub fn create(target: &Path, source: &Meta) -> io::Result<Option<PartFile>> {
-        let path = part_path(target);
-        if !claim(&path) {
-            return Ok(None);
-        }
-        let res = (|| {
+        Self::claimed(target, |path| {
             remove(target);
             let m = Manifest::for_source(source);
             let json = serde_json::to_vec(&m).map_err(io::Error::other)?;
@@ -198,36 +194,30 @@ impl PartFile {
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
-                .open(&path)
-        })();
-        match res {
-            Ok(file) => Ok(Some(PartFile {
-                target: target.to_path_buf(),
-                path,
-                file,
-                keep: true,
-                done: false,
-            })),
-            Err(e) => {
-                release(&path);
-                Err(e)
-            }
-        }
+                .open(path)
+        })
     }
 
     /// Reopens an existing part to append after its first `offset` bytes.
     pub fn resume(target: &Path, offset: u64) -> io::Result<Option<PartFile>> {
+        Self::claimed(target, |path| {
+            let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+            file.set_len(offset)?;
+            file.seek(SeekFrom::End(0))?;
+            Ok(file)
+        })
+    }
+
+    /// Claims the part of `target` for this process and opens it with `open`.
+    fn claimed(
+        target: &Path,
+        open: impl FnOnce(&Path) -> io::Result<File>,
+    ) -> io::Result<Option<PartFile>> {
         let path = part_path(target);
         if !claim(&path) {
             return Ok(None);
         }
-        let res = (|| {
-            let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-            file.set_len(offset)?;
-            file.seek(SeekFrom::End(0))?;
-            Ok(file)
-        })();
-        match res {
+        match open(&path) {
             Ok(file) => Ok(Some(PartFile {
                 target: target.to_path_buf(),
                 path,
