@@ -478,9 +478,8 @@ impl Client {
         first
     }
 
-    /// What the server has at each of `paths` (pipelined). `hash` asks for
-    /// the BLAKE3 of existing files.
-    pub async fn probe(&mut self, paths: &[String], hash: bool) -> Result<Vec<Result<Probed>>> {
+    /// What the server has at each of `paths` (pipelined).
+    pub async fn probe(&mut self, paths: &[String]) -> Result<Vec<Result<Probed>>> {
         let first = self.ids(paths.len());
         let (w, r) = (&mut self.w, &mut self.r);
         let writer = async move {
@@ -488,7 +487,6 @@ impl Client {
                 w.msg(&Msg::Probe {
                     id: first + i as u64,
                     path: p.clone(),
-                    hash,
                 })
                 .await?;
             }

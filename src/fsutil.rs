@@ -38,6 +38,20 @@ pub fn is_temp_name(name: &str) -> bool {
             || name.ends_with(".fts-part.json"))
 }
 
+/// A fresh hidden name beside `target`: `.NAME.XXXXXXXX.fts-tmp`, kept under
+/// NAME_MAX (255) whatever the target's length.
+fn temp_name(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    target.with_file_name(format!(".{}.{}.fts-tmp", &name[..cut], random_hex(4)))
+}
+
 /// A file being written beside its target. It only ever appears under the
 /// target's name through [`TempFile::persist`] (an atomic rename); if it is
 /// dropped before that, it is removed, so an interrupted transfer never
@@ -51,18 +65,8 @@ pub struct TempFile {
 
 impl TempFile {
     pub fn create_beside(target: &Path) -> io::Result<TempFile> {
-        let dir = target.parent().unwrap_or(Path::new("."));
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // Keep the hidden name under NAME_MAX (255) whatever the target's length.
-        let mut cut = name.len().min(200);
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
         for _ in 0..8 {
-            let path = dir.join(format!(".{}.{}.fts-tmp", &name[..cut], random_hex(4)));
+            let path = temp_name(target);
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -173,15 +177,7 @@ pub fn replace_with_symlink(path: &Path, target: &str) -> io::Result<()> {
             "a directory is in the way",
         ));
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.fts-tmp",
-        &name[..name.len().min(200)],
-        random_hex(4)
-    ));
+    let tmp = temp_name(path);
     std::os::unix::fs::symlink(target, &tmp)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);

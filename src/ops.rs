@@ -289,10 +289,6 @@ fn local_name(p: &Path) -> Result<String> {
         .map_err(|_| Error::usage(format!("{}: file name is not UTF-8", p.display())))
 }
 
-fn entry_meta(e: &Entry) -> Meta {
-    e.meta()
-}
-
 fn same_version(a: &Meta, b: &Meta) -> bool {
     (a.size, a.mtime, a.mtime_ns) == (b.size, b.mtime, b.mtime_ns)
 }
@@ -323,14 +319,8 @@ async fn run_put(
         let autos: Vec<usize> = (0..round.len())
             .filter(|&i| matches!(&round[i], PutOp::File { how: PutHow::Full, local, .. } if worth(local)))
             .collect();
-        let paths: Vec<String> = autos
-            .iter()
-            .map(|&i| match &round[i] {
-                PutOp::File { remote, .. } => remote.clone(),
-                _ => unreachable!(),
-            })
-            .collect();
-        let probes = client.probe(&paths, false).await?;
+        let paths: Vec<String> = autos.iter().map(|&i| file_remote(&round[i])).collect();
+        let probes = client.probe(&paths).await?;
         let mut want_sig = Vec::new();
         for (&i, probe) in autos.iter().zip(probes) {
             let PutOp::File { local, how, .. } = &mut round[i] else {
@@ -352,13 +342,7 @@ async fn run_put(
                 }
             }
         }
-        let sig_paths: Vec<String> = want_sig
-            .iter()
-            .map(|&i| match &round[i] {
-                PutOp::File { remote, .. } => remote.clone(),
-                _ => unreachable!(),
-            })
-            .collect();
+        let sig_paths: Vec<String> = want_sig.iter().map(|&i| file_remote(&round[i])).collect();
         for (&i, sig) in want_sig.iter().zip(client.signatures(&sig_paths).await?) {
             if let (PutOp::File { how, .. }, Ok((base, signature))) = (&mut round[i], sig) {
                 *how = PutHow::Delta { base, signature };
@@ -399,6 +383,14 @@ async fn run_put(
         }
     }
     Ok(())
+}
+
+/// The remote path of a file step (only file steps are probed).
+fn file_remote(op: &PutOp) -> String {
+    match op {
+        PutOp::File { remote, .. } => remote.clone(),
+        _ => String::new(),
+    }
 }
 
 fn err_text(o: &FileOutcome) -> String {
@@ -552,7 +544,7 @@ async fn put_once(
                         ops.push(PutOp::Mkdir {
                             remote: remote.clone(),
                         });
-                        dir_metas.push((remote, entry_meta(&e)));
+                        dir_metas.push((remote, e.meta()));
                     }
                     EntryKind::File => {
                         report.files_total += 1;
@@ -678,14 +670,14 @@ async fn get_once(
                     continue;
                 }
                 std::fs::create_dir_all(&target).map_err(|e| Error::local_io(&target, e))?;
-                dir_metas.push((target.clone(), entry_meta(&entry)));
+                dir_metas.push((target.clone(), entry.meta()));
                 for e in client.list(&entry.path, true, false).await? {
                     let local = local_below(&target, &entry.path, &e.path)?;
                     match e.kind {
                         EntryKind::Dir => {
                             std::fs::create_dir_all(&local)
                                 .map_err(|err| Error::local_io(&local, err))?;
-                            dir_metas.push((local, entry_meta(&e)));
+                            dir_metas.push((local, e.meta()));
                         }
                         EntryKind::File => {
                             report.files_total += 1;
@@ -967,13 +959,15 @@ struct SyncPlan {
     files: Vec<(String, Entry, Option<PathBuf>)>,
     links: Vec<(String, String)>,
     dir_metas: Vec<(String, Meta)>,
+    /// Files the deletions take away (what a dry run reports).
+    files_deleted: u64,
 }
 
 fn plan_sync(src: &Tree, dst: &Tree, ctx: &Context, report: &mut TransferReport) -> SyncPlan {
     let mut plan = SyncPlan::default();
     if ctx.transfer.delete {
         for (rel, kind) in extraneous(src, dst) {
-            report.files_deleted += files_under(dst, &rel);
+            plan.files_deleted += files_under(dst, &rel);
             plan.deletes.push((rel, kind == EntryKind::Dir));
         }
     }
@@ -1035,6 +1029,7 @@ fn plan_sync(src: &Tree, dst: &Tree, ctx: &Context, report: &mut TransferReport)
 
 fn dry_run_report(plan: &SyncPlan, ctx: &Context, report: &mut TransferReport) {
     report.dry_run = true;
+    report.files_deleted = plan.files_deleted;
     report.files_transferred = plan.files.len() as u64;
     report.bytes_transferred = plan.files.iter().map(|(_, e, _)| e.size).sum();
     let v = ctx.transfer.verbose;
@@ -1170,8 +1165,6 @@ async fn push_once(
             meta: crate::fsutil::meta_of(&md),
         });
     }
-    // Deletions are counted from what the server really removed.
-    report.files_deleted = 0;
     ctx.observer.batch_start(
         report.files_total - report.files_skipped,
         report.bytes_total,
@@ -1227,7 +1220,6 @@ async fn pull_once(
     let local_fail = |rel: &str, e: Error, report: &mut TransferReport| {
         report.errors.push(FileError::new(rel, e))
     };
-    report.files_deleted = 0;
     for (rel, dir) in plan.deletes.iter().chain(&plan.replace) {
         let p = at(rel)?;
         let n = files_under(&local, rel);

@@ -128,11 +128,10 @@ pub enum Msg {
         #[serde(default)]
         hashes: bool,
     },
-    /// What is at a target path: the entry, a partial file, a hash.
+    /// What is at a target path: the entry and a partial file.
     Probe {
         id: u64,
         path: String,
-        hash: bool,
     },
     /// Ask for the signature of a file, to send it a delta.
     SigReq {

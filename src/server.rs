@@ -362,8 +362,8 @@ impl Session {
                     recursive,
                     hashes,
                 } => self.list(w, &path, recursive, hashes).await?,
-                Msg::Probe { id, path, hash } => {
-                    let reply = self.probe(id, &path, hash).await;
+                Msg::Probe { id, path } => {
+                    let reply = self.probe(id, &path).await;
                     w.msg(&reply).await?;
                 }
                 Msg::SigReq { id, path } => self.signature(w, id, &path).await?,
@@ -588,20 +588,15 @@ impl Session {
     }
 
     /// What is at an upload target: the file, and a resumable partial file.
-    async fn probe(&self, id: u64, rel: &str, hash: bool) -> Msg {
+    async fn probe(&self, id: u64, rel: &str) -> Msg {
         let root = self.root().clone();
         let rel = rel.to_string();
         let res = tokio::task::spawn_blocking(move || -> Result<Msg> {
             let target = root.resolve_for_write(&rel)?;
-            let mut entry = match std::fs::metadata(&target) {
+            let entry = match std::fs::metadata(&target) {
                 Ok(md) => Some(fsutil::entry_of(root.display_rel(&rel)?, &md)),
                 Err(_) => None,
             };
-            if let (true, Some(e)) = (hash, entry.as_mut()) {
-                if e.kind == EntryKind::File {
-                    e.hash = Some(transfer::hash_file(&target)?);
-                }
-            }
             let partial = partial::find(&target).map(|f| PartialInfo {
                 len: f.len,
                 source: Meta {
