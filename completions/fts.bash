@@ -16,6 +16,12 @@ _fts() {
             ",$1")
                 cmd="fts"
                 ;;
+            fts,admin)
+                cmd="fts__subcmd__admin"
+                ;;
+            fts,chat)
+                cmd="fts__subcmd__chat"
+                ;;
             fts,generate-docs)
                 cmd="fts__subcmd__generate__subcmd__docs"
                 ;;
@@ -37,8 +43,47 @@ _fts() {
             fts,serve)
                 cmd="fts__subcmd__serve"
                 ;;
+            fts,stats)
+                cmd="fts__subcmd__stats"
+                ;;
             fts,sync)
                 cmd="fts__subcmd__sync"
+                ;;
+            fts__subcmd__admin,clients)
+                cmd="fts__subcmd__admin__subcmd__clients"
+                ;;
+            fts__subcmd__admin,help)
+                cmd="fts__subcmd__admin__subcmd__help"
+                ;;
+            fts__subcmd__admin,kick)
+                cmd="fts__subcmd__admin__subcmd__kick"
+                ;;
+            fts__subcmd__admin,log)
+                cmd="fts__subcmd__admin__subcmd__log"
+                ;;
+            fts__subcmd__admin,warn)
+                cmd="fts__subcmd__admin__subcmd__warn"
+                ;;
+            fts__subcmd__admin__subcmd__help,clients)
+                cmd="fts__subcmd__admin__subcmd__help__subcmd__clients"
+                ;;
+            fts__subcmd__admin__subcmd__help,help)
+                cmd="fts__subcmd__admin__subcmd__help__subcmd__help"
+                ;;
+            fts__subcmd__admin__subcmd__help,kick)
+                cmd="fts__subcmd__admin__subcmd__help__subcmd__kick"
+                ;;
+            fts__subcmd__admin__subcmd__help,log)
+                cmd="fts__subcmd__admin__subcmd__help__subcmd__log"
+                ;;
+            fts__subcmd__admin__subcmd__help,warn)
+                cmd="fts__subcmd__admin__subcmd__help__subcmd__warn"
+                ;;
+            fts__subcmd__help,admin)
+                cmd="fts__subcmd__help__subcmd__admin"
+                ;;
+            fts__subcmd__help,chat)
+                cmd="fts__subcmd__help__subcmd__chat"
                 ;;
             fts__subcmd__help,generate-docs)
                 cmd="fts__subcmd__help__subcmd__generate__subcmd__docs"
@@ -61,8 +106,23 @@ _fts() {
             fts__subcmd__help,serve)
                 cmd="fts__subcmd__help__subcmd__serve"
                 ;;
+            fts__subcmd__help,stats)
+                cmd="fts__subcmd__help__subcmd__stats"
+                ;;
             fts__subcmd__help,sync)
                 cmd="fts__subcmd__help__subcmd__sync"
+                ;;
+            fts__subcmd__help__subcmd__admin,clients)
+                cmd="fts__subcmd__help__subcmd__admin__subcmd__clients"
+                ;;
+            fts__subcmd__help__subcmd__admin,kick)
+                cmd="fts__subcmd__help__subcmd__admin__subcmd__kick"
+                ;;
+            fts__subcmd__help__subcmd__admin,log)
+                cmd="fts__subcmd__help__subcmd__admin__subcmd__log"
+                ;;
+            fts__subcmd__help__subcmd__admin,warn)
+                cmd="fts__subcmd__help__subcmd__admin__subcmd__warn"
                 ;;
             *)
                 ;;
@@ -71,7 +131,7 @@ _fts() {
 
     case "${cmd}" in
         fts)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version serve put get ls rm sync generate-docs help"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version serve put get ls rm sync stats chat admin generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -89,6 +149,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -100,8 +164,8 @@ _fts() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fts__subcmd__generate__subcmd__docs)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+        fts__subcmd__admin)
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version clients kick warn log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,6 +180,326 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__clients)
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__help)
+            opts="clients kick warn log help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__help__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__help__subcmd__kick)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__help__subcmd__log)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__help__subcmd__warn)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__kick)
+            opts="-q -v -h -V --reason --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__log)
+            opts="-q -v -h -V --since --category --format --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --category)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "jsonl csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__admin__subcmd__warn)
+            opts="-q -v -h -V --all --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__chat)
+            opts="-m -q -v -h -V --message --to --admin --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__generate__subcmd__docs)
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -131,7 +515,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__get)
-            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +526,10 @@ _fts() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -157,6 +545,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -169,8 +561,92 @@ _fts() {
             return 0
             ;;
         fts__subcmd__help)
-            opts="serve put get ls rm sync generate-docs help"
+            opts="serve put get ls rm sync stats chat admin generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__admin)
+            opts="clients kick warn log"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__admin__subcmd__clients)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__admin__subcmd__kick)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__admin__subcmd__log)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__admin__subcmd__warn)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__chat)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -280,6 +756,20 @@ _fts() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fts__subcmd__help__subcmd__stats)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fts__subcmd__help__subcmd__sync)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -295,7 +785,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__ls)
-            opts="-l -r -q -v -h -V --long --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-l -r -q -v -h -V --long --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +800,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -325,7 +819,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__put)
-            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -339,6 +833,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -348,6 +846,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -363,7 +865,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__rm)
-            opts="-r -q -v -h -V --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -381,6 +883,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -393,7 +899,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__serve)
-            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --shutdown-grace --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --shutdown-grace --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -439,6 +945,48 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__stats)
+            opts="-q -v -h -V --watch --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --watch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -451,7 +999,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__sync)
-            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-delta --no-compress --compress-level --retries --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --timeout --help --version"
+            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-delta --no-compress --compress-level --retries --bwlimit --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -469,6 +1017,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -478,6 +1030,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

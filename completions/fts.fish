@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_fts_global_optspecs
-    string join \n json q/quiet v/verbose no-progress fingerprint= password-file= admin-password-file= timeout= h/help V/version
+    string join \n json q/quiet v/verbose no-progress fingerprint= password-file= admin-password-file= name= timeout= h/help V/version
 end
 
 function __fish_fts_needs_command
@@ -27,6 +27,7 @@ end
 complete -c fts -n "__fish_fts_needs_command" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_needs_command" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_needs_command" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_needs_command" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_needs_command" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_needs_command" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_needs_command" -s q -l quiet -d 'Print nothing but errors'
@@ -40,18 +41,22 @@ complete -c fts -n "__fish_fts_needs_command" -f -a "get" -d 'Download files (an
 complete -c fts -n "__fish_fts_needs_command" -f -a "ls" -d 'List files on a server'
 complete -c fts -n "__fish_fts_needs_command" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
 complete -c fts -n "__fish_fts_needs_command" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
+complete -c fts -n "__fish_fts_needs_command" -f -a "stats" -d 'Show a server\'s status, lifetime totals and the clients connected now'
+complete -c fts -n "__fish_fts_needs_command" -f -a "chat" -d 'Chat with the server\'s admins (or, with --admin, with its clients)'
+complete -c fts -n "__fish_fts_needs_command" -f -a "admin" -d 'Manage a server\'s clients and read its log (needs the admin password)'
 complete -c fts -n "__fish_fts_needs_command" -f -a "generate-docs"
 complete -c fts -n "__fish_fts_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l listen -d 'Address and port to listen on (port 0 picks a free port)' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l max-clients -d 'Most clients served at once; more get a "server full" error' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l cert -d 'PEM certificate chain to use instead of the self-signed one' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l key -d 'PEM private key for --cert' -r -F
-complete -c fts -n "__fish_fts_using_subcommand serve" -l state-dir -d 'Where the server keeps its certificate (default: the user\'s state dir)' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l state-dir -d 'Where the server keeps its certificate, lifetime totals (totals.json) and event log (logs/events.jsonl, rotated at 10 MiB, 5 old files kept); default: the user\'s state dir. One server per state directory' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l compress-level -d 'zstd level for downloads (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l shutdown-grace -d 'Seconds in-flight transfers may run on after SIGINT/SIGTERM' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand serve" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l read-only -d 'Refuse uploads, directory changes and removals'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l no-compress -d 'Do not compress downloads on the wire'
@@ -63,9 +68,11 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -s h -l help -d 'Print he
 complete -c fts -n "__fish_fts_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c fts -n "__fish_fts_using_subcommand put" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M)' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand put" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand put" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -s r -l recursive -d 'Copy directories recursively'
 complete -c fts -n "__fish_fts_using_subcommand put" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
@@ -78,9 +85,11 @@ complete -c fts -n "__fish_fts_using_subcommand put" -s h -l help -d 'Print help
 complete -c fts -n "__fish_fts_using_subcommand put" -s V -l version -d 'Print version'
 complete -c fts -n "__fish_fts_using_subcommand get" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand get" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -s r -l recursive -d 'Copy directories recursively'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
@@ -94,6 +103,7 @@ complete -c fts -n "__fish_fts_using_subcommand get" -s V -l version -d 'Print v
 complete -c fts -n "__fish_fts_using_subcommand ls" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand ls" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand ls" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand ls" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand ls" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand ls" -s l -l long -d 'Long format: permissions, size, modification time'
 complete -c fts -n "__fish_fts_using_subcommand ls" -s r -l recursive -d 'List subdirectories recursively'
@@ -106,6 +116,7 @@ complete -c fts -n "__fish_fts_using_subcommand ls" -s V -l version -d 'Print ve
 complete -c fts -n "__fish_fts_using_subcommand rm" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand rm" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand rm" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand rm" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand rm" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand rm" -s r -l recursive -d 'Remove directories and their contents'
 complete -c fts -n "__fish_fts_using_subcommand rm" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
@@ -117,9 +128,11 @@ complete -c fts -n "__fish_fts_using_subcommand rm" -s V -l version -d 'Print ve
 complete -c fts -n "__fish_fts_using_subcommand sync" -l exclude -d 'Leave matching paths alone (repeatable). A pattern without `/` matches a name at any depth (`*.log`), one with `/` the path from the top (`/build`, `docs/*.tmp`); excluded paths are not deleted either' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M)' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand sync" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand sync" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l delete -d 'Delete files in DST that are not in SRC'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s n -l dry-run -d 'Show what would be transferred or deleted; change nothing'
@@ -132,9 +145,107 @@ complete -c fts -n "__fish_fts_using_subcommand sync" -s v -l verbose -d 'Say mo
 complete -c fts -n "__fish_fts_using_subcommand sync" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand stats" -l watch -d 'Refresh every SECS seconds until interrupted' -r
+complete -c fts -n "__fish_fts_using_subcommand stats" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand stats" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand stats" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand stats" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand stats" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand stats" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand stats" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand stats" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand stats" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand stats" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand chat" -s m -l message -d 'Send this one message and exit' -r
+complete -c fts -n "__fish_fts_using_subcommand chat" -l to -d 'Admin: the client (id from `fts stats`, or name) to write to' -r
+complete -c fts -n "__fish_fts_using_subcommand chat" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand chat" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand chat" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand chat" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand chat" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand chat" -l admin -d 'Chat as the server\'s admin: see every client\'s messages (needs the admin password)'
+complete -c fts -n "__fish_fts_using_subcommand chat" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand chat" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand chat" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand chat" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand chat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand chat" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -s h -l help -d 'Print help'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -f -a "clients" -d 'The connected clients: id, name, address, state, file, progress, rate'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -f -a "kick" -d 'Disconnect a client. Its transfer stops at once, it is shown the reason and exits with code 10; an interrupted upload stays resumable'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -f -a "warn" -d 'Show a warning on one client\'s terminal (or every client\'s with --all) at once, even in the middle of a transfer'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -f -a "log" -d 'Export the server\'s event log (JSON Lines or CSV), oldest first'
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -s h -l help -d 'Print help'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l reason -d 'Told to the client' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -s h -l help -d 'Print help'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l all -d 'Warn every connected client (then give only TEXT)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -s h -l help -d 'Print help'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l since -d 'Only events of the last DURATION (e.g. 90s, 15m, 2h, 7d)' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l category -d 'Only this category: server, connect, auth, transfer, delete, chat, admin or error' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l format -d 'Output format' -r -f -a "jsonl\t''
+csv\t''"
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -s h -l help -d 'Print help'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "clients" -d 'The connected clients: id, name, address, state, file, progress, rate'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "kick" -d 'Disconnect a client. Its transfer stops at once, it is shown the reason and exits with code 10; an interrupted upload stays resumable'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "warn" -d 'Show a warning on one client\'s terminal (or every client\'s with --all) at once, even in the middle of a transfer'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "log" -d 'Export the server\'s event log (JSON Lines or CSV), oldest first'
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s q -l quiet -d 'Print nothing but errors'
@@ -142,11 +253,18 @@ complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s v -l verbose -
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s h -l help -d 'Print help'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s V -l version -d 'Print version'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "ls" -d 'List files on a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "generate-docs"
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "ls" -d 'List files on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "stats" -d 'Show a server\'s status, lifetime totals and the clients connected now'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "chat" -d 'Chat with the server\'s admins (or, with --admin, with its clients)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "admin" -d 'Manage a server\'s clients and read its log (needs the admin password)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "generate-docs"
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "clients" -d 'The connected clients: id, name, address, state, file, progress, rate'
+complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "kick" -d 'Disconnect a client. Its transfer stops at once, it is shown the reason and exits with code 10; an interrupted upload stays resumable'
+complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "warn" -d 'Show a warning on one client\'s terminal (or every client\'s with --all) at once, even in the middle of a transfer'
+complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "log" -d 'Export the server\'s event log (JSON Lines or CSV), oldest first'

@@ -6,9 +6,10 @@
 use crate::engine::{delta, partial};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::TempFile;
+use crate::hub::Stats;
 use crate::proto::{
-    Counted, Entry, FrameReader, FrameWriter, GetResume, Meta, Msg, PartialInfo, Resume,
-    WireCounters, ALPN_FTS, PROTOCOL_VERSION,
+    AdminAction, Counted, Entry, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg,
+    NoticeHandler, PartialInfo, Resume, WireCounters, ALPN_FTS, PROTOCOL_VERSION,
 };
 use crate::remote::Remote;
 use crate::tls::PinPolicy;
@@ -24,7 +25,7 @@ use tokio::sync::mpsc;
 type Tls = tokio_rustls::client::TlsStream<Counted<TcpStream>>;
 
 /// How to reach and trust a server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// `--fingerprint`: the only certificate to accept.
     pub fingerprint: Option<String>,
@@ -32,10 +33,31 @@ pub struct ConnectOptions {
     pub known_hosts: Option<PathBuf>,
     /// Longest wait for connecting and for any single read or write.
     pub timeout: Duration,
-    /// Display name sent to the server.
+    /// Software name and version sent to the server.
     pub client_name: String,
+    /// Display name shown in the server's client table (`--name`).
+    pub name: String,
+    /// Where warnings, chat messages and system notices from the server go
+    /// when they arrive; without one they are dropped.
+    pub notices: Option<NoticeHandler>,
     /// How uploads are sent (compression).
     pub send: SendOptions,
+    /// `--bwlimit`: bytes per second in each direction on the socket.
+    pub bwlimit: Option<u64>,
+}
+
+/// `user@hostname`, the default display name.
+pub fn default_name() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "user".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
 }
 
 impl Default for ConnectOptions {
@@ -45,6 +67,9 @@ impl Default for ConnectOptions {
             known_hosts: None,
             timeout: Duration::from_secs(30),
             client_name: format!("fts {}", env!("CARGO_PKG_VERSION")),
+            name: default_name(),
+            notices: None,
+            bwlimit: None,
             send: SendOptions {
                 compress: Some(crate::engine::compress::DEFAULT_LEVEL),
             },
@@ -74,6 +99,8 @@ pub trait Observer: Send + Sync {
     fn bytes(&self, _n: u64) {}
     fn file_done(&self, _path: &str, _ok: bool) {}
     fn batch_done(&self) {}
+    /// A warning, chat message or system notice from the server.
+    fn server_notice(&self, _n: &crate::proto::Notice) {}
 }
 
 /// An observer that ignores everything.
@@ -141,7 +168,7 @@ impl Client {
         .map_err(|e| Error::connect(format!("could not connect to {server}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let counters = Arc::new(WireCounters::default());
-        let tcp = Counted::new(tcp, counters.clone());
+        let tcp = Counted::new(tcp, counters.clone()).with_limit(opts.bwlimit);
         let connector = tokio_rustls::TlsConnector::from(cfg);
         let name = crate::tls::server_name(&remote.host)?;
         let handshake = tokio::time::timeout(opts.timeout, connector.connect(name, tcp))
@@ -187,10 +214,14 @@ impl Client {
         }
         let (rh, wh) = tokio::io::split(tls);
         let mut r = FrameReader::new(rh, opts.timeout);
+        if let Some(h) = &opts.notices {
+            r.on_notice(h.clone());
+        }
         let mut w = FrameWriter::new(wh, opts.timeout);
         w.msg(&Msg::Hello {
             version: PROTOCOL_VERSION,
             client: opts.client_name.clone(),
+            name: Some(opts.name.clone()),
         })
         .await?;
         w.flush().await?;
@@ -318,6 +349,131 @@ impl Client {
         }
     }
 
+    /// Says that the requests that follow belong to a sync.
+    pub async fn syncing(&mut self) -> Result<()> {
+        self.w.msg(&Msg::Syncing).await
+    }
+
+    /// Keeps an idle connection open (the server drops silent clients).
+    pub async fn ping(&mut self) -> Result<()> {
+        self.w.msg(&Msg::Ping).await?;
+        self.w.flush().await
+    }
+
+    /// The server's status, totals and client table.
+    pub async fn stats(&mut self) -> Result<Stats> {
+        match self.call(&Msg::StatsReq).await? {
+            Msg::StatsReply { stats } => Ok(*stats),
+            m => Err(Error::protocol(format!("unexpected reply to stats: {m:?}"))),
+        }
+    }
+
+    /// Runs an admin action (logs in as admin first) and returns the reply.
+    async fn admin(&mut self, action: AdminAction) -> Result<Msg> {
+        self.elevate().await?;
+        self.call(&Msg::Admin { action }).await
+    }
+
+    /// The client table, as an admin sees it.
+    pub async fn admin_clients(&mut self) -> Result<Stats> {
+        match self.admin(AdminAction::Clients).await? {
+            Msg::StatsReply { stats } => Ok(*stats),
+            m => Err(Error::protocol(format!("unexpected reply: {m:?}"))),
+        }
+    }
+
+    /// Disconnects client `client`, telling it `reason`.
+    pub async fn kick(&mut self, client: u64, reason: &str) -> Result<()> {
+        match self
+            .admin(AdminAction::Kick {
+                client,
+                reason: reason.into(),
+            })
+            .await?
+        {
+            Msg::AdminOk { .. } => Ok(()),
+            m => Err(Error::protocol(format!("unexpected reply: {m:?}"))),
+        }
+    }
+
+    /// Shows a warning on one client (or all, with `None`); returns how
+    /// many it reached.
+    pub async fn warn(&mut self, client: Option<u64>, text: &str) -> Result<u64> {
+        match self
+            .admin(AdminAction::Warn {
+                client,
+                text: text.into(),
+            })
+            .await?
+        {
+            Msg::AdminOk { clients } => Ok(clients),
+            m => Err(Error::protocol(format!("unexpected reply: {m:?}"))),
+        }
+    }
+
+    /// Streams the server's event log to `f`, oldest first.
+    pub async fn admin_log(
+        &mut self,
+        since_s: Option<u64>,
+        category: Option<String>,
+        f: &mut dyn FnMut(serde_json::Value) -> Result<()>,
+    ) -> Result<()> {
+        let mut m = self.admin(AdminAction::Log { since_s, category }).await?;
+        loop {
+            match m {
+                Msg::LogBatch { records } => {
+                    for r in records {
+                        f(r)?;
+                    }
+                }
+                Msg::LogEnd => return Ok(()),
+                Msg::Error { kind, message, .. } => return Err(reply_error(kind, message)),
+                m => return Err(Error::protocol(format!("unexpected reply to log: {m:?}"))),
+            }
+            m = self.r.read_msg().await?;
+        }
+    }
+
+    /// Sends one chat message (as admin when logged in as admin, then `to`
+    /// is needed). Returns (live sessions reached, kept for later).
+    pub async fn chat_send(&mut self, to: Option<&str>, text: &str) -> Result<(u64, bool)> {
+        let id = self.ids(1);
+        match self
+            .call(&Msg::ChatSend {
+                id,
+                to: to.map(str::to_string),
+                text: text.into(),
+            })
+            .await?
+        {
+            Msg::ChatAck { live, stored, .. } => Ok((live, stored)),
+            m => Err(Error::protocol(format!("unexpected reply to chat: {m:?}"))),
+        }
+    }
+
+    /// Enters chat mode (as admin with `admin`, logging in first): messages
+    /// for this client now arrive as notices, starting with the unread
+    /// ones. Returns the connection split for reading and writing at once.
+    pub async fn into_chat(mut self, admin: bool) -> Result<(ChatWriter, ChatReader, u64)> {
+        if admin {
+            self.elevate().await?;
+        }
+        let unread = match self.call(&Msg::ChatJoin { admin }).await? {
+            Msg::ChatJoined { unread } => unread,
+            m => return Err(Error::protocol(format!("unexpected reply: {m:?}"))),
+        };
+        // Chat waits on people: only writes (and pings) are timed.
+        self.r.set_timeout(Duration::from_secs(100 * 365 * 86400));
+        Ok((
+            ChatWriter {
+                w: self.w,
+                next_id: self.next_id,
+            },
+            ChatReader { r: self.r },
+            unread,
+        ))
+    }
+
     /// Removes a remote file or (with `recursive`) directory; needs admin.
     pub async fn remove(&mut self, path: &str, recursive: bool) -> Result<(u64, u64)> {
         self.elevate().await?;
@@ -333,6 +489,74 @@ impl Client {
             m => Err(Error::protocol(format!(
                 "unexpected reply to remove: {m:?}"
             ))),
+        }
+    }
+}
+
+/// The sending half of a chat connection.
+pub struct ChatWriter {
+    w: FrameWriter<WriteHalf<Tls>>,
+    next_id: u64,
+}
+
+impl ChatWriter {
+    /// Sends a message; its acknowledgement arrives on the [`ChatReader`]
+    /// with the returned id.
+    pub async fn send(&mut self, to: Option<&str>, text: &str) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.w
+            .msg(&Msg::ChatSend {
+                id,
+                to: to.map(str::to_string),
+                text: text.into(),
+            })
+            .await?;
+        self.w.flush().await?;
+        Ok(id)
+    }
+
+    pub async fn ping(&mut self) -> Result<()> {
+        self.w.msg(&Msg::Ping).await?;
+        self.w.flush().await
+    }
+
+    pub async fn close(mut self) -> Result<()> {
+        self.w.msg(&Msg::Bye).await?;
+        self.w.shutdown().await
+    }
+}
+
+/// What comes back on a chat connection besides notices.
+#[derive(Debug)]
+pub enum ChatReply {
+    /// Message `id` went to `live` sessions, or was kept (`stored`).
+    Sent { id: u64, live: u64, stored: bool },
+    /// Message `id` was refused.
+    Refused { id: Option<u64>, error: Error },
+}
+
+/// The receiving half of a chat connection; notices go to the handler
+/// given in [`ConnectOptions::notices`].
+pub struct ChatReader {
+    r: FrameReader<ReadHalf<Tls>>,
+}
+
+impl ChatReader {
+    /// The next reply; `None` when the server closed the connection.
+    pub async fn next(&mut self) -> Result<Option<ChatReply>> {
+        let Some(frame) = self.r.read_opt().await? else {
+            return Ok(None);
+        };
+        match frame {
+            Frame::Control(Msg::ChatAck { id, live, stored }) => {
+                Ok(Some(ChatReply::Sent { id, live, stored }))
+            }
+            Frame::Control(Msg::Error { id, kind, message }) => Ok(Some(ChatReply::Refused {
+                id,
+                error: reply_error(kind, message),
+            })),
+            other => Err(Error::protocol(format!("unexpected in chat: {other:?}"))),
         }
     }
 }
@@ -623,7 +847,7 @@ impl Client {
         };
         let reader = async move {
             let mut out = Vec::new();
-            while let Some(Pending { id, mut outcome }) = rx.recv().await {
+            while let Some(Pending { id, mut outcome }) = next_pending(&mut rx, r).await? {
                 let Some(id) = id else {
                     obs.file_done(&outcome.path, false);
                     out.push(outcome);
@@ -759,6 +983,29 @@ impl Client {
     }
 }
 
+/// The next upload whose reply is due. While the writer is still busy
+/// with a big file, keeps reading the connection, so a warning or a kick
+/// from the server shows at once instead of after the file.
+async fn next_pending<R: tokio::io::AsyncRead + Unpin>(
+    rx: &mut mpsc::UnboundedReceiver<Pending>,
+    r: &mut FrameReader<R>,
+) -> Result<Option<Pending>> {
+    tokio::select! {
+        biased;
+        p = rx.recv() => Ok(p),
+        // Reads are cancel-safe: a frame half-read here is finished by the
+        // next read. Notices are handled inside; anything else before its
+        // request was sent is out of step.
+        f = r.read_opt() => match f? {
+            None => Err(Error::connect("connection closed by the server")),
+            Some(Frame::Control(Msg::Error { id: None, kind, message })) => {
+                Err(reply_error(kind, message))
+            }
+            Some(f) => Err(Error::protocol(format!("reply before its request: {f:?}"))),
+        },
+    }
+}
+
 /// Sends one file of an upload batch (the reply comes later).
 async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
@@ -835,10 +1082,13 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
     }
     let sent = match delta_plan {
         Some((_, sig)) => {
-            transfer::send_delta(w, file, meta.size, sig, send, &|n| obs.bytes(n)).await
+            transfer::send_delta(w, file, meta.size, sig, send, &|c| obs.bytes(c.out_len)).await
         }
         None => {
-            transfer::send_file(w, file, offset, meta.size, prefix, send, &|n| obs.bytes(n)).await
+            transfer::send_file(w, file, offset, meta.size, prefix, send, &|c| {
+                obs.bytes(c.out_len)
+            })
+            .await
         }
     };
     match sent {
@@ -938,7 +1188,8 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
         meta.size - offset
     };
     let mut saved = 0;
-    let received = transfer::receive(r, dest, expect, &|n| obs.bytes(n), &mut saved).await?;
+    let received =
+        transfer::receive(r, dest, expect, &|c| obs.bytes(c.out_len), &mut saved).await?;
     o.stats.compressed_saved = saved;
     let hash = match received {
         Received::Complete(h) => h,

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Tls,
     Integrity,
     Partial,
+    /// The server's admin disconnected this client (`fts admin kick`).
+    Kicked,
 }
 
 impl ErrorKind {
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Tls => 7,
             ErrorKind::Integrity => 8,
             ErrorKind::Partial => 9,
+            ErrorKind::Kicked => 10,
         }
     }
 
@@ -48,6 +51,7 @@ impl ErrorKind {
             ErrorKind::Tls => "tls",
             ErrorKind::Integrity => "integrity",
             ErrorKind::Partial => "partial",
+            ErrorKind::Kicked => "kicked",
         }
     }
 }
@@ -97,6 +101,12 @@ impl Error {
     }
     pub fn integrity(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Integrity, m)
+    }
+    pub fn kicked(reason: &str) -> Self {
+        Self::new(
+            ErrorKind::Kicked,
+            format!("disconnected by the server's admin: {reason}"),
+        )
     }
     pub fn protocol(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Other, format!("protocol error: {}", m.into()))
@@ -183,6 +193,7 @@ mod tests {
             (ErrorKind::Tls, 7),
             (ErrorKind::Integrity, 8),
             (ErrorKind::Partial, 9),
+            (ErrorKind::Kicked, 10),
         ];
         for (k, c) in table {
             assert_eq!(k.exit_code(), c, "{k}");

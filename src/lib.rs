@@ -24,6 +24,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod hub;
+pub mod journal;
 pub mod ops;
 pub mod proto;
 pub mod remote;

@@ -64,7 +64,8 @@ pub struct Context {
 }
 
 impl Context {
-    async fn connect(&self, remote: &Remote) -> Result<Client> {
+    /// Connects and logs in, with this context's options and credentials.
+    pub async fn connect(&self, remote: &Remote) -> Result<Client> {
         Client::connect(remote, &self.connect, self.creds.clone(), &*self.observer).await
     }
 
@@ -1085,6 +1086,7 @@ async fn push_once(
     }
     let local = local_tree(src, ex, &*ctx.observer)?;
     let mut client = ctx.connect(dst).await?;
+    client.syncing().await?;
     if client.info.read_only && !ctx.transfer.dry_run {
         return Err(Error::permission(format!(
             "{}: the share is read-only",
@@ -1185,6 +1187,7 @@ async fn pull_once(
     let start = Instant::now();
     let mut report = TransferReport::default();
     let mut client = ctx.connect(src).await?;
+    client.syncing().await?;
     let top = client.stat(&src.path).await?.ok_or_else(|| {
         Error::not_found(format!("{}: no such directory on the server", src.path))
     })?;

@@ -13,6 +13,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,6 +114,32 @@ pub enum Msg {
     Hello {
         version: u32,
         client: String,
+        /// Display name (`--name`, default user@hostname).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Keeps an idle connection (chat, `stats --watch`) open; no reply.
+    Ping,
+    /// The commands that follow belong to a sync (shown as `syncing`).
+    Syncing,
+    /// The server's status, totals and client table.
+    StatsReq,
+    /// An admin action; needs an admin login.
+    Admin {
+        action: AdminAction,
+    },
+    /// Enter chat mode: chat messages for this client (for an admin: from
+    /// every client) arrive as `Notice`s from now on.
+    ChatJoin {
+        admin: bool,
+    },
+    /// A chat message: from a client it goes to the admins (`to` ignored);
+    /// from an admin `to` names a client id or name.
+    ChatSend {
+        id: u64,
+        #[serde(default)]
+        to: Option<String>,
+        text: String,
     },
     Auth {
         password: Option<String>,
@@ -263,6 +290,83 @@ pub enum Msg {
         kind: ErrorKind,
         message: String,
     },
+    StatsReply {
+        stats: Box<crate::hub::Stats>,
+    },
+    /// An admin action was carried out; `clients` is how many it reached.
+    AdminOk {
+        clients: u64,
+    },
+    LogBatch {
+        records: Vec<serde_json::Value>,
+    },
+    LogEnd,
+    ChatJoined {
+        unread: u64,
+    },
+    /// A chat message was accepted: handed to `live` chat sessions now, or
+    /// kept for the recipient (`stored`).
+    ChatAck {
+        id: u64,
+        live: u64,
+        stored: bool,
+    },
+
+    // ---- server → client, at any moment (between frames)
+    /// A warning, chat message or system notice for the person at the client.
+    Notice {
+        notice: Notice,
+    },
+    /// The admin disconnected this client; the connection closes next.
+    Kicked {
+        reason: String,
+    },
+}
+
+/// What an admin asks the server to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum AdminAction {
+    /// The client table (as in stats).
+    Clients,
+    Kick {
+        client: u64,
+        reason: String,
+    },
+    /// Warn one client, or every connected client with `client: None`.
+    Warn {
+        client: Option<u64>,
+        text: String,
+    },
+    /// Log records newer than `since_s` seconds, of one category.
+    Log {
+        since_s: Option<u64>,
+        category: Option<String>,
+    },
+}
+
+/// Who a notice is about: chat, an admin's warning, or the server itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    Chat,
+    Warning,
+    System,
+}
+
+/// A message for a person: a chat line, a warning or a system notice.
+/// The JSON form is what `fts chat --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub from: String,
+    pub to: String,
+    pub kind: NoticeKind,
+    pub text: String,
+    /// The sending client's id, when a client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_id: Option<u64>,
 }
 
 /// A download resume request: skip `offset` bytes if the server's file is
@@ -331,6 +435,23 @@ impl Chunk {
         }
     }
 
+    /// Bytes of payload before compression: the data itself, or for a
+    /// delta piece its instructions and literal bytes.
+    pub fn raw_len(&self) -> u64 {
+        match &self.body {
+            Body::Raw(b) | Body::Piece(b) => b.len() as u64,
+            Body::Zstd { raw_len, .. } | Body::PieceZstd { raw_len, .. } => *raw_len as u64,
+        }
+    }
+
+    /// File bytes this chunk produces that did not travel (delta copies).
+    pub fn delta_saved(&self) -> u64 {
+        match &self.body {
+            Body::Piece(_) | Body::PieceZstd { .. } => self.out_len.saturating_sub(self.raw_len()),
+            _ => 0,
+        }
+    }
+
     /// Bytes saved by compression in this chunk.
     pub fn compression_saved(&self) -> u64 {
         match &self.body {
@@ -359,24 +480,52 @@ impl Chunk {
     }
 }
 
+/// Handles notices that arrive between frames (see [`FrameReader::on_notice`]).
+pub type NoticeHandler = Arc<dyn Fn(Notice) + Send + Sync>;
+
 /// Reads frames with bounded lengths and a timeout per frame.
 pub struct FrameReader<R> {
     r: R,
     timeout: Duration,
+    notices: Option<NoticeHandler>,
+    partial: PartialFrame,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(r: R, timeout: Duration) -> Self {
-        FrameReader { r, timeout }
+        FrameReader {
+            r,
+            timeout,
+            notices: None,
+            partial: PartialFrame::default(),
+        }
     }
 
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }
 
+    /// Client side: the server may slip a `Notice` or `Kicked` between any
+    /// two frames, even inside a file's data. From now on notices go to
+    /// `handler` instead of the caller, and `Kicked` becomes an error of
+    /// kind [`ErrorKind::Kicked`], whatever the caller was waiting for.
+    pub fn on_notice(&mut self, handler: NoticeHandler) {
+        self.notices = Some(handler);
+    }
+
     /// The next frame, or `None` when the peer closed cleanly between frames.
     pub async fn read_opt(&mut self) -> Result<Option<Frame>> {
-        tokio::time::timeout(self.timeout, self.read_inner()).await?
+        loop {
+            let frame = tokio::time::timeout(self.timeout, self.read_inner()).await??;
+            let Some(handler) = &self.notices else {
+                return Ok(frame);
+            };
+            match frame {
+                Some(Frame::Control(Msg::Notice { notice })) => handler(notice),
+                Some(Frame::Control(Msg::Kicked { reason })) => return Err(Error::kicked(&reason)),
+                other => return Ok(other),
+            }
+        }
     }
 
     /// The next frame; a close is an error.
@@ -415,31 +564,65 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(out)
     }
 
+    /// Reads and drops whatever the peer still sends, for up to `limit`
+    /// or until it closes (so it can read a last message of ours instead
+    /// of running into a reset).
+    pub async fn drain(&mut self, limit: Duration) {
+        let mut scratch = vec![0u8; 64 * 1024];
+        let _ = tokio::time::timeout(limit, async {
+            while let Ok(n) = self.r.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Cancel-safe: a frame read half-way is kept in `self.partial` and
+    /// finished by the next call, so a read may lose a `select!`.
     async fn read_inner(&mut self) -> Result<Option<Frame>> {
-        let mut hdr = [0u8; 5];
-        match self.r.read(&mut hdr[..1]).await {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            // A peer that hangs up between frames without a TLS close_notify
-            // (a process that exited on an error) has still closed cleanly
-            // as far as the protocol is concerned.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let p = &mut self.partial;
+        while p.hdr_got < 5 {
+            match self.r.read(&mut p.hdr[p.hdr_got..]).await {
+                Ok(0) if p.hdr_got == 0 => return Ok(None),
+                Ok(0) => return Err(Error::connect("connection closed by peer")),
+                Ok(n) => p.hdr_got += n,
+                // A peer that hangs up between frames without a TLS
+                // close_notify (a process that exited on an error) has
+                // still closed cleanly as far as the protocol is concerned.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && p.hdr_got == 0 => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.r.read_exact(&mut hdr[1..]).await?;
-        let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
-        let limit = match hdr[0] {
-            KIND_CONTROL => MAX_CONTROL,
-            KIND_DATA | KIND_DATA_ZSTD | KIND_PIECE | KIND_PIECE_ZSTD => MAX_DATA + 16,
-            k => return Err(Error::protocol(format!("unknown frame type {k}"))),
-        };
-        if len > limit {
-            return Err(Error::protocol(format!(
-                "frame of {len} bytes exceeds the limit of {limit}"
-            )));
+        let hdr = p.hdr;
+        if p.body.is_none() {
+            let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
+            let limit = match hdr[0] {
+                KIND_CONTROL => MAX_CONTROL,
+                KIND_DATA | KIND_DATA_ZSTD | KIND_PIECE | KIND_PIECE_ZSTD => MAX_DATA + 16,
+                k => return Err(Error::protocol(format!("unknown frame type {k}"))),
+            };
+            if len > limit {
+                return Err(Error::protocol(format!(
+                    "frame of {len} bytes exceeds the limit of {limit}"
+                )));
+            }
+            p.body = Some(vec![0u8; len]);
+            p.body_got = 0;
         }
-        let mut buf = vec![0u8; len];
-        self.r.read_exact(&mut buf).await?;
+        let body = p.body.as_mut().expect("set above");
+        while p.body_got < body.len() {
+            match self.r.read(&mut body[p.body_got..]).await {
+                Ok(0) => return Err(Error::connect("connection closed by peer")),
+                Ok(n) => p.body_got += n,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let buf = p.body.take().unwrap_or_default();
+        p.hdr_got = 0;
         if hdr[0] == KIND_CONTROL {
             let msg = serde_json::from_slice(&buf)
                 .map_err(|e| Error::protocol(format!("bad control message: {e}")))?;
@@ -447,6 +630,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         decode_chunk(hdr[0], buf).map(|c| Some(Frame::Chunk(c)))
     }
+}
+
+/// A frame read so far.
+#[derive(Default)]
+struct PartialFrame {
+    hdr: [u8; 5],
+    hdr_got: usize,
+    body: Option<Vec<u8>>,
+    body_got: usize,
 }
 
 fn take_u32(b: &[u8]) -> usize {
@@ -523,25 +715,108 @@ fn decode_chunk(kind: u8, mut buf: Vec<u8>) -> Result<Chunk> {
 
 /// Writes frames through a buffer; call [`FrameWriter::flush`] when the
 /// peer must see what was written.
+///
+/// The buffer sits behind a lock taken per frame, so a [`FrameWriter::handle`]
+/// can slip a notice in between the frames of a file being sent. A frame
+/// cut off half-way (its future dropped) marks the stream broken: nothing
+/// more is written to it, so the peer never sees a torn frame followed by
+/// another one.
 pub struct FrameWriter<W: AsyncWrite> {
-    w: BufWriter<W>,
+    inner: Arc<tokio::sync::Mutex<WriterInner<W>>>,
     timeout: Duration,
+}
+
+struct WriterInner<W> {
+    w: BufWriter<W>,
+    /// Set while a frame is being written; still set if that was cut off.
+    in_frame: bool,
+}
+
+/// The writer held exclusively, for a last word (see [`FrameWriter::exclusive`]).
+pub struct Exclusive<W: AsyncWrite> {
+    guard: tokio::sync::OwnedMutexGuard<WriterInner<W>>,
+    timeout: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> WriterInner<W> {
+    async fn frame(&mut self, timeout: Duration, kind: u8, head: &[u8], body: &[u8]) -> Result<()> {
+        if self.in_frame {
+            return Err(Error::connect("connection broken by an interrupted write"));
+        }
+        let mut hdr = [0u8; 5];
+        hdr[0] = kind;
+        hdr[1..].copy_from_slice(&((head.len() + body.len()) as u32).to_be_bytes());
+        self.in_frame = true;
+        let w = &mut self.w;
+        tokio::time::timeout(timeout, async move {
+            w.write_all(&hdr).await?;
+            w.write_all(head).await?;
+            w.write_all(body).await
+        })
+        .await??;
+        self.in_frame = false;
+        Ok(())
+    }
+
+    async fn msg(&mut self, timeout: Duration, m: &Msg) -> Result<()> {
+        let body = serde_json::to_vec(m).map_err(|e| Error::other(e.to_string()))?;
+        if body.len() > MAX_CONTROL {
+            return Err(Error::other("control message too large"));
+        }
+        self.frame(timeout, KIND_CONTROL, &[], &body).await
+    }
+
+    async fn flush(&mut self, timeout: Duration) -> Result<()> {
+        if self.in_frame {
+            return Err(Error::connect("connection broken by an interrupted write"));
+        }
+        tokio::time::timeout(timeout, self.w.flush()).await??;
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        if self.in_frame {
+            // Do not flush the torn frame; just end the stream.
+            tokio::time::timeout(timeout, self.w.get_mut().shutdown()).await??;
+            return Ok(());
+        }
+        tokio::time::timeout(timeout, self.w.shutdown()).await??;
+        Ok(())
+    }
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(w: W, timeout: Duration) -> Self {
         FrameWriter {
-            w: BufWriter::with_capacity(64 * 1024, w),
+            inner: Arc::new(tokio::sync::Mutex::new(WriterInner {
+                w: BufWriter::with_capacity(64 * 1024, w),
+                in_frame: false,
+            })),
             timeout,
         }
     }
 
-    pub async fn msg(&mut self, m: &Msg) -> Result<()> {
-        let body = serde_json::to_vec(m).map_err(|e| Error::other(e.to_string()))?;
-        if body.len() > MAX_CONTROL {
-            return Err(Error::other("control message too large"));
+    /// Another writer onto the same stream; frames from both interleave
+    /// whole.
+    pub fn handle(&self) -> FrameWriter<W> {
+        FrameWriter {
+            inner: self.inner.clone(),
+            timeout: self.timeout,
         }
-        self.frame(KIND_CONTROL, &[], &body).await
+    }
+
+    /// Waits until no frame is being written and keeps every other writer
+    /// out from then on, so whatever was writing can be cancelled without
+    /// tearing a frame.
+    pub async fn exclusive(&self) -> Exclusive<W> {
+        Exclusive {
+            guard: self.inner.clone().lock_owned().await,
+            timeout: self.timeout,
+        }
+    }
+
+    pub async fn msg(&mut self, m: &Msg) -> Result<()> {
+        self.inner.lock().await.msg(self.timeout, m).await
     }
 
     /// A raw data chunk.
@@ -579,28 +854,34 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     async fn frame(&mut self, kind: u8, head: &[u8], body: &[u8]) -> Result<()> {
-        let mut hdr = [0u8; 5];
-        hdr[0] = kind;
-        hdr[1..].copy_from_slice(&((head.len() + body.len()) as u32).to_be_bytes());
-        let w = &mut self.w;
-        tokio::time::timeout(self.timeout, async move {
-            w.write_all(&hdr).await?;
-            w.write_all(head).await?;
-            w.write_all(body).await
-        })
-        .await??;
-        Ok(())
+        self.inner
+            .lock()
+            .await
+            .frame(self.timeout, kind, head, body)
+            .await
     }
 
     pub async fn flush(&mut self) -> Result<()> {
-        tokio::time::timeout(self.timeout, self.w.flush()).await??;
-        Ok(())
+        self.inner.lock().await.flush(self.timeout).await
     }
 
     /// Flush and shut the write side down (TLS close_notify).
     pub async fn shutdown(&mut self) -> Result<()> {
-        tokio::time::timeout(self.timeout, self.w.shutdown()).await??;
-        Ok(())
+        self.inner.lock().await.shutdown(self.timeout).await
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Exclusive<W> {
+    pub async fn msg(&mut self, m: &Msg) -> Result<()> {
+        self.guard.msg(self.timeout, m).await
+    }
+
+    pub async fn flush(&mut self) -> Result<()> {
+        self.guard.flush(self.timeout).await
+    }
+
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.guard.shutdown(self.timeout).await
     }
 }
 
@@ -620,15 +901,77 @@ impl WireCounters {
     }
 }
 
-/// A stream wrapper that counts bytes read and written.
+/// A stream wrapper that counts bytes read and written and, with a
+/// limit, paces them (`--bwlimit`): each direction gets `rate` bytes per
+/// second, in slices of at most a tenth of a second's worth.
 pub struct Counted<S> {
     inner: S,
     counters: Arc<WireCounters>,
+    read_pace: Option<Pace>,
+    write_pace: Option<Pace>,
+}
+
+struct Pace {
+    rate: u64,
+    budget: f64,
+    at: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate: rate.max(1),
+            budget: 0.0,
+            at: tokio::time::Instant::now(),
+            sleep: None,
+        }
+    }
+
+    /// How many bytes may move now (at least 1), or Pending until some may.
+    fn allow(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<usize> {
+        if let Some(s) = self.sleep.as_mut() {
+            if s.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+        }
+        let now = tokio::time::Instant::now();
+        let burst = (self.rate as f64 / 10.0).max(1.0);
+        self.budget =
+            (self.budget + now.duration_since(self.at).as_secs_f64() * self.rate as f64).min(burst);
+        self.at = now;
+        if self.budget >= 1.0 {
+            return Poll::Ready(want.min(self.budget as usize).max(1));
+        }
+        let wait = (1.0 - self.budget) / self.rate as f64;
+        let mut s = Box::pin(tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))));
+        if s.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(1);
+        }
+        self.sleep = Some(s);
+        Poll::Pending
+    }
+
+    fn used(&mut self, n: usize) {
+        self.budget -= n as f64;
+    }
 }
 
 impl<S> Counted<S> {
     pub fn new(inner: S, counters: Arc<WireCounters>) -> Self {
-        Counted { inner, counters }
+        Counted {
+            inner,
+            counters,
+            read_pace: None,
+            write_pace: None,
+        }
+    }
+    /// Limits each direction to `rate` bytes per second.
+    pub fn with_limit(mut self, rate: Option<u64>) -> Self {
+        self.read_pace = rate.map(Pace::new);
+        self.write_pace = rate.map(Pace::new);
+        self
     }
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -641,10 +984,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.counters
+        let this = &mut *self;
+        let Some(p) = this.read_pace.as_mut() else {
+            let before = buf.filled().len();
+            let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+            let n = buf.filled().len() - before;
+            this.counters
+                .received
+                .fetch_add(n as u64, Ordering::Relaxed);
+            return r;
+        };
+        let allowed = match p.allow(cx, buf.remaining()) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(n) => n,
+        };
+        let mut sub = ReadBuf::new(buf.initialize_unfilled_to(allowed));
+        let r = Pin::new(&mut this.inner).poll_read(cx, &mut sub);
+        let n = sub.filled().len();
+        buf.advance(n);
+        p.used(n);
+        this.counters
             .received
             .fetch_add(n as u64, Ordering::Relaxed);
         r
@@ -657,9 +1016,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let this = &mut *self;
+        let allowed = match this.write_pace.as_mut() {
+            None => buf.len(),
+            Some(p) => match p.allow(cx, buf.len()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(n) => n,
+            },
+        };
+        let r = Pin::new(&mut this.inner).poll_write(cx, &buf[..allowed.min(buf.len())]);
         if let Poll::Ready(Ok(n)) = &r {
-            self.counters.sent.fetch_add(*n as u64, Ordering::Relaxed);
+            if let Some(p) = this.write_pace.as_mut() {
+                p.used(*n);
+            }
+            this.counters.sent.fetch_add(*n as u64, Ordering::Relaxed);
         }
         r
     }
@@ -668,6 +1038,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.write_pace.is_some() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return self.poll_write(cx, first);
+        }
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &r {
             self.counters.sent.fetch_add(*n as u64, Ordering::Relaxed);
@@ -682,125 +1059,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn roundtrip_control_and_data() {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut w = FrameWriter::new(a, Duration::from_secs(5));
-        let mut r = FrameReader::new(b, Duration::from_secs(5));
-        let m = Msg::Stat { path: "a/b".into() };
-        w.msg(&m).await.unwrap();
-        w.data(b"hello").await.unwrap();
-        w.flush().await.unwrap();
-        assert_eq!(r.read_msg().await.unwrap(), m);
-        match r.read().await.unwrap() {
-            Frame::Chunk(c) => assert_eq!(c, Chunk::raw(b"hello".to_vec())),
-            f => panic!("{f:?}"),
-        }
-        drop(w);
-        assert!(r.read_opt().await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn every_chunk_kind_roundtrips() {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut w = FrameWriter::new(a, Duration::from_secs(5));
-        let mut r = FrameReader::new(b, Duration::from_secs(5));
-        let chunks = vec![
-            Chunk::raw(vec![1, 2, 3]),
-            Chunk {
-                out_len: 7,
-                body: Body::Zstd {
-                    raw_len: 7,
-                    bytes: vec![9; 5],
-                },
-            },
-            Chunk {
-                out_len: 1 << 20,
-                body: Body::Piece(vec![4; 10]),
-            },
-            Chunk {
-                out_len: 99,
-                body: Body::PieceZstd {
-                    raw_len: 30,
-                    bytes: vec![5; 6],
-                },
-            },
-        ];
-        for c in &chunks {
-            w.chunk(c).await.unwrap();
-        }
-        w.flush().await.unwrap();
-        for c in chunks {
-            match r.read().await.unwrap() {
-                Frame::Chunk(got) => assert_eq!(got, c),
-                f => panic!("{f:?}"),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn hostile_chunk_headers_are_refused() {
-        for (kind, payload) in [
-            (KIND_DATA_ZSTD, vec![0xff, 0xff, 0xff, 0xff, 1]),
-            (KIND_PIECE, vec![0xff; 9]),
-            (
-                KIND_PIECE_ZSTD,
-                vec![0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff],
-            ),
-            (KIND_PIECE, vec![1, 2]),
-        ] {
-            let (mut a, b) = tokio::io::duplex(1024);
-            a.write_all(&[kind]).await.unwrap();
-            a.write_all(&(payload.len() as u32).to_be_bytes())
-                .await
-                .unwrap();
-            a.write_all(&payload).await.unwrap();
-            let mut r = FrameReader::new(b, Duration::from_secs(5));
-            assert!(r.read().await.is_err(), "kind {kind}");
-        }
-    }
-
-    #[tokio::test]
-    async fn oversized_length_is_refused_before_allocation() {
-        let (mut a, b) = tokio::io::duplex(64);
-        a.write_all(&[KIND_DATA, 0xff, 0xff, 0xff, 0xff])
-            .await
-            .unwrap();
-        let mut r = FrameReader::new(b, Duration::from_secs(5));
-        let e = r.read().await.unwrap_err();
-        assert!(e.message.contains("exceeds the limit"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn garbage_is_a_protocol_error() {
-        let (mut a, b) = tokio::io::duplex(64);
-        a.write_all(&[KIND_CONTROL, 0, 0, 0, 3, b'x', b'y', b'z'])
-            .await
-            .unwrap();
-        let mut r = FrameReader::new(b, Duration::from_secs(5));
-        assert!(r.read().await.unwrap_err().message.contains("bad control"));
-        let (mut a, b) = tokio::io::duplex(64);
-        a.write_all(&[9, 0, 0, 0, 0]).await.unwrap();
-        let mut r = FrameReader::new(b, Duration::from_secs(5));
-        assert!(r
-            .read()
-            .await
-            .unwrap_err()
-            .message
-            .contains("unknown frame"));
-    }
-
-    #[tokio::test]
-    async fn stalled_peer_times_out() {
-        let (_a, b) = tokio::io::duplex(64);
-        let mut r = FrameReader::new(b, Duration::from_millis(50));
-        assert_eq!(r.read().await.unwrap_err().kind, ErrorKind::Connect);
     }
 }

@@ -13,9 +13,11 @@ use crate::engine::delta;
 use crate::engine::partial::{self, PartFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::{self, TempFile};
+use crate::hub::{ClientState, Hub, Inbox, Live};
+use crate::journal::Journal;
 use crate::proto::{
-    Entry, EntryKind, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg, PartialInfo, Resume,
-    ALPN_FTS, PROTOCOL_VERSION,
+    AdminAction, Entry, EntryKind, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg, Notice,
+    NoticeKind, PartialInfo, Resume, ALPN_FTS, PROTOCOL_VERSION,
 };
 use crate::root::Root;
 use crate::tls::Identity;
@@ -49,6 +51,9 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// How downloads are sent (compression).
     pub send: SendOptions,
+    /// Where lifetime totals (`totals.json`) and the event log (`logs/`)
+    /// are kept; `None` keeps neither.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -65,6 +70,7 @@ impl ServerOptions {
             send: SendOptions {
                 compress: Some(crate::engine::compress::DEFAULT_LEVEL),
             },
+            state_dir: None,
         }
     }
 }
@@ -85,6 +91,7 @@ pub enum LogEvent {
     Connect {
         client: u64,
         addr: String,
+        name: String,
     },
     Disconnect {
         client: u64,
@@ -117,10 +124,48 @@ pub enum LogEvent {
         files: u64,
         dirs: u64,
     },
+    /// A chat message (its text is logged: chat is not a secret channel).
+    Chat {
+        client: u64,
+        from: String,
+        to: String,
+        text: String,
+        live: u64,
+        stored: bool,
+    },
+    /// An admin action, or an attempt at one without the rights.
+    Admin {
+        client: u64,
+        action: String,
+        target: Option<u64>,
+        ok: bool,
+        detail: String,
+    },
+    /// A request that failed on the server's side.
+    Error {
+        client: u64,
+        message: String,
+    },
     Shutdown {
         sessions: usize,
     },
     Stopped,
+}
+
+impl LogEvent {
+    /// The category under which the event is logged and exported.
+    pub fn category(&self) -> &'static str {
+        match self {
+            LogEvent::Listening { .. } | LogEvent::Shutdown { .. } | LogEvent::Stopped => "server",
+            LogEvent::Connect { .. } | LogEvent::Disconnect { .. } => "connect",
+            LogEvent::Rejected { .. } | LogEvent::Error { .. } => "error",
+            LogEvent::Auth { .. } => "auth",
+            LogEvent::Upload { .. } | LogEvent::Download { .. } => "transfer",
+            LogEvent::Delete { .. } => "delete",
+            LogEvent::Chat { .. } => "chat",
+            LogEvent::Admin { .. } => "admin",
+        }
+    }
 }
 
 /// Where log events go.
@@ -133,7 +178,24 @@ struct Shared {
     backoff: Backoff,
     verifier: Verifier,
     log: LogSink,
+    journal: Option<Journal>,
+    hub: Arc<Hub>,
     next_id: AtomicU64,
+}
+
+impl Shared {
+    fn log(&self, e: LogEvent) {
+        if let Some(j) = &self.journal {
+            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&e) {
+                let mut rec = serde_json::Map::new();
+                rec.insert("time".into(), crate::hub::now_rfc3339().into());
+                rec.insert("category".into(), e.category().into());
+                rec.extend(fields);
+                j.write(&serde_json::Value::Object(rec));
+            }
+        }
+        (self.log)(e)
+    }
 }
 
 /// Serves `listener` until `shutdown` completes.
@@ -146,7 +208,18 @@ pub async fn run(
 ) -> Result<()> {
     let tls = crate::tls::server_config(identity, &[ALPN_FTS])?;
     let addr = listener.local_addr()?;
-    log(LogEvent::Listening {
+    let journal = match &opts.state_dir {
+        Some(d) => Some(Journal::open(&d.join("logs"))?),
+        None => None,
+    };
+    let hub = Arc::new(Hub::new(
+        opts.root.path().display().to_string(),
+        opts.max_clients as u64,
+        opts.read_only,
+        opts.state_dir.clone(),
+    ));
+    let ticker = tokio::spawn(hub.clone().tick());
+    let listening = LogEvent::Listening {
         addr: addr.to_string(),
         fingerprint: identity.fingerprint(),
         root: opts.root.path().display().to_string(),
@@ -154,7 +227,7 @@ pub async fn run(
         max_clients: opts.max_clients,
         password_required: opts.password.is_some(),
         admin_enabled: opts.admin_password.is_some(),
-    });
+    };
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(opts.max_clients)),
         opts,
@@ -162,8 +235,11 @@ pub async fn run(
         backoff: Backoff::default(),
         verifier: Verifier::default(),
         log,
+        journal,
+        hub,
         next_id: AtomicU64::new(1),
     });
+    shared.log(listening);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
@@ -178,7 +254,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
-                    (shared.log)(LogEvent::Rejected { addr: "-".into(), reason: format!("accept failed: {e}") });
+                    shared.log(LogEvent::Rejected { addr: "-".into(), reason: format!("accept failed: {e}") });
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -186,7 +262,7 @@ pub async fn run(
         }
     }
     drop(listener);
-    (shared.log)(LogEvent::Shutdown {
+    shared.log(LogEvent::Shutdown {
         sessions: sessions.len(),
     });
     let _ = stop_tx.send(true);
@@ -198,7 +274,9 @@ pub async fn run(
         sessions.abort_all();
         while sessions.join_next().await.is_some() {}
     }
-    (shared.log)(LogEvent::Stopped);
+    ticker.abort();
+    shared.hub.save();
+    shared.log(LogEvent::Stopped);
     Ok(())
 }
 
@@ -215,14 +293,14 @@ async fn connection(
     {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            (shared.log)(LogEvent::Rejected {
+            shared.log(LogEvent::Rejected {
                 addr,
                 reason: format!("TLS handshake failed: {e}"),
             });
             return;
         }
         Err(_) => {
-            (shared.log)(LogEvent::Rejected {
+            shared.log(LogEvent::Rejected {
                 addr,
                 reason: "TLS handshake timed out".into(),
             });
@@ -234,7 +312,7 @@ async fn connection(
     let mut r = FrameReader::new(rh, shared.opts.handshake_timeout);
     let mut w = FrameWriter::new(wh, shared.opts.io_timeout);
     if !alpn_ok {
-        (shared.log)(LogEvent::Rejected {
+        shared.log(LogEvent::Rejected {
             addr,
             reason: "client did not negotiate the fts/1 protocol".into(),
         });
@@ -247,39 +325,133 @@ async fn connection(
         ));
         let _ = w.msg(&Msg::error(None, &e)).await;
         let _ = w.shutdown().await;
-        (shared.log)(LogEvent::Rejected {
+        shared.log(LogEvent::Rejected {
             addr,
             reason: "server full".into(),
         });
         return;
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    (shared.log)(LogEvent::Connect {
+    let name = match hello(&shared, &mut r, &mut w).await {
+        Ok(n) => n,
+        Err(e) => {
+            shared.log(LogEvent::Rejected {
+                addr,
+                reason: e.message,
+            });
+            return;
+        }
+    };
+    let (live, inbox) = shared.hub.register(id, addr.clone(), &name);
+    shared.log(LogEvent::Connect {
         client: id,
         addr: addr.clone(),
+        name: live.name(),
+    });
+    // Notices (warnings, chat) go out between whatever frames the session
+    // is writing, so they arrive even in the middle of a transfer.
+    let Inbox {
+        notices: mut notice_rx,
+        kick: mut kick_rx,
+    } = inbox;
+    let mut pusher_w = w.handle();
+    let pusher = tokio::spawn(async move {
+        while let Some(notice) = notice_rx.recv().await {
+            if pusher_w.msg(&Msg::Notice { notice }).await.is_err()
+                || pusher_w.flush().await.is_err()
+            {
+                break;
+            }
+        }
     });
     let mut s = Session {
         shared: shared.clone(),
         id,
         peer,
+        live: live.clone(),
         authed: shared.opts.password.is_none(),
         admin: false,
     };
-    let res = s.run(&mut r, &mut w, stop).await;
-    if res.is_ok() {
-        let _ = w.shutdown().await;
-    }
-    (shared.log)(LogEvent::Disconnect {
+    let kick_w = w.handle();
+    let kicked = async {
+        let reason = loop {
+            if let Some(r) = kick_rx.borrow_and_update().clone() {
+                break r;
+            }
+            if kick_rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        // Take the writer between two frames before dropping the request in
+        // hand, so the client reads a whole `Kicked` message.
+        (reason, kick_w.exclusive().await)
+    };
+    let res = tokio::select! {
+        res = s.run(&mut r, &mut w, stop) => {
+            if res.is_ok() {
+                let _ = w.shutdown().await;
+            }
+            res
+        }
+        (reason, mut ex) = kicked => {
+            let _ = ex.msg(&Msg::Kicked { reason: reason.clone() }).await;
+            let _ = ex.flush().await;
+            // Keep reading (and dropping) what the client still sends for a
+            // moment, so it reads the reason instead of a connection reset.
+            r.drain(Duration::from_secs(2)).await;
+            let _ = ex.shutdown().await;
+            Err(Error::kicked(&reason))
+        }
+    };
+    pusher.abort();
+    shared.hub.unregister(id);
+    shared.log(LogEvent::Disconnect {
         client: id,
         addr,
         error: res.err().map(|e| e.message),
     });
 }
 
+/// The version handshake; returns the client's display name.
+async fn hello<R, W>(shared: &Shared, r: &mut Reader<R>, w: &mut Writer<W>) -> Result<String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let name = match r.read_msg().await? {
+        Msg::Hello {
+            version,
+            client,
+            name,
+        } if version == PROTOCOL_VERSION => name.unwrap_or(client),
+        Msg::Hello { version, .. } => {
+            let e = Error::other(format!(
+                "unsupported protocol version {version} (this server speaks {PROTOCOL_VERSION})"
+            ));
+            w.msg(&Msg::error(None, &e)).await?;
+            w.flush().await?;
+            return Err(e);
+        }
+        _ => return Err(Error::protocol("expected hello")),
+    };
+    r.set_timeout(shared.opts.io_timeout);
+    w.msg(&Msg::Welcome {
+        version: PROTOCOL_VERSION,
+        server: format!("fts {}", env!("CARGO_PKG_VERSION")),
+        auth_required: shared.opts.password.is_some(),
+        admin_enabled: shared.opts.admin_password.is_some(),
+        read_only: shared.opts.read_only,
+    })
+    .await?;
+    w.flush().await?;
+    Ok(name)
+}
+
 struct Session {
     shared: Arc<Shared>,
     id: u64,
     peer: SocketAddr,
+    live: Arc<Live>,
     authed: bool,
     admin: bool,
 }
@@ -293,7 +465,11 @@ impl Session {
     }
 
     fn log(&self, e: LogEvent) {
-        (self.shared.log)(e)
+        self.shared.log(e)
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.shared.hub
     }
 
     async fn run<R, W>(
@@ -306,28 +482,9 @@ impl Session {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        match r.read_msg().await? {
-            Msg::Hello { version, .. } if version == PROTOCOL_VERSION => {}
-            Msg::Hello { version, .. } => {
-                let e = Error::other(format!(
-                    "unsupported protocol version {version} (this server speaks {PROTOCOL_VERSION})"
-                ));
-                w.msg(&Msg::error(None, &e)).await?;
-                w.flush().await?;
-                return Err(e);
-            }
-            _ => return Err(Error::protocol("expected hello")),
+        if self.authed {
+            self.announce_unread(false);
         }
-        r.set_timeout(self.opts().io_timeout);
-        w.msg(&Msg::Welcome {
-            version: PROTOCOL_VERSION,
-            server: format!("fts {}", env!("CARGO_PKG_VERSION")),
-            auth_required: self.opts().password.is_some(),
-            admin_enabled: self.opts().admin_password.is_some(),
-            read_only: self.opts().read_only,
-        })
-        .await?;
-        w.flush().await?;
         loop {
             let frame = tokio::select! {
                 f = r.read_opt() => f?,
@@ -349,6 +506,39 @@ impl Session {
                     w.msg(&Msg::error(None, &e)).await?;
                     w.flush().await?;
                     return Err(e);
+                }
+                Msg::Ping => {}
+                Msg::Syncing => self.live.set_syncing(),
+                Msg::StatsReq => {
+                    w.msg(&Msg::StatsReply {
+                        stats: Box::new(self.hub().stats()),
+                    })
+                    .await?
+                }
+                Msg::Admin { action } => self.admin_action(w, action).await?,
+                Msg::ChatJoin { admin } => {
+                    let reply = self.chat_join(admin);
+                    w.msg(&reply).await?;
+                }
+                Msg::ChatSend { id, to, text } => {
+                    let reply = match self
+                        .hub()
+                        .chat(&self.live, self.admin, to.as_deref(), &text)
+                    {
+                        Ok((n, live, stored)) => {
+                            self.log(LogEvent::Chat {
+                                client: self.id,
+                                from: n.from,
+                                to: n.to,
+                                text: n.text,
+                                live,
+                                stored,
+                            });
+                            Msg::ChatAck { id, live, stored }
+                        }
+                        Err(e) => Msg::error(Some(id), &e),
+                    };
+                    w.msg(&reply).await?;
                 }
                 Msg::Stat { path } => {
                     let reply = match self.stat(&path) {
@@ -408,6 +598,12 @@ impl Session {
                     delta_base,
                 } => {
                     let reply = self.put(r, id, &path, &meta, resume, delta_base).await?;
+                    if let Msg::Error { message, .. } = &reply {
+                        self.log(LogEvent::Error {
+                            client: self.id,
+                            message: message.clone(),
+                        });
+                    }
                     w.msg(&reply).await?;
                 }
                 Msg::Get {
@@ -444,6 +640,7 @@ impl Session {
         password: Option<String>,
         admin_password: Option<String>,
     ) -> Result<()> {
+        let (authed_before, admin_before) = (self.authed, self.admin);
         let ip = self.peer.ip();
         let delay = self.shared.backoff.delay(ip);
         if !delay.is_zero() {
@@ -488,19 +685,228 @@ impl Session {
                 }
             }
         }
+        let was_authed = self.authed && !authed_before;
         match failure {
             Some(e) => {
                 if e.kind == ErrorKind::Auth {
                     self.shared.backoff.failure(ip);
+                    self.hub().auth_failed();
                 }
                 w.msg(&Msg::error(None, &e)).await?;
             }
             None => {
                 self.shared.backoff.success(ip);
                 w.msg(&Msg::AuthOk { admin: self.admin }).await?;
+                if self.admin {
+                    self.live.set_admin();
+                }
+                if was_authed {
+                    self.announce_unread(false);
+                }
+                if self.admin && !admin_before {
+                    self.announce_unread(true);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Tells the person at the client about chat messages waiting for them.
+    fn announce_unread(&self, admin: bool) {
+        let (n, whose) = if admin {
+            (self.hub().unread_admin(), "from clients for the admins")
+        } else {
+            (
+                self.hub().unread(&self.live.name()),
+                "from the server's admins",
+            )
+        };
+        if n == 0 {
+            return;
+        }
+        let cmd = if admin {
+            "fts chat --admin"
+        } else {
+            "fts chat"
+        };
+        let _ = self.live_notice(
+            NoticeKind::System,
+            format!(
+                "{n} unread message{} {whose}: read {} with `{cmd}`",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it" } else { "them" }
+            ),
+        );
+    }
+
+    fn live_notice(&self, kind: NoticeKind, text: String) -> bool {
+        self.hub().notify(
+            &self.live,
+            Notice {
+                time: crate::hub::now_rfc3339(),
+                from: "server".into(),
+                to: self.live.name(),
+                kind,
+                text,
+                from_id: None,
+            },
+        )
+    }
+
+    fn chat_join(&mut self, admin: bool) -> Msg {
+        if admin && !self.admin {
+            return Msg::error(None, &self.admin_needed("chatting as admin"));
+        }
+        let waiting = self.hub().join_chat(&self.live, admin);
+        let unread = waiting.len() as u64;
+        for n in waiting {
+            self.hub().notify(&self.live, n);
+        }
+        Msg::ChatJoined { unread }
+    }
+
+    /// Why a non-admin cannot do `what`.
+    fn admin_needed(&self, what: &str) -> Error {
+        match self.opts().admin_password {
+            None => Error::permission(
+                "admin actions are disabled on this server (it was started without --admin-password-file)",
+            ),
+            Some(_) => Error::auth(format!("{what} needs the admin password")),
+        }
+    }
+
+    async fn admin_action<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut Writer<W>,
+        action: AdminAction,
+    ) -> Result<()> {
+        let (name, target) = match &action {
+            AdminAction::Clients => ("clients", None),
+            AdminAction::Kick { client, .. } => ("kick", Some(*client)),
+            AdminAction::Warn { client, .. } => ("warn", *client),
+            AdminAction::Log { .. } => ("log", None),
+        };
+        if !self.admin {
+            let e = self.admin_needed(&format!("admin {name}"));
+            self.log(LogEvent::Admin {
+                client: self.id,
+                action: name.into(),
+                target,
+                ok: false,
+                detail: "refused: not logged in as admin".into(),
+            });
+            return w.msg(&Msg::error(None, &e)).await;
+        }
+        let me = format!("admin ({})", self.live.name());
+        let result: Result<(Msg, String)> = match action {
+            AdminAction::Clients => Ok((
+                Msg::StatsReply {
+                    stats: Box::new(self.hub().stats()),
+                },
+                String::new(),
+            )),
+            AdminAction::Kick { client, reason } => {
+                let reason = if reason.trim().is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    reason
+                };
+                self.hub()
+                    .kick(client, &reason)
+                    .map(|()| (Msg::AdminOk { clients: 1 }, reason))
+            }
+            AdminAction::Warn { client, text } => self
+                .hub()
+                .warn(client, &text, &me)
+                .map(|n| (Msg::AdminOk { clients: n }, text)),
+            AdminAction::Log { since_s, category } => {
+                return self.export_log(w, since_s, category).await;
+            }
+        };
+        match result {
+            Ok((reply, detail)) => {
+                if name != "clients" {
+                    self.log(LogEvent::Admin {
+                        client: self.id,
+                        action: name.into(),
+                        target,
+                        ok: true,
+                        detail: crate::hub::printable(&detail, 200),
+                    });
+                }
+                w.msg(&reply).await
+            }
+            Err(e) => w.msg(&Msg::error(None, &e)).await,
+        }
+    }
+
+    /// Streams the event log, oldest first, in batches.
+    async fn export_log<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        since_s: Option<u64>,
+        category: Option<String>,
+    ) -> Result<()> {
+        if let Some(c) = &category {
+            if !crate::journal::CATEGORIES.contains(&c.as_str()) {
+                let e = Error::usage(format!(
+                    "unknown log category '{c}' (one of: {})",
+                    crate::journal::CATEGORIES.join(", ")
+                ));
+                return w.msg(&Msg::error(None, &e)).await;
+            }
+        }
+        self.log(LogEvent::Admin {
+            client: self.id,
+            action: "log".into(),
+            target: None,
+            ok: true,
+            detail: format!(
+                "export{}{}",
+                category
+                    .as_ref()
+                    .map(|c| format!(" category={c}"))
+                    .unwrap_or_default(),
+                since_s.map(|s| format!(" since={s}s")).unwrap_or_default()
+            ),
+        });
+        if self.shared.journal.is_none() {
+            return w.msg(&Msg::LogEnd).await;
+        }
+        let shared = self.shared.clone();
+        let since = since_s.map(|s| std::time::SystemTime::now() - Duration::from_secs(s));
+        // Read on a blocking thread; batches come back through a small
+        // channel, so a long log never sits in memory whole.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);
+        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+            let Some(j) = &shared.journal else {
+                return Ok(());
+            };
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            j.query(since, category.as_deref(), &mut |v| {
+                bytes += v.to_string().len() + 8;
+                batch.push(v);
+                if bytes > 24 * 1024 {
+                    bytes = 0;
+                    tx.blocking_send(std::mem::take(&mut batch))
+                        .map_err(|_| Error::other("log export cancelled"))?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+            Ok(())
+        });
+        while let Some(records) = rx.recv().await {
+            w.msg(&Msg::LogBatch { records }).await?;
+        }
+        match reader.await {
+            Ok(Ok(())) => w.msg(&Msg::LogEnd).await,
+            Ok(Err(e)) => w.msg(&Msg::error(None, &e)).await,
+            Err(e) => w.msg(&Msg::error(None, &Error::other(e.to_string()))).await,
+        }
     }
 
     fn root(&self) -> &Root {
@@ -782,8 +1188,21 @@ impl Session {
                 (Err(x), None, expect)
             }
         };
+        let shown = self
+            .root()
+            .display_rel(rel)
+            .unwrap_or_else(|_| rel.to_string());
+        self.live.begin(
+            ClientState::Uploading,
+            &shown,
+            meta.size,
+            if is_delta { 0 } else { offset },
+        );
+        let meter = self.hub().meter(&self.live, false);
         let mut saved = 0;
-        let received = transfer::receive(r, dest, expect, &|_| {}, &mut saved).await?;
+        let received = transfer::receive(r, dest, expect, &|c| meter.chunk(c), &mut saved).await;
+        self.live.end();
+        let received = received?;
         let computed = match received {
             Received::Interrupted(Msg::PutAbort { id: aid, reason }) if aid == id => {
                 if let Ok((_, sink)) = &mut prepared {
@@ -853,9 +1272,10 @@ impl Session {
         if let Err(e) = sink.commit(&target, meta) {
             return Ok(Msg::error(Some(id), &Error::local_io(Path::new(rel), e)));
         }
+        self.hub().file_done(false);
         self.log(LogEvent::Upload {
             client: self.id,
-            path: self.root().display_rel(rel).unwrap_or_default(),
+            path: shown,
             bytes: meta.size,
         });
         Ok(Msg::Done { id })
@@ -925,12 +1345,25 @@ impl Session {
         })
         .await?;
         let opts = self.opts().send;
+        let shown = self
+            .root()
+            .display_rel(rel)
+            .unwrap_or_else(|_| rel.to_string());
+        self.live.begin(
+            ClientState::Downloading,
+            &shown,
+            meta.size,
+            if delta { 0 } else { start.0 },
+        );
+        let meter = self.hub().meter(&self.live, true);
+        let progress = |c: &crate::proto::Chunk| meter.chunk(c);
         let sent = match sig {
             Some(sig) if delta => {
-                transfer::send_delta(w, file, meta.size, sig, opts, &|_| {}).await
+                transfer::send_delta(w, file, meta.size, sig, opts, &progress).await
             }
-            _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &|_| {}).await,
+            _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &progress).await,
         };
+        self.live.end();
         match sent {
             Ok((hash, st)) => {
                 w.msg(&Msg::FileEnd {
@@ -940,16 +1373,21 @@ impl Session {
                     matched: st.matched,
                 })
                 .await?;
+                self.hub().file_done(true);
                 self.log(LogEvent::Download {
                     client: self.id,
-                    path: self.root().display_rel(rel).unwrap_or_default(),
+                    path: shown,
                     bytes: meta.size,
                 });
                 Ok(())
             }
             Err(SendError::Local(e)) => {
-                w.msg(&Msg::error(Some(id), &e.context(format!("'{rel}'"))))
-                    .await
+                let e = e.context(format!("'{rel}'"));
+                self.log(LogEvent::Error {
+                    client: self.id,
+                    message: e.message.clone(),
+                });
+                w.msg(&Msg::error(Some(id), &e)).await
             }
             Err(SendError::Net(e)) => Err(e),
         }
@@ -958,12 +1396,7 @@ impl Session {
     fn remove(&self, rel: &str, recursive: bool) -> Result<(u64, u64)> {
         self.writable()?;
         if !self.admin {
-            return Err(match self.opts().admin_password {
-                None => Error::permission(
-                    "admin actions are disabled on this server (it was started without --admin-password-file)",
-                ),
-                Some(_) => Error::auth("removing files needs the admin password"),
-            });
+            return Err(self.admin_needed("removing files"));
         }
         if self.root().is_file() || crate::root::normalize(rel)?.is_empty() {
             return Err(Error::permission("the share root itself cannot be removed"));

@@ -93,7 +93,7 @@ fn still_same(file: &File, start: Option<(i64, i64, u64)>, size: u64) -> Result<
 /// Runs `produce` on a blocking thread and writes what it yields.
 async fn pump<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(&Chunk) + Sync),
     produce: impl FnOnce(&mpsc::Sender<Produced>) -> Result<(String, SendStats)> + Send + 'static,
 ) -> Result<(String, SendStats), SendError> {
     let (tx, mut rx) = mpsc::channel::<Produced>(DEPTH);
@@ -112,7 +112,7 @@ async fn pump<W: AsyncWrite + Unpin>(
                     out = Err(SendError::Net(e));
                     break;
                 }
-                progress(c.out_len);
+                progress(&c);
             }
             Produced::Done(h, s) => {
                 out = Ok((h, s));
@@ -144,7 +144,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     size: u64,
     prefix: blake3::Hasher,
     opts: SendOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(&Chunk) + Sync),
 ) -> Result<(String, SendStats), SendError> {
     if size.saturating_sub(offset) <= CHUNK as u64 {
         // One chunk at most: a thread hand-off would cost more than the
@@ -157,7 +157,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
         .map_err(SendError::Local)?;
         for c in chunks {
             w.chunk(&c).await.map_err(SendError::Net)?;
-            progress(c.out_len);
+            progress(&c);
         }
         return Ok(done);
     }
@@ -218,7 +218,7 @@ pub async fn send_delta<W: AsyncWrite + Unpin>(
     size: u64,
     sig: fast_rsync::Signature,
     opts: SendOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(&Chunk) + Sync),
 ) -> Result<(String, SendStats), SendError> {
     pump(w, progress, move |tx| {
         let start = stamp(&file);
@@ -334,7 +334,7 @@ pub async fn receive<R: AsyncRead + Unpin>(
     r: &mut FrameReader<R>,
     dest: Option<Dest>,
     expect: u64,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(&Chunk) + Sync),
     saved: &mut u64,
 ) -> Result<Received> {
     // A file of one chunk is written right here; bigger ones by a thread
@@ -372,7 +372,7 @@ pub async fn receive<R: AsyncRead + Unpin>(
                 }
                 left -= c.out_len;
                 *saved += c.compression_saved();
-                progress(c.out_len);
+                progress(&c);
                 if let Some(Ok(w)) = inline.as_mut() {
                     if let Err(e) = w.chunk(c) {
                         inline = Some(Err(e)); // drain the rest

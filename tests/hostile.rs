@@ -174,9 +174,11 @@ fn oversized_length_prefix_drops_only_that_connection() {
             Msg::StatReply { entry: Some(_) }
         ));
     });
-    s.server.wait_event("disconnect with error", |v| {
-        v["event"] == "disconnect"
-            && v["error"]
+    // It never said hello, so it is logged as rejected.
+    s.server.wait_event("rejected with the reason", |v| {
+        v["event"] == "rejected"
+            && v["category"] == "error"
+            && v["reason"]
                 .as_str()
                 .unwrap_or("")
                 .contains("exceeds the limit")

@@ -1,6 +1,8 @@
 //! Command-line front-end: the clap definition, shared flag handling and
 //! dispatch to one module per subcommand. Rendering lives in `output`.
 
+mod admin;
+mod chat;
 mod creds;
 mod docs;
 mod get;
@@ -9,6 +11,7 @@ mod output;
 mod put;
 mod rm;
 mod serve;
+mod stats;
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -30,7 +33,8 @@ use std::time::Duration;
 /// Exit codes: 0 success, 1 other error, 2 usage error, 3 not found,
 /// 4 authentication failed or required, 5 permission denied, 6 could not
 /// connect / connection lost / timeout, 7 server identity mismatch or TLS
-/// failure, 8 integrity check failed, 9 partial (some files failed).
+/// failure, 8 integrity check failed, 9 partial (some files failed),
+/// 10 disconnected by the server's admin (kick).
 #[derive(Debug, Parser)]
 #[command(name = "fts", version, about, long_about, propagate_version = true)]
 pub struct Cli {
@@ -68,6 +72,10 @@ pub struct Global {
     /// enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD.
     #[arg(long, global = true, value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
+    /// Your name in the server's client table and in chat (default:
+    /// user@hostname).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
     /// Give up when connecting or when the peer is silent for this long.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
@@ -81,6 +89,10 @@ pub enum Command {
     Ls(ls::LsArgs),
     Rm(rm::RmArgs),
     Sync(sync::SyncArgs),
+    Stats(stats::StatsArgs),
+    Chat(chat::ChatArgs),
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     #[command(hide = true)]
     GenerateDocs(docs::DocsArgs),
 }
@@ -111,6 +123,9 @@ pub fn main() -> i32 {
             Command::Ls(a) => ls::run(&cli.global, &out, a).await,
             Command::Rm(a) => rm::run(&cli.global, &out, a).await,
             Command::Sync(a) => sync::run(&cli.global, &out, a).await,
+            Command::Stats(a) => stats::run(&cli.global, &out, a).await,
+            Command::Chat(a) => chat::run(&cli.global, &out, a).await,
+            Command::Admin(a) => admin::run(&cli.global, &out, a).await,
             Command::GenerateDocs(a) => docs::run(a),
         }
     });
@@ -139,6 +154,31 @@ pub struct TransferArgs {
     /// (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
+    /// Limit socket I/O to RATE bytes per second in each direction
+    /// (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwlimit: Option<u64>,
+}
+
+/// `10M` → 10 MiB/s.
+fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate (e.g. 500K, 10M)"))?;
+    let rate = n * mult as f64;
+    if !(1.0..1e15).contains(&rate) {
+        return Err(format!(
+            "'{s}': the rate must be at least 1 byte per second"
+        ));
+    }
+    Ok(rate as u64)
 }
 
 impl TransferArgs {
@@ -159,15 +199,22 @@ pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Re
         timeout: Duration::from_secs(g.timeout.max(1)),
         ..ConnectOptions::default()
     };
+    if let Some(n) = &g.name {
+        connect.name = n.clone();
+    }
+    let observer = out.observer();
+    let shown = observer.clone();
+    connect.notices = Some(Arc::new(move |n| shown.server_notice(&n)));
     if let Some(t) = t {
         transfer.delta = !t.no_delta;
         transfer.retries = t.retries;
         connect.send.compress = t.compress();
+        connect.bwlimit = t.bwlimit;
     }
     Ok(Context {
         connect,
         creds: Arc::new(creds::CliCredentials::new(g)),
-        observer: out.observer(),
+        observer,
         transfer,
     })
 }

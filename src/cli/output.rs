@@ -3,7 +3,9 @@
 
 use super::Global;
 use fts::client::Observer;
+use fts::hub::{printable, MAX_MESSAGE, MAX_NAME};
 use fts::ops::TransferReport;
+use fts::proto::{Notice, NoticeKind};
 use fts::Error;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -15,6 +17,17 @@ pub struct Output {
     pub json: bool,
     pub quiet: bool,
     progress: bool,
+}
+
+/// One line for a notice from the server, safe for a terminal.
+pub fn notice_line(n: &Notice) -> String {
+    let text = printable(&n.text, MAX_MESSAGE);
+    let from = printable(&n.from, MAX_NAME * 2);
+    match n.kind {
+        NoticeKind::Warning => format!("WARNING from {from}: {text}"),
+        NoticeKind::System => text,
+        NoticeKind::Chat => format!("message from {from}: {text}"),
+    }
 }
 
 impl Output {
@@ -55,7 +68,7 @@ impl Output {
     }
 
     pub fn observer(&self) -> Arc<dyn Observer> {
-        Arc::new(Bars::new(self.progress, self.quiet))
+        Arc::new(Bars::new(self.progress, self.quiet, self.json))
     }
 
     /// Renders a transfer result: JSON, or an rsync-like summary line, plus
@@ -143,13 +156,14 @@ pub fn rfc3339(secs: i64) -> String {
 struct Bars {
     enabled: bool,
     quiet: bool,
+    json: bool,
     mp: MultiProgress,
     total: Mutex<Option<ProgressBar>>,
     file: Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
-    fn new(enabled: bool, quiet: bool) -> Self {
+    fn new(enabled: bool, quiet: bool, json: bool) -> Self {
         let mp = MultiProgress::with_draw_target(if enabled {
             ProgressDrawTarget::stderr()
         } else {
@@ -158,6 +172,7 @@ impl Bars {
         Bars {
             enabled,
             quiet,
+            json,
             mp,
             total: Mutex::new(None),
             file: Mutex::new(None),
@@ -176,6 +191,18 @@ impl Observer for Bars {
     fn notice(&self, msg: &str) {
         if !self.quiet {
             self.mp.suspend(|| eprintln!("fts: {msg}"));
+        }
+    }
+
+    /// Warnings always show (even with -q): the admin wants them seen.
+    fn server_notice(&self, n: &Notice) {
+        if self.quiet && n.kind != NoticeKind::Warning {
+            return;
+        }
+        if self.json {
+            eprintln!("{}", serde_json::json!({ "notice": n }));
+        } else {
+            self.mp.suspend(|| eprintln!("fts: {}", notice_line(n)));
         }
     }
 
@@ -228,4 +255,87 @@ impl Observer for Bars {
             }
         }
     }
+}
+
+fn ago(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// The client table (shared by `stats` and `admin clients`).
+pub fn clients_text(s: &fts::hub::Stats) -> String {
+    if s.clients.is_empty() {
+        return "no clients connected\n".into();
+    }
+    let mut out = format!(
+        "{:>5}  {:<22} {:<22} {:<11} {:>9}  {:<28} {:>11}  {:>8}\n",
+        "ID", "NAME", "ADDRESS", "STATE", "CONNECTED", "FILE", "PROGRESS", "RATE"
+    );
+    for c in &s.clients {
+        let progress = if c.file.is_some() && c.bytes_total > 0 {
+            format!(
+                "{:>3}% {}",
+                (100 * c.bytes_done / c.bytes_total).min(100),
+                HumanBytes(c.bytes_total)
+            )
+        } else {
+            String::new()
+        };
+        let state = serde_json::to_value(c.state).ok();
+        let state = state.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        out.push_str(&format!(
+            "{:>5}  {:<22} {:<22} {:<11} {:>9}  {:<28} {:>11}  {:>8}\n",
+            c.id,
+            printable(&c.name, 22),
+            c.addr,
+            format!("{state}{}", if c.admin { "*" } else { "" }),
+            ago(c.connected_s),
+            printable(c.file.as_deref().unwrap_or(""), 28),
+            progress,
+            if c.rate_bps > 0 {
+                format!("{}/s", HumanBytes(c.rate_bps))
+            } else {
+                String::new()
+            },
+        ));
+    }
+    out
+}
+
+/// `stats` for people.
+pub fn stats_text(s: &fts::hub::Stats, with_clients: bool) -> String {
+    let v = &s.server;
+    let t = &s.totals;
+    let mut out = format!(
+        "fts {} serving {} ({}), up {}, {} of {} clients connected\n\
+         sent {} in {} files, received {} in {} files\n\
+         saved {} by delta, {} by compression; {} connections, {} failed logins\n",
+        v.version,
+        v.root,
+        if v.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        ago(v.uptime_s),
+        v.clients_connected,
+        v.max_clients,
+        HumanBytes(t.bytes_sent),
+        t.files_sent,
+        HumanBytes(t.bytes_received),
+        t.files_received,
+        HumanBytes(t.saved_by_delta_bytes),
+        HumanBytes(t.saved_by_compression_bytes),
+        t.connections,
+        t.auth_failures,
+    );
+    if with_clients {
+        out.push('\n');
+        out.push_str(&clients_text(s));
+    }
+    out
 }

@@ -3,6 +3,7 @@
 use super::{creds::from_flag_or_env, output::Output, Global};
 use clap::Args;
 use fts::auth::Secret;
+use fts::hub::printable;
 use fts::root::Root;
 use fts::server::{LogEvent, ServerOptions};
 use fts::tls::Identity;
@@ -44,7 +45,10 @@ pub struct ServeArgs {
     /// PEM private key for --cert.
     #[arg(long, requires = "cert", value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// Where the server keeps its certificate (default: the user's state dir).
+    /// Where the server keeps its certificate, lifetime totals
+    /// (totals.json) and event log (logs/events.jsonl, rotated at 10 MiB,
+    /// 5 old files kept); default: the user's state dir. One server per
+    /// state directory.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Do not compress downloads on the wire.
@@ -66,7 +70,9 @@ fn now() -> String {
 fn human(e: &LogEvent) -> String {
     match e {
         LogEvent::Listening { .. } => String::new(),
-        LogEvent::Connect { client, addr } => format!("connect #{client} from {addr}"),
+        LogEvent::Connect { client, addr, name } => {
+            format!("connect #{client} from {addr} ({})", printable(name, 64))
+        }
         LogEvent::Disconnect {
             client,
             addr,
@@ -108,6 +114,37 @@ fn human(e: &LogEvent) -> String {
         } => {
             format!("delete #{client} {path} ({files} files, {dirs} dirs)")
         }
+        LogEvent::Chat {
+            client,
+            from,
+            to,
+            text,
+            live,
+            stored,
+        } => format!(
+            "chat #{client} {} → {}: {} ({})",
+            printable(from, 64),
+            printable(to, 64),
+            printable(text, 200),
+            if *stored {
+                "kept as unread".to_string()
+            } else {
+                format!("{live} live")
+            }
+        ),
+        LogEvent::Admin {
+            client,
+            action,
+            target,
+            ok,
+            detail,
+        } => format!(
+            "admin #{client} {action}{}{}: {}",
+            target.map(|t| format!(" #{t}")).unwrap_or_default(),
+            if *ok { "" } else { " REFUSED" },
+            printable(detail, 200)
+        ),
+        LogEvent::Error { client, message } => format!("error #{client}: {message}"),
         LogEvent::Shutdown { sessions } => format!("shutting down ({sessions} sessions open)"),
         LogEvent::Stopped => "stopped".into(),
     }
@@ -115,15 +152,13 @@ fn human(e: &LogEvent) -> String {
 
 pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     let root = Root::open(&a.root)?;
+    let state_dir = match &a.state_dir {
+        Some(d) => d.clone(),
+        None => fts::config::state_dir()?,
+    };
     let identity = match (&a.cert, &a.key) {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
-        _ => {
-            let dir = match &a.state_dir {
-                Some(d) => d.clone(),
-                None => fts::config::state_dir()?,
-            };
-            Identity::load_or_create(&dir)?
-        }
+        _ => Identity::load_or_create(&state_dir)?,
     };
     let password = from_flag_or_env(g.password_file.as_ref(), "FTS_PASSWORD")?
         .map(|p| Secret::new(&p))
@@ -142,6 +177,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.io_timeout = Duration::from_secs(g.timeout.max(1) * 2);
     opts.shutdown_grace = Duration::from_secs(a.shutdown_grace);
     opts.send.compress = (!a.no_compress).then_some(a.compress_level);
+    opts.state_dir = Some(state_dir);
     let json = out.json;
     let quiet = out.quiet;
     let log: fts::server::LogSink = Arc::new(move |e: LogEvent| {
@@ -149,6 +185,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
             let mut v = serde_json::to_value(&e).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("time".into(), now().into());
+                o.insert("category".into(), e.category().into());
             }
             let mut so = std::io::stdout().lock();
             let _ = writeln!(so, "{v}");

@@ -401,6 +401,7 @@ pub async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
     w.msg(&Msg::Hello {
         version,
         client: "raw".into(),
+        name: None,
     })
     .await
     .unwrap();
