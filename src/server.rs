@@ -516,10 +516,7 @@ impl Session {
                     .await?
                 }
                 Msg::Admin { action } => self.admin_action(w, action).await?,
-                Msg::ChatJoin { admin } => {
-                    let reply = self.chat_join(admin);
-                    w.msg(&reply).await?;
-                }
+                Msg::ChatJoin { admin } => self.chat_join(w, admin).await?,
                 Msg::ChatSend { id, to, text } => {
                     let reply = match self
                         .hub()
@@ -753,16 +750,23 @@ impl Session {
         )
     }
 
-    fn chat_join(&mut self, admin: bool) -> Msg {
+    /// Enters chat mode. Waiting messages are written before the reply,
+    /// so the client has shown them by the time it knows it is in.
+    async fn chat_join<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut Writer<W>,
+        admin: bool,
+    ) -> Result<()> {
         if admin && !self.admin {
-            return Msg::error(None, &self.admin_needed("chatting as admin"));
+            let e = self.admin_needed("chatting as admin");
+            return w.msg(&Msg::error(None, &e)).await;
         }
         let waiting = self.hub().join_chat(&self.live, admin);
         let unread = waiting.len() as u64;
-        for n in waiting {
-            self.hub().notify(&self.live, n);
+        for notice in waiting {
+            w.msg(&Msg::Notice { notice }).await?;
         }
-        Msg::ChatJoined { unread }
+        w.msg(&Msg::ChatJoined { unread }).await
     }
 
     /// Why a non-admin cannot do `what`.

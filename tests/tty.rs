@@ -401,3 +401,72 @@ fn progress_bars_only_on_a_terminal() {
         "bar written to redirected stderr: {err:?}"
     );
 }
+
+#[test]
+fn interactive_chat_in_a_terminal() {
+    if !have_tmux() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let adm = secret_file(tmp.path(), "adm", "chat adm1n");
+    let s = Setup::new(&["--admin-password-file", adm.to_str().unwrap()]);
+    let url = s.url("");
+    let admin = |args: &[&str]| {
+        s.client
+            .run_env(args, &[("FTS_ADMIN_PASSWORD", "chat adm1n")])
+    };
+    let t = Term::start(
+        s.client.home.path(),
+        &format!("{} --name tina chat {}", fts(&s), sh_quote(&url)),
+    );
+    t.wait_screen("chat started", |sc| sc.contains("in chat on"));
+    // Let the server see tina in chat before writing to her by name.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = s.run(&["--json", "stats", &url]);
+        if st.stdout.contains("\"chatting\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tina never in chat: {}",
+            st.stdout
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    admin(&["chat", "--admin", "--to", "tina", "-m", "hello tina", &url]).ok();
+    t.wait_screen("the admin's message", |sc| {
+        sc.lines()
+            .any(|l| l.contains("admin") && l.contains("→ tina: hello tina"))
+    });
+    // Escape sequences arrive as visible text, not as terminal commands.
+    admin(&[
+        "chat",
+        "--admin",
+        "--to",
+        "tina",
+        "-m",
+        "\x1b]0;pwned\x07 \x1b[2J gone?",
+        &url,
+    ])
+    .ok();
+    t.wait_screen("the escaped message", |sc| {
+        sc.contains("^[]0;pwned^G ^[[2J gone?")
+    });
+    // What tina types reaches the admins (kept: none is in chat now).
+    t.type_line("hi admin, typed in a terminal");
+    t.wait_screen("kept notice", |sc| sc.contains("kept as unread"));
+    let log = admin(&["admin", "log", &url, "--category", "chat"]);
+    log.ok();
+    assert!(
+        log.stdout.contains("hi admin, typed in a terminal"),
+        "{}",
+        log.stdout
+    );
+    t.type_line("/quit");
+    let (code, screen) = t.finish();
+    assert_eq!(code, 0, "{screen}");
+    // The raw bytes on the terminal never held the escape character from
+    // the message.
+    assert!(!t.recording().contains("pwned\x07"));
+}
