@@ -676,6 +676,33 @@ fn chat_input_is_bounded_and_dead_chatters_leave_no_trace() {
             r.read_msg().await.unwrap(),
             Msg::StatsReply { .. }
         ));
+        // Admin requests and admin chat from a session that is not admin
+        // are refused by the server itself, not just by the CLI.
+        for m in [
+            Msg::Admin {
+                action: fts::proto::AdminAction::Kick {
+                    client: 1,
+                    reason: "x".into(),
+                },
+            },
+            Msg::Admin {
+                action: fts::proto::AdminAction::Log {
+                    since_s: None,
+                    category: None,
+                },
+            },
+            Msg::ChatJoin { admin: true },
+        ] {
+            w.msg(&m).await.unwrap();
+            w.flush().await.unwrap();
+            match r.read_msg().await.unwrap() {
+                Msg::Error { kind, .. } => assert!(
+                    matches!(kind, fts::ErrorKind::Permission | fts::ErrorKind::Auth),
+                    "{kind:?}"
+                ),
+                other => panic!("{m:?} was answered with {other:?}"),
+            }
+        }
     });
 
     // A chatter killed mid-chat disappears from the table.
