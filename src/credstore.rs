@@ -17,12 +17,13 @@
 //! `FTS_CREDENTIAL_STORE` picks one: `keyring`, `file` or `auto` (the
 //! default). Whether a keyring works cannot be known from the platform
 //! alone: on a headless Linux box keyutils may accept a write and then
-//! report the entry missing. So `auto` probes with a real
-//! set/get/delete of a throw-away entry and uses the file when any step
-//! fails, remembering why (for the one-time notice `fts login` prints).
-//! When the keyring works, `auto` still reads and clears the file, so
-//! passwords saved during an earlier fallback are neither lost nor left
-//! behind, and storing a password in the keyring drops its file copy.
+//! report the entry missing, or refuse it as `NoEntry`. So before the first
+//! write `auto` probes with a real set/get/delete of a throw-away entry and
+//! uses the file when any step fails, remembering why (for the notice `fts
+//! login` prints). Lookups and removals never probe (a probe writes, and
+//! every `fts get` would pay for it): in `auto` mode they try the keyring,
+//! taking its errors as "nothing there", and then the file. Each write
+//! removes the copy in the other place, so at most one copy is stored.
 //!
 //! The file is read, changed and rewritten whole; two `fts login`s racing
 //! on one machine can lose one of the two updates (last writer wins).
@@ -32,7 +33,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The keyring service name every fts entry is stored under.
 pub const SERVICE: &str = "fts";
@@ -111,67 +112,83 @@ fn keyring_user(server: &str, kind: PasswordKind) -> String {
 
 /// The opened credential store; see the module documentation.
 pub struct CredStore {
-    backend: Backend,
-    /// Present when the keyring is in use (it passed the probe).
-    keyring: Option<KeyringStore>,
+    selection: Selection,
+    /// Never touched when the file is selected.
+    keyring: KeyringStore,
     file: FileStore,
-    /// Whether the file is consulted: always when it is the backend, and
-    /// in `auto` mode beside a working keyring.
-    use_file: bool,
+    /// Where writes go, decided by the first call that needs it.
+    chosen: OnceLock<Result<Chosen>>,
+}
+
+#[derive(Debug, Clone)]
+struct Chosen {
+    backend: Backend,
     /// Why the file is the backend (a failed probe, or the selection).
     file_reason: Option<String>,
 }
 
 impl CredStore {
-    /// Opens the store chosen by `FTS_CREDENTIAL_STORE`, with the file in
-    /// the config directory, probing the system keyring unless the file is
-    /// forced.
+    /// The store chosen by `FTS_CREDENTIAL_STORE`, with the file in the
+    /// config directory. Touches neither the keyring nor the file yet.
     pub fn open() -> Result<CredStore> {
         let selection = Selection::from_env()?;
         let file = crate::config::config_dir()?.join(FILE_NAME);
-        CredStore::open_with(selection, file, system_entry_factory())
+        let mut store = CredStore::open_with(selection, file, system_entry_factory());
+        store.keyring.after_failed_probe = system_probe_cleanup;
+        Ok(store)
     }
 
-    /// Opens a store with an explicit selection, file path and keyring
-    /// entry factory (tests pass `keyring::mock` entries here).
-    pub fn open_with(
-        selection: Selection,
-        file: PathBuf,
-        factory: EntryFactory,
-    ) -> Result<CredStore> {
-        let file = FileStore { path: file };
-        let file_backend = |reason: String, file: FileStore| CredStore {
-            backend: Backend::File(file.path.clone()),
-            keyring: None,
-            file,
-            use_file: true,
+    /// A store with an explicit selection, file path and keyring entry
+    /// factory (tests pass `keyring::mock` entries here).
+    pub fn open_with(selection: Selection, file: PathBuf, factory: EntryFactory) -> CredStore {
+        CredStore {
+            selection,
+            keyring: KeyringStore::new(factory),
+            file: FileStore { path: file },
+            chosen: OnceLock::new(),
+        }
+    }
+
+    /// The selection this store was opened with.
+    pub fn selection(&self) -> Selection {
+        self.selection
+    }
+
+    /// Where new passwords go. Probes the keyring on first use (unless the
+    /// file is selected); fails when the keyring is selected and does not
+    /// work.
+    pub fn backend(&self) -> Result<&Backend> {
+        self.chosen().map(|c| &c.backend)
+    }
+
+    fn chosen(&self) -> Result<&Chosen> {
+        self.chosen
+            .get_or_init(|| self.choose())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn choose(&self) -> Result<Chosen> {
+        let file = |reason: String| Chosen {
+            backend: Backend::File(self.file.path.clone()),
             file_reason: Some(reason),
         };
-        if selection == Selection::File {
-            return Ok(file_backend(format!("{ENV_STORE}=file"), file));
+        match self.selection {
+            Selection::File => return Ok(file(format!("{ENV_STORE}=file"))),
+            Selection::Keyring | Selection::Auto => {}
         }
-        let keyring = KeyringStore::new(factory);
-        match keyring.probe() {
-            Ok(()) => Ok(CredStore {
+        match self.keyring.probe() {
+            Ok(()) => Ok(Chosen {
                 backend: Backend::Keyring,
-                keyring: Some(keyring),
-                file,
-                use_file: selection == Selection::Auto,
                 file_reason: None,
             }),
-            Err(why) if selection == Selection::Auto => Ok(file_backend(
-                format!("no working system keyring ({why})"),
-                file,
-            )),
+            Err(why) if self.selection == Selection::Auto => {
+                Ok(file(format!("no working system keyring ({why})")))
+            }
             Err(why) => Err(Error::other(format!(
                 "{ENV_STORE}=keyring, but the system keyring does not work: {why}"
             ))),
         }
-    }
-
-    /// Where new passwords go.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
     }
 
     /// The credentials file (used or not).
@@ -180,34 +197,37 @@ impl CredStore {
     }
 
     /// Where passwords are kept, as a phrase for people.
-    pub fn describe(&self) -> String {
-        match &self.backend {
+    pub fn describe(&self) -> Result<String> {
+        Ok(match self.backend()? {
             Backend::Keyring => system_keyring_name().to_string(),
             Backend::File(p) => format!("{} (mode 0600)", p.display()),
-        }
+        })
     }
 
     /// For the file backend: one sentence saying why the file is used and
     /// where it is. `None` when the keyring is used.
-    pub fn notice(&self) -> Option<String> {
-        let reason = self.file_reason.as_ref()?;
-        Some(format!(
-            "{reason}; passwords are stored in {} (mode 0600)",
-            self.file.path.display()
-        ))
+    pub fn notice(&self) -> Result<Option<String>> {
+        let chosen = self.chosen()?;
+        Ok(chosen.file_reason.as_ref().map(|reason| {
+            format!(
+                "{reason}; passwords are stored in {} (mode 0600)",
+                self.file.path.display()
+            )
+        }))
     }
 
     /// The stored password of `kind` for `server` (`HOST:PORT`), if any.
     pub fn get(&self, server: &str, kind: PasswordKind) -> Result<Option<String>> {
-        if let Some(k) = &self.keyring {
-            if let Some(p) = k.get(&keyring_user(server, kind))? {
-                return Ok(Some(p));
-            }
+        let user = keyring_user(server, kind);
+        match self.selection {
+            Selection::File => self.file.get(server, kind),
+            Selection::Keyring => self.keyring.get(&user),
+            Selection::Auto => match self.keyring.get(&user) {
+                Ok(Some(p)) => Ok(Some(p)),
+                // A keyring that fails holds nothing usable.
+                Ok(None) | Err(_) => self.file.get(server, kind),
+            },
         }
-        if self.use_file {
-            return self.file.get(server, kind);
-        }
-        Ok(None)
     }
 
     /// Stores (or replaces) the password of `kind` for `server`.
@@ -216,31 +236,51 @@ impl CredStore {
             // keyutils cannot hold empty values; keep both backends alike.
             return Err(Error::usage("an empty password cannot be stored"));
         }
-        match &self.keyring {
-            Some(k) => {
-                k.set(&keyring_user(server, kind), password)?;
-                if self.use_file {
+        let user = keyring_user(server, kind);
+        match self.backend()? {
+            Backend::Keyring => {
+                self.keyring.set(&user, password)?;
+                if self.selection == Selection::Auto {
                     // A copy from an earlier fallback would only go stale.
                     // Failing to drop it must not undo a successful store:
-                    // the keyring is read first anyway.
+                    // the keyring is read first.
                     let _ = self.file.remove(server, &[kind]);
                 }
-                Ok(())
             }
-            None => self.file.set(server, kind, password),
+            Backend::File(_) => {
+                self.file.set(server, kind, password)?;
+                if self.selection == Selection::Auto {
+                    // The keyring is read first, so an old copy there would
+                    // shadow this one. A broken keyring holds none.
+                    let _ = self.keyring.delete(&user);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Removes both passwords for `server` from every place this store
     /// reads; returns how many of the two were stored.
     pub fn delete(&self, server: &str) -> Result<usize> {
         let mut removed = [false; 2];
-        if let Some(k) = &self.keyring {
+        if self.selection != Selection::File {
             for (i, kind) in KINDS.into_iter().enumerate() {
-                removed[i] |= k.delete(&keyring_user(server, kind))?;
+                match self.keyring.delete(&keyring_user(server, kind)) {
+                    Ok(r) => removed[i] = r,
+                    // In auto mode a keyring that does not work holds
+                    // nothing; one that passes the probe and still fails
+                    // here may hold the password, so say so.
+                    Err(e)
+                        if self.selection == Selection::Keyring
+                            || matches!(self.backend(), Ok(Backend::Keyring)) =>
+                    {
+                        return Err(e)
+                    }
+                    Err(_) => {}
+                }
             }
         }
-        if self.use_file {
+        if self.selection != Selection::Keyring {
             let in_file = self.file.remove(server, &KINDS)?;
             for (i, kind) in KINDS.into_iter().enumerate() {
                 removed[i] |= in_file.contains(&kind);
@@ -279,6 +319,40 @@ fn system_entry_factory() -> EntryFactory {
     }
 }
 
+/// A failed probe can leave its key behind where keyring-rs cannot delete
+/// it. Seen on headless Linux (a process without a session keyring, as
+/// under cron, CI or a container): keyring-rs adds the key to the user
+/// session keyring, then asking for the persistent keyring gives the
+/// process a new session keyring of its own, so the key is no longer
+/// "possessed" and every search for it (which reading and deleting start
+/// with) is denied; keyring-rs reports `NoEntry`. The keyring the key went
+/// into still lets its owner unlink keys, and an unlinked key is collected
+/// by the kernel. Without this every login on such a machine would leak one
+/// key into the user's small key quota (200 keys by default).
+#[cfg(target_os = "linux")]
+fn system_probe_cleanup(entry: &keyring::Entry) {
+    use keyring::keyutils::KeyutilsCredential;
+    let Some(cred) = entry.get_credential().downcast_ref::<KeyutilsCredential>() else {
+        return;
+    };
+    for ring in std::iter::once(cred.session).chain(cred.persistent) {
+        let Ok(links) = ring.get_links(4096) else {
+            continue;
+        };
+        for key in links.iter().filter_map(|n| n.as_key()) {
+            if key
+                .metadata()
+                .is_ok_and(|m| m.get_description() == cred.description)
+            {
+                let _ = ring.unlink_key(key);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn system_probe_cleanup(_entry: &keyring::Entry) {}
+
 fn keyring_error(e: keyring::Error) -> Error {
     Error::other(format!("system keyring: {e}"))
 }
@@ -289,6 +363,9 @@ fn keyring_error(e: keyring::Error) -> Error {
 struct KeyringStore {
     factory: EntryFactory,
     entries: Mutex<HashMap<String, Arc<keyring::Entry>>>,
+    /// Removes what a failed probe (given its entry) may have left in the
+    /// real store; a no-op for injected factories.
+    after_failed_probe: fn(&keyring::Entry),
 }
 
 impl KeyringStore {
@@ -296,6 +373,7 @@ impl KeyringStore {
         KeyringStore {
             factory,
             entries: Mutex::new(HashMap::new()),
+            after_failed_probe: |_| {},
         }
     }
 
@@ -333,6 +411,7 @@ impl KeyringStore {
         if result.is_err() {
             // Best effort: do not leave the probe entry behind.
             let _ = entry.delete_credential();
+            (self.after_failed_probe)(&entry);
         }
         self.entries
             .lock()
@@ -564,10 +643,15 @@ mod tests {
     #[test]
     fn working_keyring_is_used_and_the_file_is_not_written() {
         let d = tempfile::tempdir().unwrap();
-        let store = CredStore::open_with(Selection::Auto, file_in(&d), mock_factory()).unwrap();
-        assert_eq!(store.backend(), &Backend::Keyring);
-        assert!(store.notice().is_none());
+        let store = CredStore::open_with(Selection::Auto, file_in(&d), mock_factory());
         assert_eq!(store.get(S, PasswordKind::Access).unwrap(), None);
+        assert_eq!(store.backend().unwrap(), &Backend::Keyring);
+        assert!(store.notice().unwrap().is_none());
+        assert!(
+            store.describe().unwrap().contains("keyring")
+                || store.describe().unwrap().contains("keychain")
+                || store.describe().unwrap().contains("Credential Manager")
+        );
         store.set(S, PasswordKind::Access, "acc").unwrap();
         store.set(S, PasswordKind::Admin, "adm").unwrap();
         store.set(S, PasswordKind::Access, "acc2").unwrap();
@@ -586,24 +670,28 @@ mod tests {
         assert_eq!(store.get(S, PasswordKind::Admin).unwrap(), None);
         assert_eq!(store.delete(S).unwrap(), 0);
         // The probe entry was not kept.
-        assert!(store
-            .keyring
-            .as_ref()
-            .unwrap()
-            .entries
-            .lock()
-            .unwrap()
-            .keys()
-            .all(|k| !k.starts_with("fts-probe-")));
+        let entries = store.keyring.entries.lock().unwrap();
+        assert!(entries.keys().all(|k| !k.starts_with("fts-probe-")));
     }
 
     #[test]
-    fn keyring_errors_surface_on_use() {
+    fn lookups_do_not_probe() {
         let d = tempfile::tempdir().unwrap();
-        let store = CredStore::open_with(Selection::Auto, file_in(&d), mock_factory()).unwrap();
+        let store = CredStore::open_with(Selection::Auto, file_in(&d), mock_factory());
+        assert_eq!(store.get(S, PasswordKind::Access).unwrap(), None);
+        assert_eq!(store.delete(S).unwrap(), 0);
+        assert!(store.chosen.get().is_none(), "a lookup wrote a probe entry");
+    }
+
+    #[test]
+    fn keyring_errors_surface_when_the_keyring_is_selected() {
+        let d = tempfile::tempdir().unwrap();
+        let store = CredStore::open_with(Selection::Keyring, file_in(&d), mock_factory());
         store.set(S, PasswordKind::Access, "acc").unwrap();
-        let k = store.keyring.as_ref().unwrap();
-        let entry = k.entry(&keyring_user(S, PasswordKind::Access)).unwrap();
+        let entry = store
+            .keyring
+            .entry(&keyring_user(S, PasswordKind::Access))
+            .unwrap();
         let mock: &MockCredential = entry.get_credential().downcast_ref().unwrap();
         mock.set_error(keyring::Error::NoStorageAccess("locked".into()));
         let e = store.get(S, PasswordKind::Access).unwrap_err();
@@ -613,6 +701,11 @@ mod tests {
             store.get(S, PasswordKind::Access).unwrap().as_deref(),
             Some("acc")
         );
+        // A working keyring that fails a removal is reported, not hidden.
+        mock.set_error(keyring::Error::NoStorageAccess("locked".into()));
+        let e = store.delete(S).unwrap_err();
+        assert!(e.message.contains("locked"), "{}", e.message);
+        assert_eq!(store.delete(S).unwrap(), 1);
     }
 
     #[test]
@@ -623,27 +716,32 @@ mod tests {
             Selection::Auto,
             path.clone(),
             failing_factory(|| keyring::Error::NoStorageAccess("no D-Bus".into())),
-        )
-        .unwrap();
-        assert_eq!(store.backend(), &Backend::File(path.clone()));
-        let notice = store.notice().unwrap();
+        );
+        assert_eq!(store.backend().unwrap(), &Backend::File(path.clone()));
+        let notice = store.notice().unwrap().unwrap();
         assert!(notice.contains("no working system keyring"), "{notice}");
         assert!(notice.contains("no D-Bus"), "{notice}");
         assert!(notice.contains(&path.display().to_string()), "{notice}");
-        assert!(store.describe().contains("0600"));
+        assert!(store.describe().unwrap().contains("0600"));
 
         store.set(S, PasswordKind::Access, "acc").unwrap();
         store.set("b:1", PasswordKind::Admin, "adm").unwrap();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // Every keyring call fails once more here, and is passed over.
         assert_eq!(
             store.get(S, PasswordKind::Access).unwrap().as_deref(),
             Some("acc")
         );
         assert_eq!(store.get(S, PasswordKind::Admin).unwrap(), None);
 
-        // A fresh store (another process) sees the same file.
-        let again = CredStore::open_with(Selection::File, path.clone(), mock_factory()).unwrap();
+        // A fresh store (another process) with its own failing keyring
+        // sees the same file, and removes from it.
+        let again = CredStore::open_with(
+            Selection::Auto,
+            path.clone(),
+            failing_factory(|| keyring::Error::PlatformFailure("gone".into())),
+        );
         assert_eq!(
             again.get("b:1", PasswordKind::Admin).unwrap().as_deref(),
             Some("adm")
@@ -661,62 +759,95 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let factory: EntryFactory =
             Box::new(|_| Ok(keyring::Entry::new_with_credential(Box::new(Forgetful))));
-        let store = CredStore::open_with(Selection::Auto, file_in(&d), factory).unwrap();
-        assert_eq!(store.backend().name(), "file");
-        let notice = store.notice().unwrap();
+        let store = CredStore::open_with(Selection::Auto, file_in(&d), factory);
+        assert_eq!(store.backend().unwrap().name(), "file");
+        let notice = store.notice().unwrap().unwrap();
         assert!(notice.contains("could not be read back"), "{notice}");
+        store.set(S, PasswordKind::Access, "acc").unwrap();
+        assert_eq!(
+            store.get(S, PasswordKind::Access).unwrap().as_deref(),
+            Some("acc")
+        );
+    }
+
+    #[test]
+    fn a_failed_probe_runs_the_cleanup_hook() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let d = tempfile::tempdir().unwrap();
+        let factory: EntryFactory =
+            Box::new(|_| Ok(keyring::Entry::new_with_credential(Box::new(Forgetful))));
+        let mut store = CredStore::open_with(Selection::Auto, file_in(&d), factory);
+        store.keyring.after_failed_probe = |entry| {
+            assert!(entry.get_credential().downcast_ref::<Forgetful>().is_some());
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        };
+        store.backend().unwrap();
+        store.backend().unwrap();
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1, "probed once, cleaned once");
     }
 
     #[test]
     fn forced_keyring_that_does_not_work_is_an_error() {
         let d = tempfile::tempdir().unwrap();
-        let err = CredStore::open_with(
+        let store = CredStore::open_with(
             Selection::Keyring,
             file_in(&d),
             failing_factory(|| keyring::Error::PlatformFailure("denied".into())),
-        )
-        .err()
-        .unwrap();
+        );
+        let err = store.set(S, PasswordKind::Access, "x").unwrap_err();
         assert!(err.message.contains(ENV_STORE), "{}", err.message);
         assert!(err.message.contains("denied"), "{}", err.message);
+        assert_eq!(store.backend().unwrap_err(), err);
+        assert!(store.describe().is_err());
+        assert!(!file_in(&d).exists());
 
         // A working one is used, and the file is not consulted.
-        let store = CredStore::open_with(Selection::Keyring, file_in(&d), mock_factory()).unwrap();
-        assert_eq!(store.backend(), &Backend::Keyring);
-        assert!(!store.use_file);
+        std::fs::create_dir_all(d.path().join("cfg")).unwrap();
+        std::fs::write(
+            file_in(&d),
+            r#"{"version":1,"servers":{"example.org:7387":{"access":"f"}}}"#,
+        )
+        .unwrap();
+        let store = CredStore::open_with(Selection::Keyring, file_in(&d), mock_factory());
+        assert_eq!(store.get(S, PasswordKind::Access).unwrap(), None);
+        assert_eq!(store.delete(S).unwrap(), 0);
+        assert_eq!(store.backend().unwrap(), &Backend::Keyring);
     }
 
     #[test]
     fn forced_file_never_touches_the_keyring() {
         let d = tempfile::tempdir().unwrap();
         let factory: EntryFactory = Box::new(|_| panic!("the keyring was touched"));
-        let store = CredStore::open_with(Selection::File, file_in(&d), factory).unwrap();
-        assert_eq!(store.backend(), &Backend::File(file_in(&d)));
-        assert!(store
-            .notice()
-            .unwrap()
-            .contains("FTS_CREDENTIAL_STORE=file"));
+        let store = CredStore::open_with(Selection::File, file_in(&d), factory);
+        assert_eq!(store.backend().unwrap(), &Backend::File(file_in(&d)));
+        let notice = store.notice().unwrap().unwrap();
+        assert!(notice.contains("FTS_CREDENTIAL_STORE=file"), "{notice}");
         store.set(S, PasswordKind::Access, "x").unwrap();
+        assert_eq!(
+            store.get(S, PasswordKind::Access).unwrap().as_deref(),
+            Some("x")
+        );
         assert_eq!(store.delete(S).unwrap(), 1);
     }
 
     #[test]
-    fn auto_with_a_keyring_still_reads_and_clears_the_file() {
+    fn each_write_drops_the_copy_in_the_other_place() {
         let d = tempfile::tempdir().unwrap();
         let path = file_in(&d);
         // Saved while no keyring worked.
-        let file = CredStore::open_with(Selection::File, path.clone(), mock_factory()).unwrap();
+        let file = CredStore::open_with(Selection::File, path.clone(), mock_factory());
         file.set(S, PasswordKind::Access, "old-acc").unwrap();
         file.set(S, PasswordKind::Admin, "old-adm").unwrap();
 
-        let store = CredStore::open_with(Selection::Auto, path.clone(), mock_factory()).unwrap();
-        assert_eq!(store.backend(), &Backend::Keyring);
+        let store = CredStore::open_with(Selection::Auto, path.clone(), mock_factory());
         assert_eq!(
             store.get(S, PasswordKind::Access).unwrap().as_deref(),
             Some("old-acc")
         );
         // Storing in the keyring drops the file copy of that password only.
         store.set(S, PasswordKind::Access, "new-acc").unwrap();
+        assert_eq!(store.backend().unwrap(), &Backend::Keyring);
         assert_eq!(
             store.get(S, PasswordKind::Access).unwrap().as_deref(),
             Some("new-acc")
@@ -739,7 +870,7 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, r#"{"version":1,"servers":{"h:1":{"access":"a"}}}"#).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let store = CredStore::open_with(Selection::File, path.clone(), mock_factory()).unwrap();
+        let store = CredStore::open_with(Selection::File, path.clone(), mock_factory());
         assert_eq!(
             store.get("h:1", PasswordKind::Access).unwrap().as_deref(),
             Some("a")
