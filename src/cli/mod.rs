@@ -4,6 +4,8 @@
 mod creds;
 mod docs;
 mod get;
+mod login;
+mod logout;
 mod ls;
 mod output;
 mod put;
@@ -22,7 +24,8 @@ use std::time::Duration;
 /// Secure, scriptable file transfer over TLS.
 ///
 /// `fts serve` shares a directory (or one file) on one TLS port; `put`,
-/// `get`, `sync`, `ls` and `rm` work against it. Remote locations are written
+/// `get`, `sync`, `ls` and `rm` work against it; `login` stores a server's
+/// password, `logout` forgets it. Remote locations are written
 /// `HOST:PATH` (default port 7387; `HOST:` is the share root) or
 /// `fts://HOST[:PORT]/PATH`; IPv6 as `[::1]:PATH`. A local path containing
 /// `:` is written `./a:b`.
@@ -81,6 +84,8 @@ pub enum Command {
     Ls(ls::LsArgs),
     Rm(rm::RmArgs),
     Sync(sync::SyncArgs),
+    Login(login::LoginArgs),
+    Logout(logout::LogoutArgs),
     #[command(hide = true)]
     GenerateDocs(docs::DocsArgs),
 }
@@ -111,6 +116,8 @@ pub fn main() -> i32 {
             Command::Ls(a) => ls::run(&cli.global, &out, a).await,
             Command::Rm(a) => rm::run(&cli.global, &out, a).await,
             Command::Sync(a) => sync::run(&cli.global, &out, a).await,
+            Command::Login(a) => login::run(&cli.global, &out, a).await,
+            Command::Logout(a) => logout::run(&cli.global, &out, a).await,
             Command::GenerateDocs(a) => docs::run(a),
         }
     });
