@@ -48,9 +48,12 @@ fn path_arg(p: &Path) -> String {
 
 /// The start of every fts command line run in a terminal: the binary, and
 /// the server's fingerprint so that no first-use notice gets in the way.
+/// Stored passwords come from the file in HOME only: one stored in the
+/// shared kernel keyring for the same address would stand in for the
+/// prompt under test.
 fn fts(s: &Setup) -> String {
     format!(
-        "{} --fingerprint {}",
+        "FTS_CREDENTIAL_STORE=file {} --fingerprint {}",
         sh_quote(BIN),
         sh_quote(&s.server.fingerprint)
     )
