@@ -22,8 +22,8 @@
 //! uses the file when any step fails, remembering why (for the notice `fts
 //! login` prints). Lookups and removals never probe (a probe writes, and
 //! every `fts get` would pay for it): in `auto` mode they try the keyring,
-//! taking its errors as "nothing there", and then the file. Each write
-//! removes the copy in the other place, so at most one copy is stored.
+//! taking its errors as "nothing there", and then the file. There, each
+//! write removes the copy in the other place, so at most one is stored.
 //!
 //! The file is read, changed and rewritten whole; two `fts login`s racing
 //! on one machine can lose one of the two updates (last writer wins).
@@ -32,7 +32,7 @@ use crate::client::PasswordKind;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The keyring service name every fts entry is stored under.
@@ -149,11 +149,6 @@ impl CredStore {
         }
     }
 
-    /// The selection this store was opened with.
-    pub fn selection(&self) -> Selection {
-        self.selection
-    }
-
     /// Where new passwords go. Probes the keyring on first use (unless the
     /// file is selected); fails when the keyring is selected and does not
     /// work.
@@ -189,11 +184,6 @@ impl CredStore {
                 "{ENV_STORE}=keyring, but the system keyring does not work: {why}"
             ))),
         }
-    }
-
-    /// The credentials file (used or not).
-    pub fn file_path(&self) -> &Path {
-        &self.file.path
     }
 
     /// Where passwords are kept, as a phrase for people.
@@ -621,7 +611,7 @@ mod tests {
         d.path().join("cfg").join(FILE_NAME)
     }
 
-    fn mode(p: &Path) -> u32 {
+    fn mode(p: &std::path::Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
