@@ -31,6 +31,12 @@ _fts() {
             fts,help)
                 cmd="fts__subcmd__help"
                 ;;
+            fts,login)
+                cmd="fts__subcmd__login"
+                ;;
+            fts,logout)
+                cmd="fts__subcmd__logout"
+                ;;
             fts,ls)
                 cmd="fts__subcmd__ls"
                 ;;
@@ -94,6 +100,12 @@ _fts() {
             fts__subcmd__help,help)
                 cmd="fts__subcmd__help__subcmd__help"
                 ;;
+            fts__subcmd__help,login)
+                cmd="fts__subcmd__help__subcmd__login"
+                ;;
+            fts__subcmd__help,logout)
+                cmd="fts__subcmd__help__subcmd__logout"
+                ;;
             fts__subcmd__help,ls)
                 cmd="fts__subcmd__help__subcmd__ls"
                 ;;
@@ -131,7 +143,7 @@ _fts() {
 
     case "${cmd}" in
         fts)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version serve put get ls rm sync stats chat admin generate-docs help"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version serve put get ls rm sync stats chat admin login logout generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,7 +573,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__help)
-            opts="serve put get ls rm sync stats chat admin generate-docs help"
+            opts="serve put get ls rm sync stats chat admin login logout generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -700,6 +712,34 @@ _fts() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fts__subcmd__help__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fts__subcmd__help__subcmd__ls)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -777,6 +817,74 @@ _fts() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__login)
+            opts="-q -v -h -V --admin --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__logout)
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

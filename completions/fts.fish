@@ -44,6 +44,8 @@ complete -c fts -n "__fish_fts_needs_command" -f -a "sync" -d 'Make DST a mirror
 complete -c fts -n "__fish_fts_needs_command" -f -a "stats" -d 'Show a server\'s status, lifetime totals and the clients connected now'
 complete -c fts -n "__fish_fts_needs_command" -f -a "chat" -d 'Chat with the server\'s admins (or, with --admin, with its clients)'
 complete -c fts -n "__fish_fts_needs_command" -f -a "admin" -d 'Manage a server\'s clients and read its log (needs the admin password)'
+complete -c fts -n "__fish_fts_needs_command" -f -a "login" -d 'Store a server\'s password so later commands do not ask for it'
+complete -c fts -n "__fish_fts_needs_command" -f -a "logout" -d 'Remove a server\'s stored passwords (access and admin)'
 complete -c fts -n "__fish_fts_needs_command" -f -a "generate-docs"
 complete -c fts -n "__fish_fts_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l listen -d 'Address and port to listen on (port 0 picks a free port)' -r
@@ -242,6 +244,29 @@ complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcomman
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "warn" -d 'Show a warning on one client\'s terminal (or every client\'s with --all) at once, even in the middle of a transfer'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "log" -d 'Export the server\'s event log (JSON Lines or CSV), oldest first'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand login" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand login" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand login" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand login" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand login" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand login" -l admin -d 'Also check and store the admin password'
+complete -c fts -n "__fish_fts_using_subcommand login" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand login" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand login" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand login" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand login" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand login" -s V -l version -d 'Print version'
+complete -c fts -n "__fish_fts_using_subcommand logout" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
+complete -c fts -n "__fish_fts_using_subcommand logout" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand logout" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
+complete -c fts -n "__fish_fts_using_subcommand logout" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
+complete -c fts -n "__fish_fts_using_subcommand logout" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand logout" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
+complete -c fts -n "__fish_fts_using_subcommand logout" -s q -l quiet -d 'Print nothing but errors'
+complete -c fts -n "__fish_fts_using_subcommand logout" -s v -l verbose -d 'Say more (repeatable)'
+complete -c fts -n "__fish_fts_using_subcommand logout" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
+complete -c fts -n "__fish_fts_using_subcommand logout" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fts -n "__fish_fts_using_subcommand logout" -s V -l version -d 'Print version'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
@@ -253,17 +278,19 @@ complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s v -l verbose -
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l no-progress -d 'Never draw progress bars (they are drawn only when stderr is a terminal)'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s h -l help -d 'Print help'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s V -l version -d 'Print version'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "ls" -d 'List files on a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "stats" -d 'Show a server\'s status, lifetime totals and the clients connected now'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "chat" -d 'Chat with the server\'s admins (or, with --admin, with its clients)'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "admin" -d 'Manage a server\'s clients and read its log (needs the admin password)'
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "generate-docs"
-complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "serve" -d 'Share a directory (or a single file) over TLS'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "put" -d 'Upload files (and with -r, directories) to a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "get" -d 'Download files (and with -r, directories) from a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "ls" -d 'List files on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "rm" -d 'Remove files (and with -r, directories) on a server'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "sync" -d 'Make DST a mirror of the contents of SRC (one side remote)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "stats" -d 'Show a server\'s status, lifetime totals and the clients connected now'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "chat" -d 'Chat with the server\'s admins (or, with --admin, with its clients)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "admin" -d 'Manage a server\'s clients and read its log (needs the admin password)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "login" -d 'Store a server\'s password so later commands do not ask for it'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "logout" -d 'Remove a server\'s stored passwords (access and admin)'
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "generate-docs"
+complete -c fts -n "__fish_fts_using_subcommand help; and not __fish_seen_subcommand_from serve put get ls rm sync stats chat admin login logout generate-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "clients" -d 'The connected clients: id, name, address, state, file, progress, rate'
 complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "kick" -d 'Disconnect a client. Its transfer stops at once, it is shown the reason and exits with code 10; an interrupted upload stays resumable'
 complete -c fts -n "__fish_fts_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "warn" -d 'Show a warning on one client\'s terminal (or every client\'s with --all) at once, even in the middle of a transfer'

@@ -1,7 +1,8 @@
-//! Where fts keeps things: the client's config directory (known_hosts,
-//! later stored credentials) and the server's state directory (its
-//! certificate). Both come from `directories`, so `HOME=$(mktemp -d)`
-//! isolates a test; `FTS_CONFIG_DIR` / `FTS_STATE_DIR` override them.
+//! Where fts keeps things: the client's config directory (known_hosts, and
+//! the credentials file that [`crate::credstore`] falls back to) and the
+//! server's state directory (its certificate). Both come from
+//! `directories`, so `HOME=$(mktemp -d)` isolates a test; `FTS_CONFIG_DIR`
+//! / `FTS_STATE_DIR` override them.
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

@@ -17,10 +17,12 @@
 //! - [`remote`]: `HOST:PATH` / `fts://` parsing
 //! - [`auth`]: argon2 secrets and login backoff
 //! - [`config`]: config/state directories and known_hosts
+//! - [`credstore`]: stored passwords (system keyring or a 0600 file)
 
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod credstore;
 pub mod engine;
 pub mod error;
 pub mod fsutil;

@@ -48,9 +48,12 @@ fn path_arg(p: &Path) -> String {
 
 /// The start of every fts command line run in a terminal: the binary, and
 /// the server's fingerprint so that no first-use notice gets in the way.
+/// Stored passwords come from the file in HOME only: one stored in the
+/// shared kernel keyring for the same address would stand in for the
+/// prompt under test.
 fn fts(s: &Setup) -> String {
     format!(
-        "{} --fingerprint {}",
+        "FTS_CREDENTIAL_STORE=file {} --fingerprint {}",
         sh_quote(BIN),
         sh_quote(&s.server.fingerprint)
     )
@@ -321,6 +324,29 @@ fn password_prompt_on_the_terminal() {
     );
     assert!(screen.contains("wrong password"), "{screen}");
     assert!(!screen.contains("listed-file.txt"), "{screen}");
+}
+
+#[test]
+fn login_prompts_on_the_terminal_then_commands_do_not() {
+    if !have_tmux() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = secret_file(tmp.path(), "pw", "tty l0gin");
+    let s = Setup::new(&["--password-file", pw.to_str().unwrap()]);
+    let home = s.client.home.path();
+    let prompt = format!("Password for 127.0.0.1:{}:", s.server.port);
+
+    let t = Term::start(home, &format!("{} login {}", fts(&s), sh_quote(&s.url(""))));
+    t.wait_screen("password prompt", |sc| sc.contains(&prompt));
+    t.type_line("tty l0gin");
+    let (code, screen) = t.finish();
+    assert_eq!(code, 0, "login with the typed password failed:\n{screen}");
+    assert!(screen.contains("stored the access password"), "{screen}");
+    assert!(!t.recording().contains("l0gin"), "the password was echoed");
+
+    // Then, with no terminal and no FTS_PASSWORD, the stored one is used.
+    s.run(&["ls", &s.url("")]).ok();
 }
 
 #[test]

@@ -6,6 +6,8 @@ mod chat;
 mod creds;
 mod docs;
 mod get;
+mod login;
+mod logout;
 mod ls;
 mod output;
 mod put;
@@ -25,7 +27,8 @@ use std::time::Duration;
 /// Secure, scriptable file transfer over TLS.
 ///
 /// `fts serve` shares a directory (or one file) on one TLS port; `put`,
-/// `get`, `sync`, `ls` and `rm` work against it. Remote locations are written
+/// `get`, `sync`, `ls` and `rm` work against it; `login` stores a server's
+/// password, `logout` forgets it. Remote locations are written
 /// `HOST:PATH` (default port 7387; `HOST:` is the share root) or
 /// `fts://HOST[:PORT]/PATH`; IPv6 as `[::1]:PATH`. A local path containing
 /// `:` is written `./a:b`.
@@ -93,6 +96,8 @@ pub enum Command {
     Chat(chat::ChatArgs),
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    Login(login::LoginArgs),
+    Logout(logout::LogoutArgs),
     #[command(hide = true)]
     GenerateDocs(docs::DocsArgs),
 }
@@ -126,6 +131,8 @@ pub fn main() -> i32 {
             Command::Stats(a) => stats::run(&cli.global, &out, a).await,
             Command::Chat(a) => chat::run(&cli.global, &out, a).await,
             Command::Admin(a) => admin::run(&cli.global, &out, a).await,
+            Command::Login(a) => login::run(&cli.global, &out, a).await,
+            Command::Logout(a) => logout::run(&cli.global, &out, a).await,
             Command::GenerateDocs(a) => docs::run(a),
         }
     });

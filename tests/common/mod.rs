@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fts");
 
-/// A command with a clean, isolated environment and no stdin.
+/// A command with a clean, isolated environment and no stdin. Stored
+/// passwords go to the file in HOME's config dir: the kernel keyring is
+/// shared by every process of the user, so HOME would not isolate it
+/// (tests of the keyring remove FTS_CREDENTIAL_STORE themselves).
 pub fn fts_cmd(home: &Path) -> Command {
     let mut c = Command::new(BIN);
     for (k, _) in std::env::vars() {
@@ -21,7 +24,9 @@ pub fn fts_cmd(home: &Path) -> Command {
             c.env_remove(k);
         }
     }
-    c.env("HOME", home).stdin(Stdio::null());
+    c.env("HOME", home)
+        .env("FTS_CREDENTIAL_STORE", "file")
+        .stdin(Stdio::null());
     c
 }
 
