@@ -155,31 +155,29 @@ impl Drop for Bg {
     }
 }
 
+/// `fts --name NAME put --bwlimit RATE FILE ROOT` in the background.
+fn slow_put(s: &Setup, name: &str, rate: &str, file: &std::path::Path) -> Bg {
+    let url = s.url("");
+    let args = [
+        "--name",
+        name,
+        "put",
+        "--bwlimit",
+        rate,
+        file.to_str().unwrap(),
+        &url,
+    ];
+    Bg::start(s, &args, &[], false)
+}
+
 #[test]
 fn stats_shows_live_uploads_and_totals_survive_a_restart() {
     let mut s = Setup::new(&[]);
     let (a, b) = (s.local("a.bin"), s.local("b.bin"));
     random_file(&a, 24 << 20, 1);
     random_file(&b, 32 << 20, 2);
-    let url = s.url("");
-    let up = |name: &str, file: &std::path::Path| {
-        Bg::start(
-            &s,
-            &[
-                "--name",
-                name,
-                "put",
-                "--bwlimit",
-                "8M",
-                file.to_str().unwrap(),
-                &url,
-            ],
-            &[],
-            false,
-        )
-    };
-    let mut up1 = up("uploader-one", &a);
-    let mut up2 = up("uploader-two", &b);
+    let mut up1 = slow_put(&s, "uploader-one", "8M", &a);
+    let mut up2 = slow_put(&s, "uploader-two", "8M", &b);
 
     // Both show up at once, uploading their file, part-way, with a rate.
     let v = wait_stats(&s, "both uploads in flight with a rate", |v| {
@@ -262,20 +260,7 @@ fn kick_stops_an_upload_at_once_and_it_resumes_later() {
     let big = s.local("big.bin");
     random_file(&big, 256 << 20, 7);
     let url = s.url("");
-    let mut up = Bg::start(
-        &s,
-        &[
-            "--name",
-            "victim",
-            "put",
-            "--bwlimit",
-            "32M",
-            big.to_str().unwrap(),
-            &url,
-        ],
-        &[],
-        false,
-    );
+    let mut up = slow_put(&s, "victim", "32M", &big);
     let v = wait_stats(&s, "the upload under way", |v| {
         client_named(v, "victim")
             .is_some_and(|c| c["state"] == "uploading" && c["bytes_done"].as_u64() > Some(8 << 20))
@@ -324,20 +309,7 @@ fn warn_reaches_a_client_in_the_middle_of_a_put() {
     let f = s.local("f.bin");
     random_file(&f, 32 << 20, 3);
     let url = s.url("");
-    let mut up = Bg::start(
-        &s,
-        &[
-            "--name",
-            "busy",
-            "put",
-            "--bwlimit",
-            "8M",
-            f.to_str().unwrap(),
-            &url,
-        ],
-        &[],
-        false,
-    );
+    let mut up = slow_put(&s, "busy", "8M", &f);
     let v = wait_stats(&s, "the upload under way", |v| {
         client_named(v, "busy").is_some_and(|c| c["state"] == "uploading")
     });
