@@ -688,3 +688,25 @@ fn chat_input_is_bounded_and_dead_chatters_leave_no_trace() {
         client_named(v, "ghost").is_none()
     });
 }
+
+#[test]
+fn stats_watch_prints_json_lines_until_interrupted() {
+    let s = Setup::new(&[]);
+    let w = Bg::start(
+        &s,
+        &["--json", "stats", "--watch", "1", &s.url("")],
+        &[],
+        false,
+    );
+    let out = w.wait_stdout("three refreshes", |o| o.lines().count() >= 3);
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["totals"]["connections"].as_u64().unwrap() >= 1);
+        assert_eq!(v["clients"].as_array().unwrap().len(), 1);
+    }
+    unsafe_kill(w.child.id(), "INT");
+    let mut w = w;
+    assert_eq!(w.wait(WAIT), 0, "{}", w.stderr());
+    // Zero or a silly interval is a usage error.
+    s.run(&["stats", "--watch", "0", &s.url("")]).code(2);
+}
