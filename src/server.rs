@@ -8,6 +8,8 @@
 //! temp files (see [`crate::fsutil::TempFile`]), so no partial file is
 //! ever left under a real name.
 
+mod web;
+
 use crate::auth::{Backoff, Secret, Verifier};
 use crate::engine::delta;
 use crate::engine::partial::{self, PartFile};
@@ -206,7 +208,9 @@ pub async fn run(
     log: LogSink,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let tls = crate::tls::server_config(identity, &[ALPN_FTS])?;
+    // One port: fts clients ask for fts/1, browsers and HTTP tools for
+    // h2 or http/1.1 (or nothing) and get the web side.
+    let tls = crate::tls::server_config(identity, &[ALPN_FTS, b"h2", b"http/1.1"])?;
     let addr = listener.local_addr()?;
     let journal = match &opts.state_dir {
         Some(d) => Some(Journal::open(&d.join("logs"))?),
@@ -307,17 +311,13 @@ async fn connection(
             return;
         }
     };
-    let alpn_ok = tls.get_ref().1.alpn_protocol() == Some(ALPN_FTS);
+    if tls.get_ref().1.alpn_protocol() != Some(ALPN_FTS) {
+        web::serve(shared, tls, peer).await;
+        return;
+    }
     let (rh, wh) = tokio::io::split(tls);
     let mut r = FrameReader::new(rh, shared.opts.handshake_timeout);
     let mut w = FrameWriter::new(wh, shared.opts.io_timeout);
-    if !alpn_ok {
-        shared.log(LogEvent::Rejected {
-            addr,
-            reason: "client did not negotiate the fts/1 protocol".into(),
-        });
-        return;
-    }
     let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
         let e = Error::connect(format!(
             "server full: it already serves its maximum of {} clients, try again later",

@@ -375,12 +375,17 @@ pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 /// A TLS connection to the server, pinned to its fingerprint, for
 /// speaking the protocol by hand.
 pub async fn raw_tls(s: &Setup) -> Tls {
+    tls_with_alpn(s, ALPN_FTS).await
+}
+
+/// A pinned TLS connection asking for protocol `alpn`.
+pub async fn tls_with_alpn(s: &Setup, alpn: &[u8]) -> Tls {
     let (cfg, _) = fts::tls::client_config(
         fts::tls::PinPolicy {
             explicit: Some(s.server.fingerprint.clone()),
             known: None,
         },
-        ALPN_FTS,
+        alpn,
     )
     .unwrap();
     let tcp = tokio::net::TcpStream::connect(&s.server.addr)
@@ -413,4 +418,35 @@ pub async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
     w.flush().await.unwrap();
     let first = r.read_msg().await.unwrap();
     ((r, w), first)
+}
+
+/// One HTTP/1.1 GET over TLS on the fts port: (status, headers, body).
+pub fn https_get(s: &Setup, path: &str, basic: Option<&str>) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut t = tls_with_alpn(s, b"http/1.1").await;
+        let auth = basic
+            .map(|b| {
+                use base64::Engine;
+                format!(
+                    "Authorization: Basic {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(b)
+                )
+            })
+            .unwrap_or_default();
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n");
+        t.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let _ = t.read_to_end(&mut raw).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, head.to_string(), body.to_string())
+    })
 }
