@@ -198,6 +198,44 @@ impl Shared {
         }
         (self.log)(e)
     }
+
+    /// Waits out the login backoff for `ip` before a password is checked.
+    async fn wait_backoff(&self, ip: std::net::IpAddr) {
+        let delay = self.backoff.delay(ip);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One password check (argon2, bounded concurrency), logged as an
+    /// auth event of `client` (0 for HTTP).
+    async fn check_password(
+        &self,
+        secret: &Secret,
+        given: String,
+        client: u64,
+        peer: SocketAddr,
+        admin: bool,
+    ) -> bool {
+        let ok = self.verifier.verify(secret, given).await;
+        self.log(LogEvent::Auth {
+            client,
+            addr: peer.to_string(),
+            admin,
+            ok,
+        });
+        ok
+    }
+
+    /// How a login attempt from `ip` ended, for the backoff and the totals.
+    fn login_outcome(&self, ip: std::net::IpAddr, ok: bool) {
+        if ok {
+            self.backoff.success(ip);
+        } else {
+            self.backoff.failure(ip);
+            self.hub.auth_failed();
+        }
+    }
 }
 
 /// Serves `listener` until `shutdown` completes.
@@ -639,46 +677,40 @@ impl Session {
     ) -> Result<()> {
         let (authed_before, admin_before) = (self.authed, self.admin);
         let ip = self.peer.ip();
-        let delay = self.shared.backoff.delay(ip);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        let shared = self.shared.clone();
+        shared.wait_backoff(ip).await;
         let mut failure: Option<Error> = None;
-        if let (Some(secret), false) = (&self.opts().password, self.authed) {
+        if let (Some(secret), false) = (&shared.opts.password, self.authed) {
             match password {
                 Some(p) => {
-                    self.authed = self.shared.verifier.verify(secret, p).await;
+                    self.authed = shared
+                        .check_password(secret, p, self.id, self.peer, false)
+                        .await;
                     if !self.authed {
                         failure = Some(Error::auth("wrong password"));
                     }
                 }
-                None => failure = Some(Error::auth("this server requires a password")),
-            }
-            self.log(LogEvent::Auth {
-                client: self.id,
-                addr: self.peer.to_string(),
-                admin: false,
-                ok: self.authed,
-            });
-        }
-        if let (None, Some(p)) = (&failure, admin_password) {
-            match &self.opts().admin_password {
                 None => {
-                    failure = Some(Error::permission(
-                        "admin actions are disabled on this server (it was started without --admin-password-file)",
-                    ))
-                }
-                Some(secret) => {
-                    self.admin = self.shared.verifier.verify(secret, p).await;
-                    if !self.admin {
-                        failure = Some(Error::auth("wrong admin password"));
-                    }
+                    failure = Some(Error::auth("this server requires a password"));
                     self.log(LogEvent::Auth {
                         client: self.id,
                         addr: self.peer.to_string(),
-                        admin: true,
-                        ok: self.admin,
+                        admin: false,
+                        ok: false,
                     });
+                }
+            }
+        }
+        if let (None, Some(p)) = (&failure, admin_password) {
+            match &shared.opts.admin_password {
+                None => failure = Some(self.admin_needed("admin login")),
+                Some(secret) => {
+                    self.admin = shared
+                        .check_password(secret, p, self.id, self.peer, true)
+                        .await;
+                    if !self.admin {
+                        failure = Some(Error::auth("wrong admin password"));
+                    }
                 }
             }
         }
@@ -686,13 +718,12 @@ impl Session {
         match failure {
             Some(e) => {
                 if e.kind == ErrorKind::Auth {
-                    self.shared.backoff.failure(ip);
-                    self.hub().auth_failed();
+                    shared.login_outcome(ip, false);
                 }
                 w.msg(&Msg::error(None, &e)).await?;
             }
             None => {
-                self.shared.backoff.success(ip);
+                shared.login_outcome(ip, true);
                 w.msg(&Msg::AuthOk { admin: self.admin }).await?;
                 if self.admin {
                     self.live.set_admin();

@@ -8,8 +8,9 @@
 
 use super::{LogEvent, Shared};
 use crate::hub::ClientState;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -21,17 +22,31 @@ use std::time::Duration;
 /// Longest a browser may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What every request on one connection knows.
+#[derive(Clone)]
+struct Conn {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+}
+
 /// Serves one TLS connection as HTTP/1.1 or HTTP/2 until it closes.
 pub(super) async fn serve<S>(shared: Arc<Shared>, tls: S, peer: SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let conn = Conn {
+        shared: shared.clone(),
+        peer,
+    };
     let app = Router::new()
         .route("/api/stats", get(api_stats))
         .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            conn.clone(),
+            require_password,
+        ))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .layer(axum::Extension(ConnectInfo(peer)))
-        .with_state(shared.clone());
+        .with_state(conn);
     let svc = hyper_util::service::TowerToHyperService::new(app);
     let mut b = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     b.http1()
@@ -46,16 +61,14 @@ where
     }
 }
 
-/// Checks HTTP Basic credentials against the access password, if any.
-async fn authorized(
-    shared: &Shared,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<(), Response> {
-    let Some(secret) = &shared.opts.password else {
-        return Ok(());
+/// Lets a request through only with HTTP Basic credentials holding the
+/// access password (when the share has one).
+async fn require_password(State(c): State<Conn>, req: Request, next: Next) -> Response {
+    let Some(secret) = &c.shared.opts.password else {
+        return next.run(req).await;
     };
-    let given = headers
+    let given = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
@@ -66,67 +79,39 @@ async fn authorized(
         })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()));
-    let challenge = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"fts\", charset=\"UTF-8\"",
-            )],
-            "this server needs its access password\n",
-        )
-            .into_response()
-    };
-    let Some(password) = given else {
-        return Err(challenge());
-    };
-    let ip = peer.ip();
-    let delay = shared.backoff.delay(ip);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+    if let Some(password) = given {
+        c.shared.wait_backoff(c.peer.ip()).await;
+        let ok = c
+            .shared
+            .check_password(secret, password, 0, c.peer, false)
+            .await;
+        c.shared.login_outcome(c.peer.ip(), ok);
+        if ok {
+            return next.run(req).await;
+        }
     }
-    let ok = shared.verifier.verify(secret, password).await;
-    shared.log(LogEvent::Auth {
-        client: 0,
-        addr: peer.to_string(),
-        admin: false,
-        ok,
-    });
-    if ok {
-        shared.backoff.success(ip);
-        Ok(())
-    } else {
-        shared.backoff.failure(ip);
-        shared.hub.auth_failed();
-        Err(challenge())
-    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"fts\", charset=\"UTF-8\"",
+        )],
+        "this server needs its access password\n",
+    )
+        .into_response()
 }
 
-async fn api_stats(
-    State(shared): State<Arc<Shared>>,
-    axum::Extension(ConnectInfo(peer)): axum::Extension<ConnectInfo<SocketAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorized(&shared, &headers, peer).await {
-        return r;
-    }
-    axum::Json(shared.hub.stats()).into_response()
+async fn api_stats(State(c): State<Conn>) -> Response {
+    axum::Json(c.shared.hub.stats()).into_response()
 }
 
-async fn metrics(
-    State(shared): State<Arc<Shared>>,
-    axum::Extension(ConnectInfo(peer)): axum::Extension<ConnectInfo<SocketAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorized(&shared, &headers, peer).await {
-        return r;
-    }
+async fn metrics(State(c): State<Conn>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        exposition(&shared.hub.stats()),
+        exposition(&c.shared.hub.stats()),
     )
         .into_response()
 }
