@@ -456,7 +456,8 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
             return out;
         };
         let size_hex = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(size_hex.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(size_hex.split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -479,13 +480,8 @@ pub fn parse_response(raw: &[u8]) -> Resp {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let mut r = Resp {
-        status,
-        head,
-        body,
-    };
-    if r
-        .header("transfer-encoding")
+    let mut r = Resp { status, head, body };
+    if r.header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
         r.body = dechunk(&r.body);
@@ -502,7 +498,10 @@ pub fn https(s: &Setup, method: &str, path: &str, headers: &[(&str, &str)], body
         .unwrap();
     rt.block_on(async {
         let mut t = tls_with_alpn(s, b"http/1.1").await;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", s.server.port);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            s.server.port
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -653,4 +652,3 @@ pub fn slow_put(s: &Setup, name: &str, rate: &str, file: &std::path::Path) -> Bg
     ];
     Bg::start(s, &args, &[], false)
 }
-

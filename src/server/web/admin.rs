@@ -144,7 +144,12 @@ pub(super) async fn session(State(c): State<Conn>, headers: HeaderMap) -> Respon
 
 /// The admin session behind a state-changing request: the cookie must
 /// name a live session and the CSRF header must carry its token.
-fn authorize(c: &Conn, headers: &HeaderMap, action: &str, target: Option<u64>) -> Result<Arc<Live>, Response> {
+fn authorize(
+    c: &Conn,
+    headers: &HeaderMap,
+    action: &str,
+    target: Option<u64>,
+) -> Result<Arc<Live>, Response> {
     let found = c.shared.web.sessions.find(headers);
     let given = headers
         .get(CSRF_HEADER)
@@ -192,7 +197,11 @@ pub(super) struct Kick {
     reason: String,
 }
 
-pub(super) async fn kick(State(c): State<Conn>, headers: HeaderMap, Json(k): Json<Kick>) -> Response {
+pub(super) async fn kick(
+    State(c): State<Conn>,
+    headers: HeaderMap,
+    Json(k): Json<Kick>,
+) -> Response {
     let live = match authorize(&c, &headers, "kick", Some(k.id)) {
         Ok(l) => l,
         Err(r) => return r,
@@ -213,7 +222,11 @@ pub(super) struct Warn {
     text: String,
 }
 
-pub(super) async fn warn(State(c): State<Conn>, headers: HeaderMap, Json(w): Json<Warn>) -> Response {
+pub(super) async fn warn(
+    State(c): State<Conn>,
+    headers: HeaderMap,
+    Json(w): Json<Warn>,
+) -> Response {
     let live = match authorize(&c, &headers, "warn", w.id) {
         Ok(l) => l,
         Err(r) => return r,
@@ -253,7 +266,11 @@ pub(super) struct Say {
     text: String,
 }
 
-pub(super) async fn chat(State(c): State<Conn>, headers: HeaderMap, Json(s): Json<Say>) -> Response {
+pub(super) async fn chat(
+    State(c): State<Conn>,
+    headers: HeaderMap,
+    Json(s): Json<Say>,
+) -> Response {
     let live = match authorize(&c, &headers, "chat", None) {
         Ok(l) => l,
         Err(r) => return r,

@@ -220,10 +220,7 @@ fn router(conn: Conn) -> Router {
         .route("/api/events", get(live::events))
         .route("/api/ls", get(files::ls))
         .route("/files", get(files::download))
-        .route(
-            "/files/{*path}",
-            get(files::download).put(files::upload),
-        )
+        .route("/files/{*path}", get(files::download).put(files::upload))
         .route("/api/admin/login", post(admin::login))
         .route("/api/admin/logout", post(admin::logout))
         .route("/api/admin/session", get(admin::session))
@@ -504,7 +501,11 @@ impl<S> WriteDeadline<S> {
     }
 
     /// Turns a `Pending` write into a timeout once it has lasted too long.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
         if r.is_ready() {
             self.stalled = None;
             return r;
@@ -548,10 +549,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         self.watch(cx, r)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.watch(cx, r)
     }
