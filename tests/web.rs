@@ -703,3 +703,192 @@ fn admin_login_is_refused_when_the_server_has_no_admin_password() {
     assert_eq!(r.status, 403);
     assert!(r.text().contains("disabled"), "{}", r.text());
 }
+
+#[test]
+fn one_port_serves_an_upload_while_twenty_browsers_poll() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let s = Arc::new(web_setup(&[]));
+    let env = [("FTS_PASSWORD", PW)];
+    let big = s.local("load.bin");
+    random_file(&big, 64 << 20, 8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let saw_upload = Arc::new(AtomicU64::new(0));
+    let pollers: Vec<_> = (0..20)
+        .map(|i| {
+            let (s, stop, saw) = (s.clone(), stop.clone(), saw_upload.clone());
+            std::thread::spawn(move || {
+                let mut polls = 0u64;
+                // Half of them hold a live event stream as the page does
+                // and read a few updates; all poll like a dashboard.
+                if i % 2 == 0 {
+                    let mut n = 0;
+                    assert!(sse_until(&s, None, |ev, _| {
+                        n += (ev == "stats") as u32;
+                        n >= 2
+                    }));
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    let path = ["/api/stats", "/", "/metrics", "/api/history"][polls as usize % 4];
+                    let r = get(&s, path, &[]);
+                    assert_eq!(r.status, 200, "poller {i} {path}: {}", r.text());
+                    if path == "/api/stats"
+                        && r.json()["clients"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|c| c["state"] == "uploading")
+                    {
+                        saw.fetch_add(1, Ordering::Relaxed);
+                    }
+                    polls += 1;
+                }
+                polls
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let out = s.client.run_env(
+        &[
+            "--json",
+            "put",
+            "--bwlimit",
+            "16M",
+            big.to_str().unwrap(),
+            &s.url(""),
+        ],
+        &env,
+    );
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    out.ok();
+    let polls: Vec<u64> = pollers.into_iter().map(|p| p.join().unwrap()).collect();
+    assert_eq!(hash(&s.root().join("load.bin")), hash(&big));
+    assert!(polls.iter().all(|&n| n > 0), "a poller starved: {polls:?}");
+    assert!(
+        saw_upload.load(Ordering::Relaxed) > 0,
+        "no poll saw the upload"
+    );
+    eprintln!(
+        "64 MiB put at --bwlimit 16M took {took:?} under {} polls from 20 pollers",
+        polls.iter().sum::<u64>()
+    );
+}
+
+/// Opens a TLS connection for HTTP/1.1 and sends `bytes` (not a whole
+/// request), returning the connection.
+async fn partial_request(s: &Setup, bytes: &[u8]) -> Tls {
+    use tokio::io::AsyncWriteExt;
+    let mut t = tls_with_alpn(s, b"http/1.1").await;
+    t.write_all(bytes).await.unwrap();
+    t.flush().await.unwrap();
+    t
+}
+
+/// How long until the server closes `t` (reads EOF or an error), at most
+/// `limit`.
+async fn closed_within(t: &mut Tls, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(start + limit, t.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[test]
+fn slow_and_oversized_requests_are_cut_without_blocking_others() {
+    let s = web_setup(&["--http-timeout", "2"]);
+    let env = [("FTS_PASSWORD", PW)];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Slowloris: 20 connections that never finish their headers.
+        let mut slow = Vec::new();
+        for _ in 0..20 {
+            slow.push(partial_request(&s, b"GET /api/stats HTTP/1.1\r\nHost: x\r\nX-a: ").await);
+        }
+        // Others are served meanwhile, over HTTPS and the fts protocol.
+        let t0 = Instant::now();
+        let s2 = &s;
+        let r = tokio::task::block_in_place(|| get(s2, "/api/stats", &[]));
+        assert_eq!(r.status, 200);
+        tokio::task::block_in_place(|| {
+            s2.client.run_env(&["ls", &s2.url("")], &env).ok();
+        });
+        assert!(t0.elapsed() < Duration::from_secs(2), "others were held up");
+        // And the slow ones are cut after --http-timeout.
+        for t in &mut slow {
+            let took = closed_within(t, Duration::from_secs(6))
+                .await
+                .expect("a slow request was never cut");
+            assert!(took < Duration::from_secs(6));
+        }
+        // A silent keep-alive connection is closed the same way.
+        let mut idle = partial_request(&s, b"").await;
+        assert!(closed_within(&mut idle, Duration::from_secs(6))
+            .await
+            .is_some());
+
+        // An oversized head is refused, not buffered.
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-big: {}\r\n\r\n",
+            "a".repeat(200 * 1024)
+        );
+        let mut t = tls_with_alpn(&s, b"http/1.1").await;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = t.write_all(huge.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), t.read_to_end(&mut raw)).await;
+        let r = parse_response(&raw);
+        assert!(
+            r.status == 431 || raw.is_empty(),
+            "oversized head answered {}",
+            r.status
+        );
+        // An oversized JSON body is refused too.
+        let body = format!("{{\"password\":\"{}\"}}", "x".repeat(100 * 1024));
+        let r = tokio::task::block_in_place(|| {
+            https(
+                s2,
+                "POST",
+                "/api/admin/login",
+                &[
+                    ("Authorization", &basic(&format!("u:{PW}"))),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+        });
+        assert_eq!(r.status, 413);
+
+        // One address cannot hold every HTTP slot: past its share, new
+        // connections are closed at once, and they come back once the
+        // hogs are gone.
+        let mut hogs = Vec::new();
+        for _ in 0..40 {
+            hogs.push(partial_request(&s, b"").await);
+        }
+        let mut refused = 0;
+        for t in &mut hogs[32..] {
+            if closed_within(t, Duration::from_millis(500)).await.is_some() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 8, "per-address cap not applied");
+        drop(hogs);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = tokio::task::block_in_place(|| get(s2, "/api/stats", &[]));
+        assert_eq!(r.status, 200);
+    });
+    // The cut requests are in the log.
+    s.server.wait_event("timeout logged", |e| {
+        e["event"] == "rejected"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("timeout") || r.contains("timed out"))
+    });
+}
