@@ -89,7 +89,9 @@ impl WebState {
         })
     }
 
-    fn basic_known(&self, password: &str) -> Option<[u8; 32]> {
+    /// `None` if `password` verified recently; else the key under which
+    /// to remember it once it does.
+    fn basic_unverified(&self, password: &str) -> Option<[u8; 32]> {
         let k = *blake3::keyed_hash(&self.key, password.as_bytes()).as_bytes();
         let m = lock(&self.basic_ok);
         match m.get(&k) {
@@ -338,7 +340,7 @@ async fn require_password(State(c): State<Conn>, req: Request, next: Next) -> Re
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()));
     if let Some(password) = given {
-        let Some(k) = c.shared.web.basic_known(&password) else {
+        let Some(k) = c.shared.web.basic_unverified(&password) else {
             return next.run(req).await;
         };
         c.shared.wait_backoff(c.peer.ip()).await;
