@@ -179,7 +179,7 @@ fn dashboard_in_a_real_browser() {
     // A file to download through the page, one to upload, one to put slowly.
     let download_name = "download-me.bin";
     random_file(&s.root().join(download_name), 3 << 20, 11);
-    let upload = s.local("uploaded-by-browser.bin");
+    let upload = s.local("from-the-browser.bin");
     random_file(&upload, 5 << 20, 12);
     let big = s.local("slow.bin");
     const BIG: u64 = 64 << 20;
@@ -250,7 +250,7 @@ fn dashboard_in_a_real_browser() {
     );
 
     // Uploaded through the page: in the root, byte-identical, no temp files.
-    let landed = s.root().join("uploaded-by-browser.bin");
+    let landed = s.root().join("from-the-browser.bin");
     assert!(landed.exists(), "the page's upload is not in the root");
     assert_eq!(hash(&landed), hash(&upload));
     assert_no_temp_files(s.root());

@@ -74,13 +74,36 @@ class StepError extends Error {}
 const fail = (msg) => {
   throw new StepError(msg);
 };
+// A failure that does not stop the step (nor the steps that need it).
+const softFail = (msg) => {
+  log(`step ${stepName}: ${msg}`);
+  failures.push({ step: stepName, message: msg, soft: true });
+};
 
-async function step(name, fn) {
+// Runs one step; a failure is recorded (with a screenshot and the page's
+// HTML named after the step) and the later steps still run, so one run
+// reports every broken part of the page. `needs` names earlier steps whose
+// failure makes this one pointless.
+const failures = [];
+async function step(name, fn, needs = []) {
   stepName = name;
+  const broken = needs.filter((n) => failures.some((f) => f.step === n && !f.soft));
+  if (broken.length) {
+    log(`step ${name} skipped: needs ${broken.join(', ')}`);
+    failures.push({ step: name, message: `skipped because step ${broken.join(', ')} failed` });
+    return;
+  }
   log(`step ${name}`);
   const s = Date.now();
-  await fn();
-  log(`step ${name} done in ${((Date.now() - s) / 1000).toFixed(1)}s`);
+  try {
+    await fn();
+    log(`step ${name} done in ${((Date.now() - s) / 1000).toFixed(1)}s`);
+  } catch (e) {
+    const message = e instanceof StepError ? e.message : e.stack || String(e);
+    log(`step ${name} FAILED: ${message}`);
+    failures.push({ step: name, message, url: page ? page.url() : null });
+    await dumpFailure(name.split(' ')[0]);
+  }
 }
 
 async function shot(file, opts = {}) {
@@ -251,7 +274,12 @@ async function main() {
     await need(`${rowSel} button.warn`, 'button.warn in the row after login');
     await need(`${rowSel} button.kick`, 'button.kick in the row after login');
     await need('#logout-button', 'the logout button after login');
+    result.login_form_visible_after_login = await page.locator('#login-form').first().isVisible();
     await shot('03-admin.png');
+    if (result.login_form_visible_after_login) {
+      const why = await page.evaluate(() => getComputedStyle(document.querySelector('#login-form')).display);
+      softFail(`#login-form is still shown (display: ${why}) after the admin logged in`);
+    }
   });
 
   // Opens the action dialog with the row's `button.cls`, types, confirms.
@@ -282,45 +310,66 @@ async function main() {
       fail(`the row of ${CLIENT} is still there ${T.medium / 1000}s after the kick`);
     }
     await shot('04-kicked.png');
-  });
+  }, ['1 live progress', '2 admin login']);
 
-  await step('4 files', async () => {
-    const nav = page.locator('a[href="#files"]').first();
+  // The page's own navigation to its files view, if it has one.
+  async function openFiles() {
+    const nav = page.locator('#nav-files, a[href^="#files"]').first();
     if ((await nav.count()) > 0 && (await nav.isVisible())) await nav.click();
-    const section = await need('section#files', 'the files section', { state: 'attached' });
+    const section = await need('section#files', 'the files section (after clicking its navigation link)');
     await section.scrollIntoViewIfNeeded();
+    return section;
+  }
+
+  await step('4a download', async () => {
+    await openFiles();
     const link = await need(
       `#files-list tr[data-name=${q(DOWNLOAD_NAME)}] a.download`,
       `the download link of ${DOWNLOAD_NAME} in #files-list`,
     );
-    result.download_href = await link.getAttribute('href');
+    const href = await link.getAttribute('href');
+    result.download_href = href;
+    // What the server answers for the link, to explain a failed download.
+    const probe = async () => {
+      try {
+        const r = await page.request.get(new URL(href, page.url()).href, { maxRedirects: 0 });
+        const body = (await r.body()).subarray(0, 200).toString('utf8').replace(/[^\x20-\x7e]/g, '.');
+        return `GET ${href} answers ${r.status()} ${r.headers()['content-type'] || ''}: ${body}`;
+      } catch (e) {
+        return `GET ${href} failed: ${e.message}`;
+      }
+    };
     let download;
     try {
       [download] = await Promise.all([page.waitForEvent('download', { timeout: T.medium }), link.click()]);
     } catch {
-      fail(
-        `clicking a.download (href ${result.download_href}) started no download; ` +
-          `the page is now at ${page.url()}`,
-      );
+      fail(`clicking a.download started no download; the page is now at ${page.url()}; ${await probe()}`);
     }
     const failure = await download.failure();
-    if (failure) fail(`the download of ${DOWNLOAD_NAME} failed: ${failure}`);
+    if (failure) fail(`the browser's download of ${DOWNLOAD_NAME} ended "${failure}"; ${await probe()}`);
     const saved = join(ARTIFACTS, DOWNLOAD_NAME);
     await download.saveAs(saved);
     result.downloaded_path = saved;
     result.downloaded_suggested_name = download.suggestedFilename();
     result.downloaded_sha256 = sha256(saved);
+  });
 
+  await step('4b upload', async () => {
+    const section = await openFiles();
     const input = await need('#upload-input', 'the upload file input', { state: 'attached' });
     await input.setInputFiles(UPLOAD_FILE);
     await (await need('#upload-button', 'the upload button')).click();
+    // Done when the status says "uploaded", or anything with "fail"/"error".
     await waitTrue(
-      () => /uploaded/i.test(document.querySelector('#upload-status')?.textContent || ''),
+      () => /uploaded|fail|error/i.test(document.querySelector('#upload-status')?.textContent || ''),
       null,
-      '#upload-status never said "uploaded"',
+      `#upload-status never said "uploaded"`,
       T.long,
     );
     result.upload_status = (await page.locator('#upload-status').first().textContent())?.trim();
+    if (!/uploaded/i.test(result.upload_status) || /fail|error/i.test(result.upload_status)) {
+      fail(`the upload did not work: #upload-status says "${result.upload_status}"`);
+    }
     result.uploaded_name = basename(UPLOAD_FILE);
     // The list shows the new file (not a hard requirement of the contract).
     try {
@@ -336,17 +385,19 @@ async function main() {
     await shot('05-files.png');
   });
 
-  await step('5 phone', async () => {
-    await page.setViewportSize({ width: 390, height: 844 });
-    await page.reload({ waitUntil: 'load' });
-    await need('#status', 'the status section on a phone');
-    await need('table#clients', 'the client table on a phone', { state: 'attached' });
-    await sleep(500);
-    await shot('06-phone.png', { fullPage: true });
+  // Sideways overflow of the page as it is now, with the elements sticking
+  // out (outside scrolling containers) to name in a failure.
+  async function overflow(view) {
     const m = await page.evaluate(() => {
       const w = window.innerWidth;
+      const scrolls = (e) => {
+        for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+          if (/(auto|scroll|hidden)/.test(getComputedStyle(a).overflowX)) return true;
+        }
+        return false;
+      };
       const wide = [...document.querySelectorAll('body *')]
-        .filter((e) => e.getBoundingClientRect().right > w + 1 && e.getClientRects().length > 0)
+        .filter((e) => e.getClientRects().length > 0 && e.getBoundingClientRect().right > w + 1 && !scrolls(e))
         .slice(0, 8)
         .map((e) => {
           const id = e.id ? `#${e.id}` : '';
@@ -355,45 +406,81 @@ async function main() {
         });
       return { scrollWidth: document.documentElement.scrollWidth, innerWidth: w, wide };
     });
-    result.phone = m;
     if (m.scrollWidth > m.innerWidth + 1) {
       fail(
-        `the page overflows a 390px phone sideways: scrollWidth ${m.scrollWidth} > innerWidth ${m.innerWidth}; ` +
-          `too wide: ${m.wide.join(', ')}`,
+        `the ${view} overflows a ${m.innerWidth}px phone sideways: scrollWidth ${m.scrollWidth}; ` +
+          `sticking out: ${m.wide.join(', ') || '(nothing outside a scrolling box)'}`,
       );
+    }
+    return m;
+  }
+
+  await step('5 phone', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload({ waitUntil: 'load' });
+    await need('#status', 'the status section on a phone', { state: 'attached' });
+    await need('table#clients', 'the client table on a phone', { state: 'attached' });
+    await sleep(500);
+    await shot('06-phone.png', { fullPage: true });
+    result.phone = await overflow(`page after a reload (${new URL(page.url()).hash || 'no hash'})`);
+    // The dashboard view too, if the reload kept another view.
+    const nav = page.locator('#nav-dashboard, a[href="#dashboard"]').first();
+    if ((await nav.count()) > 0 && (await nav.isVisible())) {
+      await nav.click();
+      await need('#status', 'the status section on a phone after going to the dashboard');
+      await sleep(500);
+      await shot('07-phone-dashboard.png', { fullPage: true });
+      result.phone_dashboard = await overflow('dashboard');
     }
   });
 
-  if (result.page_errors.length) fail(`uncaught JavaScript errors in the page: ${result.page_errors.join(' | ')}`);
+  await step('6 logout', async () => {
+    await (await need('#logout-button', 'the logout button')).click();
+    await waitTrue(() => !document.body.classList.contains('admin'), null, 'body kept class "admin" after logout');
+    await need('#admin-password', 'the admin password input after logout');
+    if (await page.locator('#logout-button').first().isVisible()) fail('#logout-button still shown after logout');
+  }, ['2 admin login']);
+
+  if (result.page_errors.length) {
+    failures.push({ step: 'page', message: `uncaught JavaScript errors: ${result.page_errors.join(' | ')}` });
+  }
   result.elapsed_s = (Date.now() - t0) / 1000;
 }
 
-async function dumpFailure() {
-  try {
-    writeFileSync(join(ARTIFACTS, 'console.log'), consoleLines.join('\n') + '\n');
-  } catch {}
+async function dumpFailure(tag) {
+  writeConsole();
   if (!page) return;
   try {
-    writeFileSync(join(ARTIFACTS, 'failure-page.html'), await page.content());
+    writeFileSync(join(ARTIFACTS, `failure-${tag}-page.html`), await page.content());
   } catch {}
   try {
-    await page.screenshot({ path: join(ARTIFACTS, 'failure.png'), fullPage: true, timeout: T.short });
+    await page.screenshot({ path: join(ARTIFACTS, `failure-${tag}.png`), fullPage: true, timeout: T.short });
+  } catch {}
+}
+
+function writeConsole() {
+  try {
+    writeFileSync(join(ARTIFACTS, 'console.log'), consoleLines.join('\n') + '\n');
   } catch {}
 }
 
 let code = 0;
 try {
   await main();
-  writeFileSync(join(ARTIFACTS, 'console.log'), consoleLines.join('\n') + '\n');
-  process.stdout.write(JSON.stringify(result) + '\n');
 } catch (e) {
-  code = 1;
-  const why = e instanceof StepError ? e.message : e.stack || String(e);
-  await dumpFailure();
-  console.error(`dashboard test failed at step ${stepName}: ${why}`);
-  console.error(`  page: ${page ? page.url() : '(none)'}; artifacts in ${ARTIFACTS}`);
-  if (consoleLines.length) console.error(`  last console lines:\n    ${consoleLines.slice(-15).join('\n    ')}`);
+  // Outside any step: the browser did not start, or the script is broken.
+  failures.push({ step: stepName, message: e.stack || String(e) });
+  await dumpFailure('script');
 } finally {
   if (browser) await browser.close().catch(() => {});
+}
+writeConsole();
+result.failures = failures;
+process.stdout.write(JSON.stringify(result) + '\n');
+if (failures.length) {
+  code = 1;
+  console.error(`dashboard test failed (${failures.length} step(s)); artifacts in ${ARTIFACTS}:`);
+  for (const f of failures) console.error(`  step ${f.step}: ${f.message}${f.url ? ` [page ${f.url}]` : ''}`);
+  if (consoleLines.length) console.error(`  last console lines:\n    ${consoleLines.slice(-15).join('\n    ')}`);
 }
 process.exit(code);
