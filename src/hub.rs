@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
@@ -32,6 +32,10 @@ pub const NOTICE_QUEUE: usize = 64;
 pub const CHAT_BURST: f64 = 5.0;
 /// The mailbox of messages from clients while no admin was in chat.
 const ADMINS: &str = "@admins";
+/// How often the throughput history takes a sample, and how many it keeps
+/// (an hour's worth).
+pub const HISTORY_EVERY: Duration = Duration::from_secs(10);
+pub const HISTORY_LEN: usize = 360;
 
 /// What a client is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +101,17 @@ pub struct ClientRow {
     pub admin: bool,
 }
 
+/// The totals at one moment, for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the Unix epoch.
+    pub t: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub saved_by_delta_bytes: u64,
+    pub saved_by_compression_bytes: u64,
+}
+
 /// A connected client, as its session reports it.
 pub struct Live {
     pub id: u64,
@@ -131,8 +146,33 @@ pub struct Inbox {
 }
 
 impl Live {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LiveInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn new(id: u64, addr: String, name: &str) -> (Arc<Live>, Inbox) {
+        let (ntx, nrx) = mpsc::channel(NOTICE_QUEUE);
+        let (ktx, krx) = watch::channel(None);
+        let live = Arc::new(Live {
+            id,
+            addr,
+            connected: Instant::now(),
+            inner: Mutex::new(LiveInner {
+                name: clean_name(name),
+                ..LiveInner::default()
+            }),
+            moved: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            notices: ntx,
+            kick: ktx,
+        });
+        (
+            live,
+            Inbox {
+                notices: nrx,
+                kick: krx,
+            },
+        )
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LiveInner> {
+        lock(&self.inner)
     }
 
     pub fn name(&self) -> String {
@@ -307,10 +347,19 @@ pub struct Hub {
     max_clients: u64,
     read_only: bool,
     clients: Mutex<BTreeMap<u64, Arc<Live>>>,
+    /// Web admins listening to chat; not clients.
+    watchers: Mutex<BTreeMap<u64, Arc<Live>>>,
+    history: Mutex<VecDeque<Sample>>,
     counters: Counters,
     dirty: AtomicBool,
     totals_path: Option<PathBuf>,
     mail: Mutex<HashMap<String, VecDeque<Notice>>>,
+}
+
+/// A lock that a panicked holder did not poison for good: every value
+/// guarded here stays consistent between statements.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// RFC 3339 time of now, UTC, to the second.
@@ -379,6 +428,8 @@ impl Hub {
             max_clients,
             read_only,
             clients: Mutex::new(BTreeMap::new()),
+            watchers: Mutex::new(BTreeMap::new()),
+            history: Mutex::new(VecDeque::new()),
             counters: Counters::from(&saved),
             dirty: AtomicBool::new(false),
             totals_path,
@@ -386,45 +437,80 @@ impl Hub {
         }
     }
 
-    fn clients(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Live>>> {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    fn clients(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Live>>> {
+        lock(&self.clients)
     }
 
-    fn mail(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Notice>>> {
-        self.mail.lock().unwrap_or_else(|p| p.into_inner())
+    fn watchers(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Live>>> {
+        lock(&self.watchers)
+    }
+
+    fn mail(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Notice>>> {
+        lock(&self.mail)
     }
 
     /// A new connection says who it is.
     pub fn register(&self, id: u64, addr: String, name: &str) -> (Arc<Live>, Inbox) {
-        let (ntx, nrx) = mpsc::channel(NOTICE_QUEUE);
-        let (ktx, krx) = watch::channel(None);
-        let live = Arc::new(Live {
-            id,
-            addr,
-            connected: Instant::now(),
-            inner: Mutex::new(LiveInner {
-                name: clean_name(name),
-                ..LiveInner::default()
-            }),
-            moved: AtomicU64::new(0),
-            bytes_done: AtomicU64::new(0),
-            notices: ntx,
-            kick: ktx,
-        });
+        let (live, inbox) = Live::new(id, addr, name);
         self.clients().insert(id, live.clone());
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
-        (
-            live,
-            Inbox {
-                notices: nrx,
-                kick: krx,
-            },
-        )
+        (live, inbox)
     }
 
     pub fn unregister(&self, id: u64) {
         self.clients().remove(&id);
+        self.watchers().remove(&id);
+    }
+
+    /// A sender of admin chat messages that is not a connection (the web
+    /// dashboard's admin session): it has a name and flood control, and
+    /// is in no table.
+    pub fn detached(&self, id: u64, name: &str) -> Arc<Live> {
+        Live::new(id, "web".into(), name).0
+    }
+
+    /// An admin in the web dashboard starts listening to chat: it gets the
+    /// admins' waiting messages now and every new one through the inbox,
+    /// without showing up as a client. [`Hub::unregister`] ends it.
+    pub fn watch_chat(&self, id: u64, name: &str) -> (Arc<Live>, Inbox, Vec<Notice>) {
+        let (live, inbox) = Live::new(id, "web".into(), name);
+        let waiting = self.join_chat(&live, true);
+        self.watchers().insert(id, live.clone());
+        (live, inbox, waiting)
+    }
+
+    /// Bytes moved over HTTPS (browser downloads and uploads).
+    pub fn web_bytes(&self, sending: bool, n: u64) {
+        let c = if sending {
+            &self.counters.bytes_sent
+        } else {
+            &self.counters.bytes_received
+        };
+        c.fetch_add(n, Ordering::Relaxed);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The samples of the last hour, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        lock(&self.history).iter().cloned().collect()
+    }
+
+    fn take_sample(&self) {
+        let t = self.counters.load();
+        let mut h = lock(&self.history);
+        if h.len() >= HISTORY_LEN {
+            h.pop_front();
+        }
+        h.push_back(Sample {
+            t: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            bytes_sent: t.bytes_sent,
+            bytes_received: t.bytes_received,
+            saved_by_delta_bytes: t.saved_by_delta_bytes,
+            saved_by_compression_bytes: t.saved_by_compression_bytes,
+        });
     }
 
     pub fn auth_failed(&self) {
@@ -477,6 +563,9 @@ impl Hub {
             let lives: Vec<Arc<Live>> = self.clients().values().cloned().collect();
             for l in lives {
                 l.sample(now);
+            }
+            if n % HISTORY_EVERY.as_secs() == 0 {
+                self.take_sample();
             }
             n += 1;
             if n % 2 == 0 {
@@ -602,7 +691,9 @@ impl Hub {
             ));
         }
         let text = clean_message(text)?;
-        let lives: Vec<Arc<Live>> = self.clients().values().cloned().collect();
+        let mut lives: Vec<Arc<Live>> = self.clients().values().cloned().collect();
+        let clients = lives.len();
+        lives.extend(self.watchers().values().cloned());
         let admins_in_chat = |except: u64| {
             lives
                 .iter()
@@ -639,7 +730,10 @@ impl Hub {
         note.from = format!("admin ({})", from.name());
         note.to = name.clone();
         let mut live = 0;
-        for l in lives.iter().filter(|l| l.lock().chat == Some(false)) {
+        for l in lives[..clients]
+            .iter()
+            .filter(|l| l.lock().chat == Some(false))
+        {
             if l.name() == name {
                 live += l.deliver(note.clone()) as u64;
             }

@@ -49,6 +49,9 @@ pub struct ServerOptions {
     pub io_timeout: Duration,
     /// Longest time a new connection may take to finish TLS and say hello.
     pub handshake_timeout: Duration,
+    /// Longest a browser may take to send a request's headers (and longest
+    /// an idle keep-alive HTTP/1.1 connection stays open).
+    pub http_timeout: Duration,
     /// How long in-flight requests may run on after shutdown is asked for.
     pub shutdown_grace: Duration,
     /// How downloads are sent (compression).
@@ -68,6 +71,7 @@ impl ServerOptions {
             admin_password: None,
             io_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
+            http_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             send: SendOptions {
                 compress: Some(crate::engine::compress::DEFAULT_LEVEL),
@@ -143,6 +147,19 @@ pub enum LogEvent {
         ok: bool,
         detail: String,
     },
+    /// A download over HTTPS ended (`complete` false: cut short).
+    WebDownload {
+        addr: String,
+        path: String,
+        bytes: u64,
+        complete: bool,
+    },
+    /// An upload over HTTPS was stored.
+    WebUpload {
+        addr: String,
+        path: String,
+        bytes: u64,
+    },
     /// A request that failed on the server's side.
     Error {
         client: u64,
@@ -162,7 +179,10 @@ impl LogEvent {
             LogEvent::Connect { .. } | LogEvent::Disconnect { .. } => "connect",
             LogEvent::Rejected { .. } | LogEvent::Error { .. } => "error",
             LogEvent::Auth { .. } => "auth",
-            LogEvent::Upload { .. } | LogEvent::Download { .. } => "transfer",
+            LogEvent::Upload { .. }
+            | LogEvent::Download { .. }
+            | LogEvent::WebDownload { .. }
+            | LogEvent::WebUpload { .. } => "transfer",
             LogEvent::Delete { .. } => "delete",
             LogEvent::Chat { .. } => "chat",
             LogEvent::Admin { .. } => "admin",
@@ -183,9 +203,25 @@ struct Shared {
     journal: Option<Journal>,
     hub: Arc<Hub>,
     next_id: AtomicU64,
+    web: Arc<web::WebState>,
 }
 
 impl Shared {
+    /// Why a non-admin cannot do `what`.
+    fn admin_needed(&self, what: &str) -> Error {
+        match self.opts.admin_password {
+            None => Error::permission(
+                "admin actions are disabled on this server (it was started without --admin-password-file)",
+            ),
+            Some(_) => Error::auth(format!("{what} needs the admin password")),
+        }
+    }
+
+    /// A fresh id for a connection or web session.
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn log(&self, e: LogEvent) {
         if let Some(j) = &self.journal {
             if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&e) {
@@ -280,6 +316,7 @@ pub async fn run(
         journal,
         hub,
         next_id: AtomicU64::new(1),
+        web: Arc::new(web::WebState::new()),
     });
     shared.log(listening);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -322,6 +359,36 @@ pub async fn run(
     Ok(())
 }
 
+/// What `ls` shows for `rel`: the entry itself for a file, else the
+/// directory's entries (the whole tree when `recursive`), with content
+/// hashes when `hashes`. Blocking.
+pub(crate) fn listing(root: &Root, rel: &str, recursive: bool, hashes: bool) -> Result<Vec<Entry>> {
+    let p = root.resolve_existing(rel)?;
+    let md = std::fs::metadata(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+    let rel_n = root.display_rel(rel)?;
+    let with_hash = |mut e: Entry, path: &Path| -> Result<Entry> {
+        if hashes && e.kind == EntryKind::File {
+            e.hash = Some(transfer::hash_file(path)?);
+        }
+        Ok(e)
+    };
+    if !md.is_dir() {
+        return Ok(vec![with_hash(fsutil::entry_of(rel_n, &md), &p)?]);
+    }
+    let mut out = Vec::new();
+    fsutil::walk(
+        &p,
+        &rel_n,
+        recursive,
+        &mut |path, e| {
+            out.push(with_hash(e, path)?);
+            Ok(())
+        },
+        &mut |_| {},
+    )?;
+    Ok(out)
+}
+
 async fn connection(
     shared: Arc<Shared>,
     tcp: TcpStream,
@@ -350,7 +417,7 @@ async fn connection(
         }
     };
     if tls.get_ref().1.alpn_protocol() != Some(ALPN_FTS) {
-        web::serve(shared, tls, peer).await;
+        web::serve(shared, tls, peer, stop).await;
         return;
     }
     let (rh, wh) = tokio::io::split(tls);
@@ -369,7 +436,7 @@ async fn connection(
         });
         return;
     };
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = shared.next_id();
     let name = match hello(&shared, &mut r, &mut w).await {
         Ok(n) => n,
         Err(e) => {
@@ -800,14 +867,8 @@ impl Session {
         w.msg(&Msg::ChatJoined { unread }).await
     }
 
-    /// Why a non-admin cannot do `what`.
     fn admin_needed(&self, what: &str) -> Error {
-        match self.opts().admin_password {
-            None => Error::permission(
-                "admin actions are disabled on this server (it was started without --admin-password-file)",
-            ),
-            Some(_) => Error::auth(format!("{what} needs the admin password")),
-        }
+        self.shared.admin_needed(what)
     }
 
     async fn admin_action<W: AsyncWrite + Unpin>(
@@ -975,35 +1036,10 @@ impl Session {
         let root = self.root().clone();
         let rel_s = rel.to_string();
         // Walking (and hashing) a big tree is blocking work.
-        let listing = tokio::task::spawn_blocking(move || -> Result<Vec<Entry>> {
-            let rel = rel_s.as_str();
-            let p = root.resolve_existing(rel)?;
-            let md = std::fs::metadata(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
-            let rel_n = root.display_rel(rel)?;
-            let with_hash = |mut e: Entry, path: &Path| -> Result<Entry> {
-                if hashes && e.kind == EntryKind::File {
-                    e.hash = Some(transfer::hash_file(path)?);
-                }
-                Ok(e)
-            };
-            if !md.is_dir() {
-                return Ok(vec![with_hash(fsutil::entry_of(rel_n, &md), &p)?]);
-            }
-            let mut out = Vec::new();
-            fsutil::walk(
-                &p,
-                &rel_n,
-                recursive,
-                &mut |path, e| {
-                    out.push(with_hash(e, path)?);
-                    Ok(())
-                },
-                &mut |_| {},
-            )?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::other(format!("listing failed: {e}")))?;
+        let listing =
+            tokio::task::spawn_blocking(move || listing(&root, &rel_s, recursive, hashes))
+                .await
+                .map_err(|e| Error::other(format!("listing failed: {e}")))?;
         let entries = match listing {
             Ok(v) => v,
             Err(e) => return w.msg(&Msg::error(None, &e)).await,

@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// Seconds in-flight transfers may run on after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub shutdown_grace: u64,
+    /// Seconds a browser or HTTP tool may take to send a request's headers
+    /// (and an idle keep-alive HTTP connection stays open). Slower requests
+    /// are cut, so slow or silent connections cannot pile up.
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_timeout: u64,
 }
 
 fn now() -> String {
@@ -106,6 +111,18 @@ fn human(e: &LogEvent) -> String {
             path,
             bytes,
         } => format!("download #{client} {path} ({bytes} bytes)"),
+        LogEvent::WebDownload {
+            addr,
+            path,
+            bytes,
+            complete,
+        } => format!(
+            "web download {path} to {addr} ({bytes} bytes{})",
+            if *complete { "" } else { ", cut short" }
+        ),
+        LogEvent::WebUpload { addr, path, bytes } => {
+            format!("web upload {path} from {addr} ({bytes} bytes)")
+        }
         LogEvent::Delete {
             client,
             path,
@@ -176,6 +193,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.admin_password = admin_password;
     opts.io_timeout = Duration::from_secs(g.timeout.max(1) * 2);
     opts.shutdown_grace = Duration::from_secs(a.shutdown_grace);
+    opts.http_timeout = Duration::from_secs(a.http_timeout);
     opts.send.compress = (!a.no_compress).then_some(a.compress_level);
     opts.state_dir = Some(state_dir);
     let json = out.json;

@@ -1,0 +1,436 @@
+//! Browser access to the share: listing a directory (`/api/ls`),
+//! downloading a file (`GET /files/PATH`, with HTTP Range so browsers and
+//! `curl -C -` resume) and uploading one (`PUT /files/PATH`, streamed to a
+//! temporary file beside the target and renamed into place only when
+//! complete, like `fts put`).
+//!
+//! URL paths are taken apart here, before the root sees them: each
+//! segment is percent-decoded on its own, and a segment that decodes to a
+//! `/` or `\` (an encoded separator) is refused, as is anything the root
+//! refuses (`..`, NUL, absolute paths, symlinks that leave the share).
+
+use super::{error_response, Conn};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::root::Root;
+use crate::server::LogEvent;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// Bytes read from disk per body chunk of a download.
+const CHUNK: usize = 64 * 1024;
+
+/// The share-relative path named by a request path under `prefix`.
+pub(super) fn rel_from_uri(path: &str, prefix: &str) -> Result<String> {
+    let rest = path
+        .strip_prefix(prefix)
+        .ok_or_else(|| Error::not_found("not found"))?;
+    let mut parts = Vec::new();
+    for seg in rest.split('/').filter(|s| !s.is_empty()) {
+        let decoded = percent_encoding::percent_decode_str(seg)
+            .decode_utf8()
+            .map_err(|_| Error::usage("path is not valid UTF-8"))?;
+        if decoded.contains('/') || decoded.contains('\\') {
+            return Err(Error::permission(
+                "encoded path separators are refused",
+            ));
+        }
+        parts.push(decoded.into_owned());
+    }
+    crate::root::normalize(&parts.join("/"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::other(format!("server task failed: {e}")))?
+}
+
+#[derive(Deserialize)]
+pub(super) struct Ls {
+    #[serde(default)]
+    path: String,
+}
+
+/// `GET /api/ls?path=DIR`: `{"path", "read_only", "entries": [Entry]}`.
+pub(super) async fn ls(State(c): State<Conn>, Query(q): Query<Ls>) -> Response {
+    let root = c.shared.opts.root.clone();
+    let rel = q.path.clone();
+    match blocking(move || crate::server::listing(&root, &rel, false, false)).await {
+        Ok(mut entries) => {
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            axum::Json(serde_json::json!({
+                "path": crate::root::normalize(&q.path).unwrap_or_default(),
+                "read_only": c.shared.opts.read_only || c.shared.opts.root.is_file(),
+                "entries": entries,
+            }))
+            .into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Which bytes of a file a request wants.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Want {
+    All,
+    /// `start..=end`.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// Reads a `Range` header for a file of `len` bytes. One byte range is
+/// served as asked; several ranges, other units or bad syntax get the
+/// whole file (RFC 9110 lets a server ignore a Range it will not serve).
+pub(super) fn want(range: Option<&str>, len: u64) -> Want {
+    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
+        return Want::All;
+    };
+    if spec.contains(',') {
+        return Want::All;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Want::All;
+    };
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match num(b) {
+            Some(0) => Want::Unsatisfiable,
+            Some(n) if len > 0 => Want::Part(len.saturating_sub(n), len - 1),
+            Some(_) => Want::Unsatisfiable,
+            None => Want::All,
+        },
+        (false, _) => {
+            let Some(start) = num(a) else {
+                return Want::All;
+            };
+            let end = if b.trim().is_empty() {
+                Some(u64::MAX)
+            } else {
+                num(b)
+            };
+            match end {
+                None => Want::All,
+                Some(end) if end < start => Want::All,
+                Some(_) if start >= len => Want::Unsatisfiable,
+                Some(end) => Want::Part(start, end.min(len - 1)),
+            }
+        }
+        (true, true) => Want::All,
+    }
+}
+
+/// Counts a download's bytes and logs it when the body is done or dropped.
+struct Sending {
+    conn: Conn,
+    path: String,
+    bytes: u64,
+    whole: bool,
+    complete: bool,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let complete = self.complete;
+        if complete && self.whole {
+            self.conn.shared.hub.file_done(true);
+        }
+        self.conn.shared.log(LogEvent::WebDownload {
+            addr: self.conn.peer.to_string(),
+            path: self.path.clone(),
+            bytes: self.bytes,
+            complete,
+        });
+    }
+}
+
+/// `GET /files/PATH` (and HEAD): the file, or the part of it a Range asks
+/// for; a directory redirects to the dashboard's view of it.
+pub(super) async fn download(
+    State(c): State<Conn>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let rel = match rel_from_uri(uri.path(), "/files") {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let root = c.shared.opts.root.clone();
+    let rel2 = rel.clone();
+    let opened = blocking(move || {
+        let p = root.resolve_existing(&rel2)?;
+        let md = std::fs::metadata(&p).map_err(|e| Error::local_io(&p, e))?;
+        if md.is_dir() {
+            return Ok(None);
+        }
+        let f = std::fs::File::open(&p).map_err(|e| Error::local_io(&p, e))?;
+        let md = f.metadata().map_err(|e| Error::local_io(&p, e))?;
+        Ok(Some((f, md, root.display_rel(&rel2)?)))
+    })
+    .await;
+    let (file, md, shown) = match opened {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            let to = format!(
+                "/#files:{}",
+                percent_encoding::utf8_percent_encode(&rel, percent_encoding::NON_ALPHANUMERIC)
+            );
+            return (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+        }
+        Err(e) => return error_response(&e),
+    };
+    let len = md.len();
+    let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let etag = {
+        use std::os::unix::fs::MetadataExt;
+        format!("\"{:x}-{:x}-{:x}\"", len, md.mtime(), md.mtime_nsec())
+    };
+    let last_modified = httpdate::fmt_http_date(mtime);
+    // A resumed download of a file that changed meanwhile gets it whole.
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v == etag || v == last_modified);
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let wanted = if if_range_ok {
+        want(range, len)
+    } else {
+        Want::All
+    };
+    let name = shown.rsplit('/').next().unwrap_or("download").to_string();
+    let mut res = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_DISPOSITION, disposition(&name));
+    let (start, count) = match wanted {
+        Want::All => (0, len),
+        Want::Part(s, e) => {
+            res = res
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}"));
+            (s, e - s + 1)
+        }
+        Want::Unsatisfiable => {
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            )
+                .into_response()
+        }
+    };
+    res = res.header(header::CONTENT_LENGTH, count);
+    if method == Method::HEAD {
+        return res.body(Body::empty()).unwrap_or_default();
+    }
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0 {
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
+            return error_response(&Error::other(format!("cannot read '{shown}': {e}")));
+        }
+    }
+    let state = (
+        file.take(count),
+        Sending {
+            conn: c.clone(),
+            path: shown,
+            bytes: 0,
+            whole: start == 0 && count == len,
+            complete: count == 0,
+        },
+        vec![0u8; CHUNK],
+    );
+    let body = futures_util::stream::unfold(state, |(mut f, mut s, mut buf)| async move {
+        match f.read(&mut buf).await {
+            // The end (or a file that shrank: the body stays short and the
+            // download counts as cut off).
+            Ok(0) => None,
+            Ok(n) => {
+                s.bytes += n as u64;
+                s.conn.shared.hub.web_bytes(true, n as u64);
+                if f.limit() == 0 {
+                    s.complete = true;
+                }
+                let chunk = axum::body::Bytes::copy_from_slice(&buf[..n]);
+                Some((Ok::<_, std::io::Error>(chunk), (f, s, buf)))
+            }
+            Err(e) => Some((Err(e), (f, s, buf))),
+        }
+    });
+    res.body(Body::from_stream(body)).unwrap_or_default()
+}
+
+/// `Content-Disposition` for a download: an ASCII fallback name and the
+/// exact UTF-8 one (RFC 6266).
+fn disposition(name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let exact = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// `PUT /files/PATH`: stores the request body as PATH. The body goes to a
+/// temporary file beside the target as it arrives (never into memory) and
+/// replaces the target by an atomic rename only when all of it came and
+/// reached the disk; a stalled, cut or failed upload leaves nothing.
+pub(super) async fn upload(State(c): State<Conn>, req: Request) -> Response {
+    match store(&c, req).await {
+        Ok((path, size)) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({ "path": path, "size": size })),
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
+    let opts = &c.shared.opts;
+    if opts.read_only {
+        return Err(Error::permission("this share is read-only"));
+    }
+    if opts.root.is_file() {
+        return Err(Error::permission(
+            "this server shares a single file; uploads are refused",
+        ));
+    }
+    let rel = rel_from_uri(req.uri().path(), "/files")?;
+    let name = rel.rsplit('/').next().unwrap_or("");
+    if name.is_empty() {
+        return Err(Error::usage("say which file to store: PUT /files/NAME"));
+    }
+    if fsutil::is_temp_name(name) {
+        return Err(Error::permission(format!(
+            "'{name}' is a name fts keeps for its temporary files"
+        )));
+    }
+    let root: Root = opts.root.clone();
+    let rel2 = rel.clone();
+    let (target, tmp) = blocking(move || {
+        let target = root.resolve_for_write(&rel2)?;
+        if target.is_dir() {
+            return Err(Error::permission(format!("'{rel2}' is a directory")));
+        }
+        let tmp = fsutil::TempFile::create_beside(&target).map_err(|e| Error::local_io(&target, e))?;
+        Ok((target, tmp))
+    })
+    .await?;
+    let tmp = Arc::new(tmp);
+    let mut out = tokio::fs::File::from_std(
+        tmp.file()
+            .try_clone()
+            .map_err(|e| Error::local_io(tmp.path(), e))?,
+    );
+    let mut body = req.into_body().into_data_stream();
+    let mut size = 0u64;
+    let limit = opts.io_timeout;
+    loop {
+        let chunk = match tokio::time::timeout(limit, body.next()).await {
+            Err(_) => {
+                return Err(Error::connect(format!(
+                    "upload of '{rel}' stalled for {}s",
+                    limit.as_secs()
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Error::connect(format!("upload of '{rel}' cut off: {e}")))
+            }
+            Ok(Some(Ok(b))) => b,
+        };
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| Error::local_io(&target, e))?;
+        size += chunk.len() as u64;
+        c.shared.hub.web_bytes(false, chunk.len() as u64);
+    }
+    out.flush().await.map_err(|e| Error::local_io(&target, e))?;
+    drop(out);
+    let target2: PathBuf = target.clone();
+    blocking(move || {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = Arc::try_unwrap(tmp)
+            .map_err(|_| Error::other("upload still in use"))?;
+        let f = tmp.file();
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|()| f.sync_all())
+            .and_then(|()| tmp.persist(&target2))
+            .map_err(|e| Error::local_io(&target2, e))
+    })
+    .await?;
+    c.shared.hub.file_done(false);
+    let shown = opts.root.display_rel(&rel)?;
+    c.shared.log(LogEvent::WebUpload {
+        addr: c.peer.to_string(),
+        path: shown.clone(),
+        bytes: size,
+    });
+    Ok((shown, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(want(None, 10), Want::All);
+        assert_eq!(want(Some("bytes=0-4"), 10), Want::Part(0, 4));
+        assert_eq!(want(Some("bytes=5-"), 10), Want::Part(5, 9));
+        assert_eq!(want(Some("bytes=5-100"), 10), Want::Part(5, 9));
+        assert_eq!(want(Some("bytes=-3"), 10), Want::Part(7, 9));
+        assert_eq!(want(Some("bytes=-30"), 10), Want::Part(0, 9));
+        assert_eq!(want(Some("bytes=10-"), 10), Want::Unsatisfiable);
+        assert_eq!(want(Some("bytes=-0"), 10), Want::Unsatisfiable);
+        assert_eq!(want(Some("bytes=0-"), 0), Want::Unsatisfiable);
+        assert_eq!(want(Some("bytes=4-2"), 10), Want::All);
+        assert_eq!(want(Some("bytes=0-1,3-4"), 10), Want::All);
+        assert_eq!(want(Some("items=0-1"), 10), Want::All);
+        assert_eq!(want(Some("bytes=x-1"), 10), Want::All);
+    }
+
+    #[test]
+    fn url_paths_cannot_leave_the_root() {
+        assert_eq!(rel_from_uri("/files/a/b%20c.txt", "/files").unwrap(), "a/b c.txt");
+        assert_eq!(rel_from_uri("/files", "/files").unwrap(), "");
+        assert_eq!(rel_from_uri("/files/", "/files").unwrap(), "");
+        for bad in [
+            "/files/../etc/passwd",
+            "/files/a/../../x",
+            "/files/%2e%2e/x",
+            "/files/%2E%2E%2Fx",
+            "/files/a%2f..%2f..%2fx",
+            "/files/a%5c..%5cx",
+            "/files/a%00b",
+            "/files/%ff",
+        ] {
+            assert!(rel_from_uri(bad, "/files").is_err(), "{bad} accepted");
+        }
+        assert_eq!(
+            rel_from_uri("/files/a%20b/%C3%BC%3F%23", "/files").unwrap(),
+            "a b/ü?#"
+        );
+    }
+}
