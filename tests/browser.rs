@@ -65,15 +65,15 @@ fn missing_tools() -> Option<String> {
 
 /// A child process whose stdout and stderr are collected as they come;
 /// stderr lines are echoed (seen with --nocapture) when `echo` is set.
-struct Bg {
+struct Proc {
     child: Child,
     what: &'static str,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
-impl Bg {
-    fn spawn(what: &'static str, mut c: Command, echo: bool) -> Bg {
+impl Proc {
+    fn spawn(what: &'static str, mut c: Command, echo: bool) -> Proc {
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -97,7 +97,7 @@ impl Bg {
         };
         let stdout = collect(Box::new(child.stdout.take().unwrap()), false);
         let stderr = collect(Box::new(child.stderr.take().unwrap()), echo);
-        Bg {
+        Proc {
             child,
             what,
             stdout,
@@ -138,7 +138,7 @@ impl Bg {
     }
 }
 
-impl Drop for Bg {
+impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -196,7 +196,7 @@ fn dashboard_in_a_real_browser() {
             .arg(&big)
             .arg(s.url(""))
             .env("FTS_PASSWORD", ACCESS_PW);
-        Bg::spawn("fts put", c, false)
+        Proc::spawn("fts put", c, false)
     };
 
     let mut node = {
@@ -215,7 +215,7 @@ fn dashboard_in_a_real_browser() {
             .env("FTS_CLIENT_NAME", CLIENT)
             .env("FTS_WARN_TEXT", WARN_TEXT)
             .env("FTS_KICK_REASON", KICK_REASON);
-        Bg::spawn("node tests/browser/dashboard.mjs", c, true)
+        Proc::spawn("node tests/browser/dashboard.mjs", c, true)
     };
     let code = node.wait(Duration::from_secs(180));
     let put_code = put.child.try_wait().unwrap().map(|s| s.code());

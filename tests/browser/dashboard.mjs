@@ -223,6 +223,10 @@ async function main() {
     for (const k of ['bytes_sent', 'bytes_received']) {
       if (!(k in result.totals)) fail(`#totals has no [data-total="${k}"] (found: ${Object.keys(result.totals)})`);
     }
+    for (const c of ['canvas#chart-throughput', 'canvas#chart-saved']) {
+      const box = await (await need(c, `the chart ${c}`)).boundingBox();
+      if (!box || box.width < 100 || box.height < 50) fail(`${c} is drawn ${box?.width}x${box?.height}px`);
+    }
     result.row_id = await page.locator(rowSel).first().getAttribute('data-client-id');
     if (!result.row_id) fail(`the row of ${CLIENT} has no data-client-id`);
     await page.evaluate(() => {
@@ -477,6 +481,9 @@ try {
 writeConsole();
 result.failures = failures;
 process.stdout.write(JSON.stringify(result) + '\n');
+try {
+  writeFileSync(join(ARTIFACTS, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+} catch {}
 if (failures.length) {
   code = 1;
   console.error(`dashboard test failed (${failures.length} step(s)); artifacts in ${ARTIFACTS}:`);
