@@ -1007,7 +1007,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__serve)
-            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --shutdown-grace --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1038,6 +1038,10 @@ _fts() {
                     return 0
                     ;;
                 --shutdown-grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

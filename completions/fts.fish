@@ -55,6 +55,7 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -l key -d 'PEM private ke
 complete -c fts -n "__fish_fts_using_subcommand serve" -l state-dir -d 'Where the server keeps its certificate, lifetime totals (totals.json) and event log (logs/events.jsonl, rotated at 10 MiB, 5 old files kept); default: the user\'s state dir. One server per state directory' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l compress-level -d 'zstd level for downloads (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l shutdown-grace -d 'Seconds in-flight transfers may run on after SIGINT/SIGTERM' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l http-timeout -d 'Seconds a browser or HTTP tool may take to send a request\'s headers (and an idle keep-alive HTTP connection stays open). Slower requests are cut, so slow or silent connections cannot pile up' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F

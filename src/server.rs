@@ -416,8 +416,9 @@ async fn connection(
             return;
         }
     };
-    if tls.get_ref().1.alpn_protocol() != Some(ALPN_FTS) {
-        web::serve(shared, tls, peer, stop).await;
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    if alpn.as_deref() != Some(ALPN_FTS) {
+        web::serve(shared, tls, alpn, peer, stop).await;
         return;
     }
     let (rh, wh) = tokio::io::split(tls);

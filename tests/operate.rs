@@ -9,11 +9,7 @@ use common::*;
 use fts::proto::{Msg, PROTOCOL_VERSION};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn admin_setup(extra: &[&str]) -> (Setup, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
@@ -54,120 +50,6 @@ fn client_named<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
         .unwrap()
         .iter()
         .find(|c| c["name"] == name)
-}
-
-/// A background fts command whose stderr lines are collected as they come.
-struct Bg {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    stdout: Arc<Mutex<String>>,
-}
-
-impl Bg {
-    fn start(s: &Setup, args: &[&str], env: &[(&str, &str)], stdin: bool) -> Bg {
-        let mut c = s.client.cmd();
-        c.args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c.spawn().unwrap();
-        let collect = |mut r: Box<dyn Read + Send>| {
-            let buf = Arc::new(Mutex::new(String::new()));
-            let b2 = buf.clone();
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = r.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    b2.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
-                }
-            });
-            buf
-        };
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        Bg {
-            child,
-            stderr,
-            stdout,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    #[track_caller]
-    fn wait_stdout(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let o = self.stdout();
-            if pred(&o) {
-                return o;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; stdout: {o}\nstderr: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Waits for the exit code, at most `limit`.
-    #[track_caller]
-    fn wait(&mut self, limit: Duration) -> i32 {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}; stderr: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `fts --name NAME put --bwlimit RATE FILE ROOT` in the background.
-fn slow_put(s: &Setup, name: &str, rate: &str, file: &std::path::Path) -> Bg {
-    let url = s.url("");
-    let args = [
-        "--name",
-        name,
-        "put",
-        "--bwlimit",
-        rate,
-        file.to_str().unwrap(),
-        &url,
-    ];
-    Bg::start(s, &args, &[], false)
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fts");
+/// How long tests wait for something that should happen soon.
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A command with a clean, isolated environment and no stdin. Stored
 /// passwords go to the file in HOME's config dir: the kernel keyring is
@@ -420,33 +422,233 @@ pub async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
     ((r, w), first)
 }
 
-/// One HTTP/1.1 GET over TLS on the fts port: (status, headers, body).
-pub fn https_get(s: &Setup, path: &str, basic: Option<&str>) -> (u16, String, String) {
+/// An HTTP response read off the wire.
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.head, self.text()))
+    }
+}
+
+/// Undoes chunked transfer encoding.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_hex = String::from_utf8_lossy(&raw[..eol]);
+        let size =
+            usize::from_str_radix(size_hex.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&raw[start..(start + size).min(raw.len())]);
+        raw = &raw[(start + size + 2).min(raw.len())..];
+    }
+}
+
+/// Parses a whole HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw.get(split + 4..).unwrap_or(&[]).to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut r = Resp { status, head, body };
+    if r.header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        r.body = dechunk(&r.body);
+    }
+    r
+}
+
+/// One HTTP/1.1 request over TLS on the fts port (Connection: close).
+pub fn https(s: &Setup, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut t = tls_with_alpn(s, b"http/1.1").await;
-        let auth = basic
-            .map(|b| {
-                use base64::Engine;
-                format!(
-                    "Authorization: Basic {}\r\n",
-                    base64::engine::general_purpose::STANDARD.encode(b)
-                )
-            })
-            .unwrap_or_default();
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            s.server.port
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "PUT" || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
         t.write_all(req.as_bytes()).await.unwrap();
+        t.write_all(body).await.unwrap();
+        t.flush().await.unwrap();
         let mut raw = Vec::new();
         let _ = t.read_to_end(&mut raw).await;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, head.to_string(), body.to_string())
+        parse_response(&raw)
     })
+}
+
+/// `Authorization: Basic` for `user:password`.
+pub fn basic(user_pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
+}
+
+/// One HTTP/1.1 GET over TLS on the fts port: (status, headers, body).
+pub fn https_get(s: &Setup, path: &str, basic_auth: Option<&str>) -> (u16, String, String) {
+    let auth = basic_auth.map(basic);
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    let r = https(s, "GET", path, &headers, b"");
+    let body = r.text();
+    (r.status, r.head, body)
+}
+
+/// A background fts command whose stderr lines are collected as they come.
+pub struct Bg {
+    pub child: Child,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Bg {
+    pub fn start(s: &Setup, args: &[&str], env: &[(&str, &str)], stdin: bool) -> Bg {
+        let mut c = s.client.cmd();
+        c.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let collect = |mut r: Box<dyn Read + Send>| {
+            let buf = Arc::new(Mutex::new(String::new()));
+            let b2 = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b2.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+            buf
+        };
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        Bg {
+            child,
+            stderr,
+            stdout,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    #[track_caller]
+    pub fn wait_stdout(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let o = self.stdout();
+            if pred(&o) {
+                return o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; stdout: {o}\nstderr: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the exit code, at most `limit`.
+    #[track_caller]
+    pub fn wait(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}; stderr: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `fts --name NAME put --bwlimit RATE FILE ROOT` in the background.
+pub fn slow_put(s: &Setup, name: &str, rate: &str, file: &std::path::Path) -> Bg {
+    let url = s.url("");
+    let args = [
+        "--name",
+        name,
+        "put",
+        "--bwlimit",
+        rate,
+        file.to_str().unwrap(),
+        &url,
+    ];
+    Bg::start(s, &args, &[], false)
 }

@@ -142,43 +142,60 @@ pub(super) async fn session(State(c): State<Conn>, headers: HeaderMap) -> Respon
     }
 }
 
-/// The admin session behind a state-changing request: the cookie must
-/// name a live session and the CSRF header must carry its token.
-fn authorize(c: &Conn, headers: &HeaderMap, action: &str, target: Option<u64>) -> Result<Arc<Live>, Response> {
-    let found = c.shared.web.sessions.find(headers);
-    let given = headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match found {
-        Some((csrf, live)) if bool::from(csrf.as_bytes().ct_eq(given.as_bytes())) => Ok(live),
-        found => {
-            c.shared.log(LogEvent::Admin {
-                client: 0,
-                action: action.into(),
-                target,
-                ok: false,
-                detail: format!(
-                    "refused (web, {}): {}",
-                    c.peer,
-                    if found.is_some() {
-                        "bad CSRF token"
-                    } else {
-                        "not logged in as admin"
-                    }
-                ),
-            });
-            Err(match found {
-                Some(_) => problem(StatusCode::FORBIDDEN, "bad or missing CSRF token"),
-                None => problem(StatusCode::UNAUTHORIZED, "log in as admin first"),
-            })
+/// Why an admin request was refused.
+pub(super) enum Refused {
+    NoSession,
+    BadCsrf,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NoSession => problem(StatusCode::UNAUTHORIZED, "log in as admin first"),
+            Refused::BadCsrf => problem(StatusCode::FORBIDDEN, "bad or missing CSRF token"),
         }
     }
 }
 
+/// The admin session behind a state-changing request: the cookie must
+/// name a live session and the CSRF header must carry its token.
+fn authorize(
+    c: &Conn,
+    headers: &HeaderMap,
+    action: &str,
+    target: Option<u64>,
+) -> Result<Arc<Live>, Refused> {
+    let given = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let why = match c.shared.web.sessions.find(headers) {
+        Some((csrf, live)) if bool::from(csrf.as_bytes().ct_eq(given.as_bytes())) => {
+            return Ok(live)
+        }
+        Some(_) => Refused::BadCsrf,
+        None => Refused::NoSession,
+    };
+    c.shared.log(LogEvent::Admin {
+        client: 0,
+        action: action.into(),
+        target,
+        ok: false,
+        detail: format!(
+            "refused (web, {}): {}",
+            c.peer,
+            match why {
+                Refused::BadCsrf => "bad CSRF token",
+                Refused::NoSession => "not logged in as admin",
+            }
+        ),
+    });
+    Err(why)
+}
+
 pub(super) async fn logout(State(c): State<Conn>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&c, &headers, "logout", None) {
-        return r;
+        return r.into_response();
     }
     c.shared.web.sessions.remove(&headers);
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
@@ -192,10 +209,14 @@ pub(super) struct Kick {
     reason: String,
 }
 
-pub(super) async fn kick(State(c): State<Conn>, headers: HeaderMap, Json(k): Json<Kick>) -> Response {
+pub(super) async fn kick(
+    State(c): State<Conn>,
+    headers: HeaderMap,
+    Json(k): Json<Kick>,
+) -> Response {
     let live = match authorize(&c, &headers, "kick", Some(k.id)) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let reason = if k.reason.trim().is_empty() {
         "no reason given".to_string()
@@ -213,10 +234,14 @@ pub(super) struct Warn {
     text: String,
 }
 
-pub(super) async fn warn(State(c): State<Conn>, headers: HeaderMap, Json(w): Json<Warn>) -> Response {
+pub(super) async fn warn(
+    State(c): State<Conn>,
+    headers: HeaderMap,
+    Json(w): Json<Warn>,
+) -> Response {
     let live = match authorize(&c, &headers, "warn", w.id) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let r = c.shared.hub.warn(w.id, &w.text, "admin (web)");
     done(&c, &live, "warn", w.id, &w.text, r)
@@ -253,10 +278,14 @@ pub(super) struct Say {
     text: String,
 }
 
-pub(super) async fn chat(State(c): State<Conn>, headers: HeaderMap, Json(s): Json<Say>) -> Response {
+pub(super) async fn chat(
+    State(c): State<Conn>,
+    headers: HeaderMap,
+    Json(s): Json<Say>,
+) -> Response {
     let live = match authorize(&c, &headers, "chat", None) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match c.shared.hub.chat(&live, true, Some(&s.to), &s.text) {
         Ok((note, delivered, stored)) => {

@@ -39,9 +39,7 @@ pub(super) fn rel_from_uri(path: &str, prefix: &str) -> Result<String> {
             .decode_utf8()
             .map_err(|_| Error::usage("path is not valid UTF-8"))?;
         if decoded.contains('/') || decoded.contains('\\') {
-            return Err(Error::permission(
-                "encoded path separators are refused",
-            ));
+            return Err(Error::permission("encoded path separators are refused"));
         }
         parts.push(decoded.into_owned());
     }
@@ -284,7 +282,21 @@ fn disposition(name: &str) -> HeaderValue {
             }
         })
         .collect();
-    let exact = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    // RFC 8187 attr-char: these may stay as they are.
+    const ATTR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let exact = percent_encoding::utf8_percent_encode(name, ATTR);
     HeaderValue::from_str(&format!(
         "attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}"
     ))
@@ -333,7 +345,8 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
         if target.is_dir() {
             return Err(Error::permission(format!("'{rel2}' is a directory")));
         }
-        let tmp = fsutil::TempFile::create_beside(&target).map_err(|e| Error::local_io(&target, e))?;
+        let tmp =
+            fsutil::TempFile::create_beside(&target).map_err(|e| Error::local_io(&target, e))?;
         Ok((target, tmp))
     })
     .await?;
@@ -371,8 +384,7 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
     let target2: PathBuf = target.clone();
     blocking(move || {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = Arc::try_unwrap(tmp)
-            .map_err(|_| Error::other("upload still in use"))?;
+        let tmp = Arc::try_unwrap(tmp).map_err(|_| Error::other("upload still in use"))?;
         let f = tmp.file();
         f.set_permissions(std::fs::Permissions::from_mode(0o644))
             .and_then(|()| f.sync_all())
@@ -413,7 +425,10 @@ mod tests {
 
     #[test]
     fn url_paths_cannot_leave_the_root() {
-        assert_eq!(rel_from_uri("/files/a/b%20c.txt", "/files").unwrap(), "a/b c.txt");
+        assert_eq!(
+            rel_from_uri("/files/a/b%20c.txt", "/files").unwrap(),
+            "a/b c.txt"
+        );
         assert_eq!(rel_from_uri("/files", "/files").unwrap(), "");
         assert_eq!(rel_from_uri("/files/", "/files").unwrap(), "");
         for bad in [

@@ -144,6 +144,7 @@ struct Conn {
 pub(super) async fn serve<S>(
     shared: Arc<Shared>,
     tls: S,
+    alpn: Option<Vec<u8>>,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
 ) where
@@ -176,7 +177,18 @@ pub(super) async fn serve<S>(
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let io = hyper_util::rt::TokioIo::new(WriteDeadline::new(tls, shared.opts.io_timeout));
+    // ALPN already chose the protocol; sniffing is only for clients that
+    // offered none.
+    b = match alpn.as_deref() {
+        Some(b"h2") => b.http2_only(),
+        Some(b"http/1.1") => b.http1_only(),
+        _ => b,
+    };
+    let io = hyper_util::rt::TokioIo::new(Deadlines::new(
+        tls,
+        shared.opts.http_timeout,
+        shared.opts.io_timeout,
+    ));
     let conn = b.serve_connection(io, svc);
     tokio::pin!(conn);
     let mut stop = stop;
@@ -191,9 +203,18 @@ pub(super) async fn serve<S>(
     // out or could not be parsed is worth a line (slow-header attacks,
     // oversized heads, garbage).
     if let Err(e) = result {
-        let worth = e
+        let hyper_says = e
             .downcast_ref::<hyper::Error>()
             .is_some_and(|h| h.is_timeout() || h.is_parse() || h.is_parse_too_large());
+        let mut timed_out = false;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
+        while let Some(c) = cause {
+            timed_out |= c
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+            cause = c.source();
+        }
+        let worth = hyper_says || timed_out;
         if worth {
             shared.log(LogEvent::Rejected {
                 addr: peer.to_string(),
@@ -220,10 +241,7 @@ fn router(conn: Conn) -> Router {
         .route("/api/events", get(live::events))
         .route("/api/ls", get(files::ls))
         .route("/files", get(files::download))
-        .route(
-            "/files/{*path}",
-            get(files::download).put(files::upload),
-        )
+        .route("/files/{*path}", get(files::download).put(files::upload))
         .route("/api/admin/login", post(admin::login))
         .route("/api/admin/logout", post(admin::logout))
         .route("/api/admin/session", get(admin::session))
@@ -483,33 +501,44 @@ pub fn exposition(s: &crate::hub::Stats) -> String {
     out
 }
 
-/// Cuts a connection whose peer stops reading: a write that cannot make
-/// progress for `limit` fails, so a browser that stalls a download (or a
-/// slow-read attack) does not hold the connection forever. Reads are not
-/// limited here: an idle HTTP/2 connection or an open event stream reads
-/// nothing for long stretches, and hyper bounds header reads itself.
-struct WriteDeadline<S> {
+/// Time limits on a connection's I/O that hyper does not set itself:
+/// - a write that cannot make progress for `stall` fails, so a browser
+///   that stalls a download (or a slow-read attack) does not hold the
+///   connection forever;
+/// - the first bytes must arrive within `first` (hyper's header timeout
+///   starts only once it knows the protocol, and HTTP/2 has none).
+///
+/// Later reads are not limited here: an idle HTTP/2 connection or an open
+/// event stream reads nothing for long stretches, and hyper bounds header
+/// reads itself.
+struct Deadlines<S> {
     inner: S,
-    limit: Duration,
+    stall: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    first: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl<S> WriteDeadline<S> {
-    fn new(inner: S, limit: Duration) -> Self {
-        WriteDeadline {
+impl<S> Deadlines<S> {
+    fn new(inner: S, first: Duration, stall: Duration) -> Self {
+        Deadlines {
             inner,
-            limit,
+            stall,
             stalled: None,
+            first: Some(Box::pin(tokio::time::sleep(first))),
         }
     }
 
     /// Turns a `Pending` write into a timeout once it has lasted too long.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
         if r.is_ready() {
             self.stalled = None;
             return r;
         }
-        let limit = self.limit;
+        let limit = self.stall;
         let sleep = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
@@ -523,17 +552,30 @@ impl<S> WriteDeadline<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() && buf.filled().len() > before {
+            self.first = None;
+        } else if r.is_pending() {
+            if let Some(first) = self.first.as_mut() {
+                if first.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no request arrived in time",
+                    )));
+                }
+            }
+        }
+        r
     }
 }
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -548,10 +590,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         self.watch(cx, r)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.watch(cx, r)
     }

@@ -206,7 +206,10 @@ function drawChart(canvas, points, colors, fmt) {
   const css = getComputedStyle(document.documentElement);
   const left = 64, bottom = 18, top = 8;
   const now = Math.floor(Date.now() / 1000);
-  const x = (t) => left + (w - left - 4) * (1 - (now - t) / 3600);
+  // The window grows with the data, from 5 minutes up to the hour.
+  const first = state.samples.length ? state.samples[0].t : now;
+  const span = Math.min(3600, Math.max(300, now - first));
+  const x = (t) => left + (w - left - 4) * (1 - (now - t) / span);
   const max = Math.max(1, ...points.flatMap((p) => p.v));
   const y = (v) => top + (h - top - bottom) * (1 - v / max);
   g.strokeStyle = css.getPropertyValue('--line');
@@ -218,7 +221,8 @@ function drawChart(canvas, points, colors, fmt) {
     g.beginPath(); g.moveTo(left, yy); g.lineTo(w, yy); g.stroke();
     g.fillText(fmt(max * f), 2, yy + 4);
   }
-  for (const [label, t] of [['-60m', now - 3600], ['-30m', now - 1800], ['now', now]]) {
+  const mins = Math.round(span / 60);
+  for (const [label, t] of [[`-${mins}m`, now - span], [`-${Math.round(mins / 2)}m`, now - span / 2], ['now', now]]) {
     g.fillText(label, Math.min(x(t), w - 24), h - 4);
   }
   if (points.length === 0) {
