@@ -63,8 +63,9 @@ fn missing_tools() -> Option<String> {
     None
 }
 
-/// A child process whose stdout and stderr are collected as they come;
-/// stderr lines are echoed (seen with --nocapture) when `echo` is set.
+/// A process other than fts (node) whose stdout and stderr are collected
+/// as they come; stderr lines are echoed (seen with --nocapture) when
+/// `echo` is set.
 struct Proc {
     child: Child,
     what: &'static str,
@@ -190,14 +191,14 @@ fn dashboard_in_a_real_browser() {
     std::fs::create_dir_all(&artifacts).unwrap();
 
     // ~16 s at 4 MiB/s: long enough for the page to watch, warn and kick.
-    let mut put = {
-        let mut c = s.client.cmd();
-        c.args(["--name", CLIENT, "put", "--bwlimit", "4M"])
-            .arg(&big)
-            .arg(s.url(""))
-            .env("FTS_PASSWORD", ACCESS_PW);
-        Proc::spawn("fts put", c, false)
-    };
+    let url = s.url("");
+    let big_path = big.to_str().unwrap();
+    let mut put = Bg::start(
+        &s,
+        &["--name", CLIENT, "put", "--bwlimit", "4M", big_path, &url],
+        &[("FTS_PASSWORD", ACCESS_PW)],
+        false,
+    );
 
     let mut node = {
         let mut c = Command::new("node");
