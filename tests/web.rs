@@ -480,11 +480,7 @@ fn admin_login(s: &Setup) -> (String, String) {
 /// `pred` accepts an (event, data) pair or the wait runs out.
 fn sse_until(s: &Setup, cookie: Option<&str>, mut pred: impl FnMut(&str, &Value) -> bool) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut t = tls_with_alpn(s, b"http/1.1").await;
         let c = cookie
             .map(|c| format!("Cookie: {c}\r\n"))

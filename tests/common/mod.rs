@@ -489,14 +489,19 @@ pub fn parse_response(raw: &[u8]) -> Resp {
     r
 }
 
+/// Runs `f` to completion on a fresh single-threaded runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// One HTTP/1.1 request over TLS on the fts port (Connection: close).
 pub fn https(s: &Setup, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut t = tls_with_alpn(s, b"http/1.1").await;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
