@@ -134,12 +134,17 @@ pub(super) async fn login(State(c): State<Conn>, Json(l): Json<Login>) -> Respon
 }
 
 /// Whether the browser is logged in as admin (and its CSRF token, which
-/// the page lost on reload).
+/// the page lost on reload): `{"admin": true, "csrf"}` or `{"admin":
+/// false, "admin_enabled"}`.
 pub(super) async fn session(State(c): State<Conn>, headers: HeaderMap) -> Response {
-    match c.shared.web.sessions.find(&headers) {
-        Some((csrf, _)) => Json(serde_json::json!({ "csrf": csrf })).into_response(),
-        None => problem(StatusCode::UNAUTHORIZED, "not logged in as admin"),
-    }
+    let body = match c.shared.web.sessions.find(&headers) {
+        Some((csrf, _)) => serde_json::json!({ "admin": true, "csrf": csrf }),
+        None => serde_json::json!({
+            "admin": false,
+            "admin_enabled": c.shared.opts.admin_password.is_some(),
+        }),
+    };
+    Json(body).into_response()
 }
 
 /// Why an admin request was refused.

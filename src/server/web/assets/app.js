@@ -169,10 +169,14 @@ async function loadHistory() {
   } catch (e) { /* the live feed fills in */ }
 }
 
+// The page samples the totals every few seconds itself, so the charts
+// move from the first minute on; the server's 10-second history fills in
+// what happened before the page was opened.
+const PAGE_EVERY = 3;
 function addSample(t) {
   const now = Math.floor(Date.now() / 1000);
   const last = state.samples[state.samples.length - 1];
-  if (last && now - last.t < state.every) return;
+  if (last && now - last.t < PAGE_EVERY) return;
   state.samples.push({
     t: now,
     bytes_sent: t.bytes_sent,
@@ -264,8 +268,9 @@ function setAdmin(csrf) {
 async function restoreSession() {
   try {
     const s = await api('/api/admin/session');
-    setAdmin(s.csrf);
-  } catch (_) { /* not logged in */ }
+    setAdmin(s.admin ? s.csrf : null);
+    $('#admin-box').hidden = !s.admin && !s.admin_enabled;
+  } catch (_) { /* the page still works without admin */ }
 }
 
 $('#login-form').addEventListener('submit', async (ev) => {
