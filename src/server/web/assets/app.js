@@ -210,9 +210,9 @@ function drawChart(canvas, points, colors, fmt) {
   const css = getComputedStyle(document.documentElement);
   const left = 64, bottom = 18, top = 8;
   const now = Math.floor(Date.now() / 1000);
-  // The window grows with the data, from 5 minutes up to the hour.
+  // The window grows with the data, from 2 minutes up to the hour.
   const first = state.samples.length ? state.samples[0].t : now;
-  const span = Math.min(3600, Math.max(300, now - first));
+  const span = Math.min(3600, Math.max(120, now - first));
   const x = (t) => left + (w - left - 4) * (1 - (now - t) / span);
   const max = Math.max(1, ...points.flatMap((p) => p.v));
   const y = (v) => top + (h - top - bottom) * (1 - v / max);
@@ -239,6 +239,13 @@ function drawChart(canvas, points, colors, fmt) {
     g.beginPath();
     points.forEach((p, j) => (j ? g.lineTo : g.moveTo).call(g, x(p.t), y(p.v[i])));
     g.stroke();
+    // Dots too, so the first few samples show before there is a line.
+    g.fillStyle = g.strokeStyle;
+    for (const p of points) {
+      g.beginPath();
+      g.arc(x(p.t), y(p.v[i]), 2.5, 0, 2 * Math.PI);
+      g.fill();
+    }
   });
 }
 
