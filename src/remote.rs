@@ -208,7 +208,13 @@ mod tests {
     /// was accepted, and its `fts://` form did not parse back.
     #[test]
     fn fuzz_regressions_brackets_in_hosts() {
-        for s in ["fts://]::5", "fts://\u{1b}::1]:5/x", "[[]:x", "fts://[[]:5/", "a]:x"] {
+        for s in [
+            "fts://]::5",
+            "fts://\u{1b}::1]:5/x",
+            "[[]:x",
+            "fts://[[]:5/",
+            "a]:x",
+        ] {
             assert!(parse_location(s).is_err(), "{s:?} accepted");
         }
         // Every accepted remote shows as an fts:// URL that parses back.

@@ -16,5 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let json = serde_json::to_vec(&m).expect("a decoded Msg serializes");
     let back: Msg = serde_json::from_slice(&json).expect("own encoding decodes");
     assert_eq!(back, m, "Msg does not round-trip");
-    assert_eq!(serde_json::to_vec(&back).unwrap(), json, "encoding not stable");
+    assert_eq!(
+        serde_json::to_vec(&back).unwrap(),
+        json,
+        "encoding not stable"
+    );
 });

@@ -54,7 +54,11 @@ fn diff(new: &[u8], sig: &fast_rsync::Signature) -> Option<Vec<Piece>> {
     assert_eq!(stats.literal + stats.matched, new.len() as u64);
     let mut total = 0u64;
     for p in &pieces {
-        assert!(p.delta.len() <= PIECE_BYTES, "piece of {} bytes", p.delta.len());
+        assert!(
+            p.delta.len() <= PIECE_BYTES,
+            "piece of {} bytes",
+            p.delta.len()
+        );
         assert!(p.out_len <= PIECE_OUT);
         total += p.out_len;
     }

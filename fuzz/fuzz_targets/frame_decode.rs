@@ -123,10 +123,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let len = u16::from_be_bytes(*len) as u64;
             let mut r = FrameReader::new(Script::new(rest, step, false), T);
-            if let Ok(b) = r
-                .read_blob(len, fts::engine::delta::MAX_SIGNATURE)
-                .await
-            {
+            if let Ok(b) = r.read_blob(len, fts::engine::delta::MAX_SIGNATURE).await {
                 assert_eq!(b.len() as u64, len, "blob of the wrong length");
             }
             return;

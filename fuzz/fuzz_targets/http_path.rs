@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(!rel.contains('\0') && !rel.contains('\\'));
             if !rel.is_empty() {
                 assert!(
-                    rel.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+                    rel.split('/')
+                        .all(|c| !c.is_empty() && c != "." && c != ".."),
                     "{path:?} -> {rel:?}"
                 );
             }
