@@ -37,3 +37,10 @@ pub mod tls;
 pub mod transfer;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// Parsers that are private to the server, re-exported only for the fuzz
+/// targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::server::web::files::{rel_from_uri, want, Want};
+}

@@ -94,10 +94,14 @@ pub fn parse_remote(s: &str) -> Result<Remote> {
 }
 
 fn check_host(host: &str, whole: &str) -> Result<()> {
+    // Brackets only delimit an IPv6 address and are never part of a host:
+    // `fts://]::5` used to yield the host `]:`, whose `fts://` form
+    // (`[]:]:5`) no longer parses and which keys known_hosts by garbage
+    // (found by fuzz/fuzz_targets/remote_path.rs).
     if host.is_empty()
         || host
             .chars()
-            .any(|c| c.is_whitespace() || c == '/' || c == '@')
+            .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '[' | ']'))
     {
         return Err(Error::usage(format!("'{whole}': invalid host '{host}'")));
     }
@@ -198,6 +202,28 @@ mod tests {
             assert!(parse_location(s).is_err(), "{s}");
         }
         assert!(parse_remote("local").is_err());
+    }
+
+    /// Inputs the remote_path fuzz target found: a host holding a bracket
+    /// was accepted, and its `fts://` form did not parse back.
+    #[test]
+    fn fuzz_regressions_brackets_in_hosts() {
+        for s in [
+            "fts://]::5",
+            "fts://\u{1b}::1]:5/x",
+            "[[]:x",
+            "fts://[[]:5/",
+            "a]:x",
+        ] {
+            assert!(parse_location(s).is_err(), "{s:?} accepted");
+        }
+        // Every accepted remote shows as an fts:// URL that parses back.
+        for s in ["h:x", "[::1]:x", "fts://a:b:5/p", "fts://[fe80::1%eth0]:9/"] {
+            let Location::Remote(r) = parse_location(s).unwrap() else {
+                panic!("{s} is local")
+            };
+            assert_eq!(parse_remote(&r.to_string()).unwrap(), r, "{s}");
+        }
     }
 
     #[test]

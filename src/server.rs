@@ -8,7 +8,7 @@
 //! temp files (see [`crate::fsutil::TempFile`]), so no partial file is
 //! ever left under a real name.
 
-mod web;
+pub(crate) mod web;
 
 use crate::auth::{Backoff, Secret, Verifier};
 use crate::engine::delta;

@@ -29,7 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 const CHUNK: usize = 64 * 1024;
 
 /// The share-relative path named by a request path under `prefix`.
-pub(super) fn rel_from_uri(path: &str, prefix: &str) -> Result<String> {
+/// (`pub` only so that `fts::fuzzing` can hand it to the fuzz targets.)
+pub fn rel_from_uri(path: &str, prefix: &str) -> Result<String> {
     let rest = path
         .strip_prefix(prefix)
         .ok_or_else(|| Error::not_found("not found"))?;
@@ -78,7 +79,7 @@ pub(super) async fn ls(State(c): State<Conn>, Query(q): Query<Ls>) -> Response {
 
 /// Which bytes of a file a request wants.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Want {
+pub enum Want {
     All,
     /// `start..=end`.
     Part(u64, u64),
@@ -88,7 +89,7 @@ pub(super) enum Want {
 /// Reads a `Range` header for a file of `len` bytes. One byte range is
 /// served as asked; several ranges, other units or bad syntax get the
 /// whole file (RFC 9110 lets a server ignore a Range it will not serve).
-pub(super) fn want(range: Option<&str>, len: u64) -> Want {
+pub fn want(range: Option<&str>, len: u64) -> Want {
     let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
         return Want::All;
     };

@@ -14,7 +14,7 @@
 //! timeout is cut.
 
 mod admin;
-mod files;
+pub(crate) mod files;
 mod live;
 
 use super::{LogEvent, Shared};
