@@ -702,17 +702,27 @@ impl Client {
         first
     }
 
-    /// What the server has at each of `paths` (pipelined).
-    pub async fn probe(&mut self, paths: &[String]) -> Result<Vec<Result<Probed>>> {
+    /// Sends one request per path (ids in order) while reading the replies
+    /// in the same order: `request` builds a request, `reply` turns the
+    /// matching answer into a value (or hands back a message that is not
+    /// an answer to this request). An error reply for a path is that
+    /// path's `Err`.
+    async fn pipelined<T>(
+        &mut self,
+        paths: &[String],
+        what: &str,
+        request: impl Fn(u64, String) -> Msg,
+        mut reply: impl AsyncFnMut(
+            &mut FrameReader<ReadHalf<Tls>>,
+            u64,
+            Msg,
+        ) -> Result<std::result::Result<T, Msg>>,
+    ) -> Result<Vec<Result<T>>> {
         let first = self.ids(paths.len());
         let (w, r) = (&mut self.w, &mut self.r);
         let writer = async move {
             for (i, p) in paths.iter().enumerate() {
-                w.msg(&Msg::Probe {
-                    id: first + i as u64,
-                    path: p.clone(),
-                })
-                .await?;
+                w.msg(&request(first + i as u64, p.clone())).await?;
             }
             w.flush().await
         };
@@ -720,62 +730,66 @@ impl Client {
             let mut out = Vec::with_capacity(paths.len());
             for i in 0..paths.len() {
                 let id = first + i as u64;
-                out.push(match r.read_msg().await? {
-                    Msg::ProbeReply {
-                        id: rid,
-                        entry,
-                        partial,
-                    } if rid == id => Ok(Probed { entry, partial }),
-                    Msg::Error {
-                        id: Some(rid),
-                        kind,
-                        message,
-                    } if rid == id => Err(reply_error(kind, message)),
-                    m => return Err(Error::protocol(format!("unexpected reply to probe: {m:?}"))),
-                });
+                let m = r.read_msg().await?;
+                if let Msg::Error {
+                    id: Some(rid),
+                    kind,
+                    message,
+                } = &m
+                {
+                    if *rid == id {
+                        out.push(Err(reply_error(*kind, message.clone())));
+                        continue;
+                    }
+                }
+                match reply(r, id, m).await? {
+                    Ok(v) => out.push(Ok(v)),
+                    Err(m) => {
+                        return Err(Error::protocol(format!(
+                            "unexpected reply to {what}: {m:?}"
+                        )))
+                    }
+                }
             }
             Ok(out)
         };
         Ok(tokio::try_join!(writer, reader)?.1)
     }
 
+    /// What the server has at each of `paths` (pipelined).
+    pub async fn probe(&mut self, paths: &[String]) -> Result<Vec<Result<Probed>>> {
+        self.pipelined(
+            paths,
+            "probe",
+            |id, path| Msg::Probe { id, path },
+            async |_, id, m| {
+                Ok(match m {
+                    Msg::ProbeReply {
+                        id: rid,
+                        entry,
+                        partial,
+                    } if rid == id => Ok(Probed { entry, partial }),
+                    m => Err(m),
+                })
+            },
+        )
+        .await
+    }
+
     /// The server's signatures of `paths` (pipelined), for uploading deltas.
     pub async fn signatures(&mut self, paths: &[String]) -> Result<Vec<Result<(Meta, Vec<u8>)>>> {
-        let first = self.ids(paths.len());
-        let (w, r) = (&mut self.w, &mut self.r);
-        let writer = async move {
-            for (i, p) in paths.iter().enumerate() {
-                w.msg(&Msg::SigReq {
-                    id: first + i as u64,
-                    path: p.clone(),
-                })
-                .await?;
-            }
-            w.flush().await
-        };
-        let reader = async move {
-            let mut out = Vec::with_capacity(paths.len());
-            for i in 0..paths.len() {
-                let id = first + i as u64;
-                out.push(match r.read_msg().await? {
-                    Msg::SigReply { id: rid, base, len } if rid == id => {
-                        Ok((base, r.read_blob(len, delta::MAX_SIGNATURE).await?))
-                    }
-                    Msg::Error {
-                        id: Some(rid),
-                        kind,
-                        message,
-                    } if rid == id => Err(reply_error(kind, message)),
-                    m => {
-                        return Err(Error::protocol(format!(
-                            "unexpected reply to signature request: {m:?}"
-                        )))
-                    }
-                });
-            }
-            Ok(out)
-        };
-        Ok(tokio::try_join!(writer, reader)?.1)
+        self.pipelined(
+            paths,
+            "signature request",
+            |id, path| Msg::SigReq { id, path },
+            async |r, id, m| match m {
+                Msg::SigReply { id: rid, base, len } if rid == id => {
+                    Ok(Ok((base, r.read_blob(len, delta::MAX_SIGNATURE).await?)))
+                }
+                m => Ok(Err(m)),
+            },
+        )
+        .await
     }
 
     /// Runs an upload batch, pipelined. Returns one outcome per op; only a

@@ -358,7 +358,7 @@ pub struct Hub {
 
 /// A lock that a panicked holder did not poison for good: every value
 /// guarded here stays consistent between statements.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

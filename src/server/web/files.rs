@@ -20,8 +20,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -351,7 +349,6 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
         Ok((target, tmp))
     })
     .await?;
-    let tmp = Arc::new(tmp);
     let mut out = tokio::fs::File::from_std(
         tmp.file()
             .try_clone()
@@ -382,15 +379,13 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
     }
     out.flush().await.map_err(|e| Error::local_io(&target, e))?;
     drop(out);
-    let target2: PathBuf = target.clone();
     blocking(move || {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = Arc::try_unwrap(tmp).map_err(|_| Error::other("upload still in use"))?;
         let f = tmp.file();
         f.set_permissions(std::fs::Permissions::from_mode(0o644))
             .and_then(|()| f.sync_all())
-            .and_then(|()| tmp.persist(&target2))
-            .map_err(|e| Error::local_io(&target2, e))
+            .and_then(|()| tmp.persist(&target))
+            .map_err(|e| Error::local_io(&target, e))
     })
     .await?;
     c.shared.hub.file_done(false);
