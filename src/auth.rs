@@ -109,45 +109,75 @@ const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 const BACKOFF_FORGET: Duration = Duration::from_secs(15 * 60);
 const BACKOFF_MAX_ENTRIES: usize = 4096;
+/// Attempts from one address queue behind each other; one that would have
+/// to wait longer than this is refused without a password check.
+const BACKOFF_QUEUE: Duration = Duration::from_secs(30);
+
+struct Failures {
+    count: u32,
+    last: Instant,
+    /// When the next attempt from this address may be answered; attempts
+    /// made in parallel each move it on, so they are answered one by one.
+    next: Instant,
+}
 
 /// Failed logins per address; each failure doubles the delay before the
 /// next answer to that address (capped), forgotten after 15 quiet minutes.
 #[derive(Default)]
 pub struct Backoff {
-    map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    map: Mutex<HashMap<IpAddr, Failures>>,
 }
 
 impl Backoff {
-    /// How long to wait before answering a login from `ip`.
-    pub fn delay(&self, ip: IpAddr) -> Duration {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&ip) {
-            Some((n, at)) if at.elapsed() < BACKOFF_FORGET && *n > 0 => {
-                let d = BACKOFF_BASE.saturating_mul(1u32 << (*n - 1).min(10));
-                d.min(BACKOFF_MAX)
+    fn step(count: u32) -> Duration {
+        BACKOFF_BASE
+            .saturating_mul(1u32 << count.saturating_sub(1).min(10))
+            .min(BACKOFF_MAX)
+    }
+
+    /// How long a login from `ip` waits before its password is checked, or
+    /// `None` when the address has queued so many attempts that this one
+    /// is refused unchecked. Without recent failures: no wait, no state.
+    pub fn reserve(&self, ip: IpAddr) -> Option<Duration> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match map.get_mut(&ip) {
+            Some(f) if f.last.elapsed() < BACKOFF_FORGET && f.count > 0 => {
+                let at = f.next.max(now) + Self::step(f.count);
+                let wait = at - now;
+                if wait > BACKOFF_QUEUE {
+                    return None;
+                }
+                f.next = at;
+                Some(wait)
             }
-            _ => Duration::ZERO,
+            _ => Some(Duration::ZERO),
         }
     }
 
     pub fn failure(&self, ip: IpAddr) -> u32 {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= BACKOFF_MAX_ENTRIES {
-            map.retain(|_, (_, at)| at.elapsed() < BACKOFF_FORGET);
+            map.retain(|_, f| f.last.elapsed() < BACKOFF_FORGET);
             if map.len() >= BACKOFF_MAX_ENTRIES {
                 // Still full of fresh entries: drop the oldest to stay bounded.
-                if let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+                if let Some(oldest) = map.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k) {
                     map.remove(&oldest);
                 }
             }
         }
-        let e = map.entry(ip).or_insert((0, Instant::now()));
-        if e.1.elapsed() >= BACKOFF_FORGET {
-            e.0 = 0;
+        let now = Instant::now();
+        let f = map.entry(ip).or_insert(Failures {
+            count: 0,
+            last: now,
+            next: now,
+        });
+        if f.last.elapsed() >= BACKOFF_FORGET {
+            f.count = 0;
         }
-        e.0 = e.0.saturating_add(1);
-        e.1 = Instant::now();
-        e.0
+        f.count = f.count.saturating_add(1);
+        f.last = now;
+        f.count
     }
 
     pub fn success(&self, ip: IpAddr) {
@@ -174,19 +204,33 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_resets() {
+    fn backoff_grows_queues_and_resets() {
         let b = Backoff::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(b.delay(ip), Duration::ZERO);
+        let near = |d: Option<Duration>, want: Duration| {
+            let d = d.expect("refused");
+            assert!(
+                d <= want && want - d < Duration::from_millis(50),
+                "{d:?} vs {want:?}"
+            );
+        };
+        assert_eq!(b.reserve(ip), Some(Duration::ZERO));
+        assert_eq!(b.reserve(ip), Some(Duration::ZERO), "no failure, no queue");
         b.failure(ip);
-        assert_eq!(b.delay(ip), BACKOFF_BASE);
+        near(b.reserve(ip), BACKOFF_BASE);
+        // A second attempt in parallel waits behind the first.
+        near(b.reserve(ip), BACKOFF_BASE * 2);
         b.failure(ip);
-        assert_eq!(b.delay(ip), BACKOFF_BASE * 2);
         for _ in 0..20 {
             b.failure(ip);
         }
-        assert_eq!(b.delay(ip), BACKOFF_MAX);
+        // Capped steps of 8 s queue up until the 30 s queue is full.
+        let granted = (0..10).filter_map(|_| b.reserve(ip)).count();
+        assert!((2..=4).contains(&granted), "{granted}");
+        assert_eq!(b.reserve(ip), None);
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(b.reserve(other), Some(Duration::ZERO));
         b.success(ip);
-        assert_eq!(b.delay(ip), Duration::ZERO);
+        assert_eq!(b.reserve(ip), Some(Duration::ZERO));
     }
 }

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::proto::MAX_PATH;
 use std::ffi::OsString;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// What the share is: a directory, or one file.
@@ -179,6 +180,44 @@ impl Root {
         Ok(target)
     }
 
+    /// Opens an existing entry for reading (see [`Root::confirm`]).
+    pub fn open_entry(&self, rel: &str) -> Result<(PathBuf, File)> {
+        let p = self.resolve_existing(rel)?;
+        let f = File::open(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+        self.confirm(&f, rel)?;
+        Ok((p, f))
+    }
+
+    /// Checks on an open descriptor that what was opened lies inside the
+    /// root. The path checks above happen before the open; someone who can
+    /// write inside the share could swap a directory for a symlink in
+    /// between, and this catches that race. Linux only (through
+    /// `/proc/self/fd`); where that is not available the check is skipped.
+    pub fn confirm(&self, f: &File, rel: &str) -> Result<()> {
+        match opened_path(f) {
+            Some(real) if !self.inside(&real) => Err(Self::escape(rel)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The directory that holds `rel`, opened and confirmed inside the
+    /// root, so that what happens to `rel`'s name next happens in that very
+    /// directory even if a directory on the way is swapped meanwhile.
+    pub fn pin_parent(&self, rel: &str) -> Result<Pinned> {
+        let comps = components(rel)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(Error::permission(
+                "the share root itself cannot be replaced",
+            ));
+        };
+        let (dir, f) = self.open_entry(&parents.join("/"))?;
+        let by_fd = fd_dir(&f).unwrap_or(dir);
+        Ok(Pinned {
+            path: by_fd.join(name),
+            _dir: f,
+        })
+    }
+
     /// The relative path to report for a root-relative request.
     pub fn display_rel(&self, rel: &str) -> Result<String> {
         let n = normalize(rel)?;
@@ -187,6 +226,59 @@ impl Root {
             _ => Ok(n),
         }
     }
+}
+
+/// A path whose directory is held open (see [`Root::pin_parent`]); valid
+/// only while this value lives.
+#[derive(Debug)]
+pub struct Pinned {
+    path: PathBuf,
+    _dir: File,
+}
+
+impl AsRef<Path> for Pinned {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for Pinned {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn opened_path(f: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let p = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()?;
+    // A file deleted since it was opened reads as "PATH (deleted)".
+    Some(
+        match p.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(s) => PathBuf::from(s),
+            None => p,
+        },
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_: &File) -> Option<PathBuf> {
+    None
+}
+
+/// A path through which the kernel reaches the open directory `f` itself,
+/// whatever its name is now.
+#[cfg(target_os = "linux")]
+fn fd_dir(f: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    p.is_dir().then_some(p)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fd_dir(_: &File) -> Option<PathBuf> {
+    None
 }
 
 #[cfg(test)]
@@ -265,5 +357,54 @@ mod tests {
             ErrorKind::NotFound
         );
         assert_eq!(root.display_rel("").unwrap(), "only.txt");
+    }
+
+    /// The race the path checks cannot see: a directory swapped for a
+    /// symlink after the check. Played here in slow motion.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_directory_swapped_after_the_check_is_caught() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), b"secret").unwrap();
+        let root_dir = d.path().join("root");
+        std::fs::create_dir_all(root_dir.join("sub")).unwrap();
+        std::fs::write(root_dir.join("sub/f"), b"inside").unwrap();
+        let root = Root::open(&root_dir).unwrap();
+
+        // Reading: checked, then swapped, then opened.
+        let checked = root.resolve_existing("sub/f").unwrap();
+        std::fs::rename(root_dir.join("sub"), root_dir.join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root_dir.join("sub")).unwrap();
+        let f = File::open(&checked).unwrap();
+        assert_eq!(std::fs::read_to_string(&checked).unwrap(), "secret");
+        assert_eq!(
+            root.confirm(&f, "sub/f").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            root.open_entry("sub/f").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        let fine = File::open(root_dir.join("moved/f")).unwrap();
+        root.confirm(&fine, "moved/f").unwrap();
+
+        // Removing: the directory is pinned, then swapped; the removal
+        // still happens in the pinned directory, not outside.
+        std::fs::remove_file(root_dir.join("sub")).unwrap();
+        std::fs::rename(root_dir.join("moved"), root_dir.join("sub")).unwrap();
+        let pinned = root.pin_parent("sub/f").unwrap();
+        std::fs::rename(root_dir.join("sub"), root_dir.join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root_dir.join("sub")).unwrap();
+        std::fs::remove_file(&*pinned).unwrap();
+        assert!(
+            outside.path().join("f").exists(),
+            "removed outside the root"
+        );
+        assert!(!root_dir.join("moved/f").exists());
+        assert_eq!(
+            root.pin_parent("sub/f").unwrap_err().kind,
+            ErrorKind::Permission
+        );
     }
 }

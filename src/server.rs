@@ -8,6 +8,7 @@
 //! temp files (see [`crate::fsutil::TempFile`]), so no partial file is
 //! ever left under a real name.
 
+mod quota;
 pub(crate) mod web;
 
 use crate::auth::{Backoff, Secret, Verifier};
@@ -24,6 +25,7 @@ use crate::proto::{
 use crate::root::Root;
 use crate::tls::Identity;
 use crate::transfer::{self, Dest, Received, SendError, SendOptions, Sink};
+use quota::{Held, Quota, Throttle};
 use serde::Serialize;
 use std::fs::File;
 use std::future::Future;
@@ -190,6 +192,12 @@ impl LogEvent {
     }
 }
 
+/// TLS handshakes in progress at once, and from one address. A handshake
+/// takes milliseconds; these only fill up under a flood of connections
+/// that never finish theirs, and then one address cannot take them all.
+pub const MAX_HANDSHAKES: usize = 512;
+pub const MAX_HANDSHAKES_PER_IP: usize = 128;
+
 /// Where log events go.
 pub type LogSink = Arc<dyn Fn(LogEvent) + Send + Sync>;
 
@@ -204,6 +212,11 @@ struct Shared {
     hub: Arc<Hub>,
     next_id: AtomicU64,
     web: Arc<web::WebState>,
+    /// TLS handshakes in progress: capped so that connections that never
+    /// finish theirs cannot pile up (each is cut after the handshake timeout).
+    handshakes: Arc<Quota>,
+    /// Refusals of whole connections are logged at most once a second.
+    refusals: Throttle,
 }
 
 impl Shared {
@@ -214,6 +227,20 @@ impl Shared {
                 "admin actions are disabled on this server (it was started without --admin-password-file)",
             ),
             Some(_) => Error::auth(format!("{what} needs the admin password")),
+        }
+    }
+
+    /// Logs a connection refused for `why`, throttled.
+    fn refused(&self, addr: &str, why: String) {
+        if let Some(quiet) = self.refusals.pass() {
+            let reason = match quiet {
+                0 => why,
+                n => format!("{why} ({n} more refused since the last such entry)"),
+            };
+            self.log(LogEvent::Rejected {
+                addr: addr.into(),
+                reason,
+            });
         }
     }
 
@@ -236,10 +263,23 @@ impl Shared {
     }
 
     /// Waits out the login backoff for `ip` before a password is checked.
-    async fn wait_backoff(&self, ip: std::net::IpAddr) {
-        let delay = self.backoff.delay(ip);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+    /// False (logged) when the address already has so many attempts queued
+    /// that this one is refused without a check.
+    async fn wait_backoff(&self, peer: SocketAddr) -> bool {
+        match self.backoff.reserve(peer.ip()) {
+            Some(delay) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                true
+            }
+            None => {
+                self.log(LogEvent::Rejected {
+                    addr: peer.to_string(),
+                    reason: THROTTLED.into(),
+                });
+                false
+            }
         }
     }
 
@@ -317,6 +357,12 @@ pub async fn run(
         hub,
         next_id: AtomicU64::new(1),
         web: Arc::new(web::WebState::new()),
+        handshakes: Quota::new(
+            MAX_HANDSHAKES,
+            MAX_HANDSHAKES_PER_IP,
+            "TLS handshakes in progress",
+        ),
+        refusals: Throttle::default(),
     });
     shared.log(listening);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -327,13 +373,22 @@ pub async fn run(
             _ = &mut shutdown => break,
             acc = listener.accept() => match acc {
                 Ok((tcp, peer)) => {
+                    let pending = match shared.handshakes.take(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            // Closed at once: the kernel answers with a FIN.
+                            drop(tcp);
+                            shared.refused(&peer.to_string(), why);
+                            continue;
+                        }
+                    };
                     let s = shared.clone();
                     let stop = stop_rx.clone();
-                    sessions.spawn(async move { connection(s, tcp, peer, stop).await });
+                    sessions.spawn(async move { connection(s, tcp, peer, stop, pending).await });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
-                    shared.log(LogEvent::Rejected { addr: "-".into(), reason: format!("accept failed: {e}") });
+                    shared.refused("-", format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -389,11 +444,15 @@ pub(crate) fn listing(root: &Root, rel: &str, recursive: bool, hashes: bool) -> 
     Ok(out)
 }
 
+/// Why a login is refused unchecked (see [`Backoff::reserve`]).
+pub(crate) const THROTTLED: &str = "too many failed logins from this address: try again later";
+
 async fn connection(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
+    pending: Held,
 ) {
     let _ = tcp.set_nodelay(true);
     let addr = peer.to_string();
@@ -402,20 +461,15 @@ async fn connection(
     {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
-            shared.log(LogEvent::Rejected {
-                addr,
-                reason: format!("TLS handshake failed: {e}"),
-            });
+            shared.refused(&addr, format!("TLS handshake failed: {e}"));
             return;
         }
         Err(_) => {
-            shared.log(LogEvent::Rejected {
-                addr,
-                reason: "TLS handshake timed out".into(),
-            });
+            shared.refused(&addr, "TLS handshake timed out".into());
             return;
         }
     };
+    drop(pending);
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     if alpn.as_deref() != Some(ALPN_FTS) {
         web::serve(shared, tls, alpn, peer, stop).await;
@@ -431,10 +485,7 @@ async fn connection(
         ));
         let _ = w.msg(&Msg::error(None, &e)).await;
         let _ = w.shutdown().await;
-        shared.log(LogEvent::Rejected {
-            addr,
-            reason: "server full".into(),
-        });
+        shared.refused(&addr, "server full".into());
         return;
     };
     let id = shared.next_id();
@@ -746,9 +797,12 @@ impl Session {
         let (authed_before, admin_before) = (self.authed, self.admin);
         let ip = self.peer.ip();
         let shared = self.shared.clone();
-        shared.wait_backoff(ip).await;
         let mut failure: Option<Error> = None;
-        if let (Some(secret), false) = (&shared.opts.password, self.authed) {
+        let throttled = (password.is_some() || admin_password.is_some())
+            && !shared.wait_backoff(self.peer).await;
+        if throttled {
+            failure = Some(Error::auth(THROTTLED));
+        } else if let (Some(secret), false) = (&shared.opts.password, self.authed) {
             match password {
                 Some(p) => {
                     self.authed = shared
@@ -785,7 +839,7 @@ impl Session {
         let was_authed = self.authed && !authed_before;
         match failure {
             Some(e) => {
-                if e.kind == ErrorKind::Auth {
+                if e.kind == ErrorKind::Auth && !throttled {
                     shared.login_outcome(ip, false);
                 }
                 w.msg(&Msg::error(None, &e)).await?;
@@ -1103,8 +1157,7 @@ impl Session {
     ) -> Result<()> {
         let opened = (|| -> Result<(File, Meta)> {
             self.writable()?;
-            let p = self.root().resolve_existing(rel)?;
-            let f = File::open(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+            let (_, f) = self.root().open_entry(rel)?;
             let md = f
                 .metadata()
                 .map_err(|e| Error::local_io(Path::new(rel), e))?;
@@ -1189,6 +1242,7 @@ impl Session {
         let io = |e: std::io::Error| Err(Error::local_io(Path::new(rel), e));
         if let Some(base_meta) = delta_base {
             let base = File::open(&target).map_err(io)?;
+            self.root().confirm(&base, rel).map_err(Err)?;
             let now = fsutil::meta_of(&base.metadata().map_err(io)?);
             if (now.size, now.mtime, now.mtime_ns)
                 != (base_meta.size, base_meta.mtime, base_meta.mtime_ns)
@@ -1198,6 +1252,7 @@ impl Session {
                 ));
             }
             let tmp = TempFile::create_beside(&target).map_err(io)?;
+            self.root().confirm(tmp.file(), rel).map_err(Err)?;
             let mut dest = Dest::new(tmp.file().try_clone().map_err(io)?);
             dest.base = Some(base);
             return Ok((target, Sink::Temp(tmp), dest, meta.size));
@@ -1224,6 +1279,7 @@ impl Session {
                 ));
             }
             if let Some(part) = PartFile::resume(&target, offset).map_err(io)? {
+                self.root().confirm(part.file(), rel).map_err(Err)?;
                 let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
                 dest.hasher = prefix.1;
                 return Ok((target, Sink::Part(part), dest, meta.size - offset));
@@ -1231,6 +1287,8 @@ impl Session {
             return Err(Ok("the partial file is busy".into()));
         }
         let sink = Sink::fresh(&target, meta).map_err(io)?;
+        // Written through this descriptor only: check where it really is.
+        self.root().confirm(sink.file(), rel).map_err(Err)?;
         let dest = sink.dest().map_err(io)?;
         Ok((target, sink, dest, meta.size))
     }
@@ -1368,8 +1426,7 @@ impl Session {
             None => None,
         };
         let opened = (|| -> Result<(File, Meta)> {
-            let p = self.root().resolve_existing(rel)?;
-            let f = File::open(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+            let (_, f) = self.root().open_entry(rel)?;
             let md = f
                 .metadata()
                 .map_err(|e| Error::local_io(Path::new(rel), e))?;
@@ -1473,12 +1530,10 @@ impl Session {
         if self.root().is_file() || crate::root::normalize(rel)?.is_empty() {
             return Err(Error::permission("the share root itself cannot be removed"));
         }
-        // The link itself is removed, never what it points to.
-        let comps = crate::root::components(rel)?;
-        let parent = self
-            .root()
-            .resolve_existing(&comps[..comps.len() - 1].join("/"))?;
-        let target = parent.join(comps[comps.len() - 1]);
+        // The link itself is removed, never what it points to; the name is
+        // looked up in its directory held open, so swapping a directory on
+        // the way for a symlink meanwhile cannot redirect the removal.
+        let target = self.root().pin_parent(rel)?;
         let md = std::fs::symlink_metadata(&target)
             .map_err(|_| Error::not_found(format!("'{rel}': no such file or directory")))?;
         let relp = Path::new(rel);

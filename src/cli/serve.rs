@@ -183,6 +183,10 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     let admin_password = from_flag_or_env(g.admin_password_file.as_ref(), "FTS_ADMIN_PASSWORD")?
         .map(|p| Secret::new(&p))
         .transpose()?;
+    // Each client, pending handshake and web connection holds descriptors;
+    // the usual soft limit of 1024 is below what the caps allow in total.
+    // Best effort: the accept loop backs off when descriptors run out.
+    let _ = rlimit::increase_nofile_limit(65_536);
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", a.listen)))?;

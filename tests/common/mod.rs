@@ -20,7 +20,20 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// shared by every process of the user, so HOME would not isolate it
 /// (tests of the keyring remove FTS_CREDENTIAL_STORE themselves).
 pub fn fts_cmd(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    fts_cmd_via(home, &[])
+}
+
+/// [`fts_cmd`] run through `wrapper` (a program and its arguments, with
+/// the fts binary and its arguments appended), e.g. `unshare` and a shell.
+pub fn fts_cmd_via(home: &Path, wrapper: &[&str]) -> Command {
+    let mut c = match wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     for (k, _) in std::env::vars() {
         if k.starts_with("FTS_") || k.starts_with("XDG_") {
             c.env_remove(k);
@@ -131,9 +144,13 @@ impl Server {
         c.args(["--json", "serve"])
             .arg(root)
             .args(["--listen", listen])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(extra);
+        Self::spawn(c, root, home)
+    }
+
+    /// Starts the server `c` prepared (which prints the JSON log on stdout).
+    pub fn spawn(mut c: Command, root: &Path, home: &Path) -> Server {
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn fts serve");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();

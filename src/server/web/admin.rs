@@ -101,7 +101,9 @@ pub(super) async fn login(State(c): State<Conn>, Json(l): Json<Login>) -> Respon
         return error_response(&c.shared.admin_needed("logging in as admin"));
     };
     let id = c.shared.next_id();
-    c.shared.wait_backoff(c.peer.ip()).await;
+    if !c.shared.wait_backoff(c.peer).await {
+        return problem(StatusCode::TOO_MANY_REQUESTS, crate::server::THROTTLED);
+    }
     let ok = c
         .shared
         .check_password(secret, l.password, id, c.peer, true)

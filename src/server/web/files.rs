@@ -171,6 +171,7 @@ pub(super) async fn download(
             return Ok(None);
         }
         let f = std::fs::File::open(&p).map_err(|e| Error::local_io(&p, e))?;
+        root.confirm(&f, &rel2)?;
         let md = f.metadata().map_err(|e| Error::local_io(&p, e))?;
         Ok(Some((f, md, root.display_rel(&rel2)?)))
     })
@@ -346,6 +347,7 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
         }
         let tmp =
             fsutil::TempFile::create_beside(&target).map_err(|e| Error::local_io(&target, e))?;
+        root.confirm(tmp.file(), &rel2)?;
         Ok((target, tmp))
     })
     .await?;

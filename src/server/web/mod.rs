@@ -17,6 +17,7 @@ mod admin;
 pub(crate) mod files;
 mod live;
 
+use super::quota::Quota;
 use super::{LogEvent, Shared};
 use crate::error::{Error, ErrorKind};
 use crate::hub::lock;
@@ -30,7 +31,7 @@ use axum::Router;
 use base64::Engine;
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -53,7 +54,7 @@ const BASIC_TTL: Duration = Duration::from_secs(600);
 
 /// The web side's state, one per server.
 pub(super) struct WebState {
-    conns: Mutex<HashMap<IpAddr, usize>>,
+    conns: Arc<Quota>,
     /// Keyed hashes of access passwords that verified, and when.
     basic_ok: Mutex<HashMap<[u8; 32], Instant>>,
     key: [u8; 32],
@@ -66,28 +67,11 @@ impl WebState {
         // ring's system RNG; the key only has to be unknown to clients.
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key);
         WebState {
-            conns: Mutex::new(HashMap::new()),
+            conns: Quota::new(MAX_CONNS, MAX_CONNS_PER_IP, "HTTP connections"),
             basic_ok: Mutex::new(HashMap::new()),
             key,
             sessions: Sessions::default(),
         }
-    }
-
-    /// Takes a connection slot for `ip`, or says why not.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> std::result::Result<Slot, &'static str> {
-        let mut m = lock(&self.conns);
-        if m.values().sum::<usize>() >= MAX_CONNS {
-            return Err("too many HTTP connections");
-        }
-        let n = m.entry(ip).or_default();
-        if *n >= MAX_CONNS_PER_IP {
-            return Err("too many HTTP connections from this address");
-        }
-        *n += 1;
-        Ok(Slot {
-            web: self.clone(),
-            ip,
-        })
     }
 
     /// `None` if `password` verified recently; else the key under which
@@ -112,24 +96,6 @@ impl WebState {
     }
 }
 
-/// A held HTTP connection slot.
-struct Slot {
-    web: Arc<WebState>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut m = lock(&self.web.conns);
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// What every request on one connection knows.
 #[derive(Clone)]
 struct Conn {
@@ -149,15 +115,9 @@ pub(super) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _slot = match shared.web.admit(peer.ip()) {
+    let _slot = match shared.web.conns.take(peer.ip()) {
         Ok(s) => s,
-        Err(why) => {
-            shared.log(LogEvent::Rejected {
-                addr: peer.to_string(),
-                reason: why.into(),
-            });
-            return;
-        }
+        Err(why) => return shared.refused(&peer.to_string(), why),
     };
     let conn = Conn {
         shared: shared.clone(),
@@ -340,7 +300,9 @@ async fn require_password(State(c): State<Conn>, req: Request, next: Next) -> Re
         let Some(k) = c.shared.web.basic_unverified(&password) else {
             return next.run(req).await;
         };
-        c.shared.wait_backoff(c.peer.ip()).await;
+        if !c.shared.wait_backoff(c.peer).await {
+            return problem(StatusCode::TOO_MANY_REQUESTS, crate::server::THROTTLED);
+        }
         let ok = c
             .shared
             .check_password(secret, password, 0, c.peer, false)
