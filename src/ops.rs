@@ -534,6 +534,7 @@ async fn put_once(
         });
         dir_metas.push((target.clone(), crate::fsutil::meta_of(&md)));
         let obs = ctx.observer.clone();
+        let mut odd = Vec::new();
         crate::fsutil::walk(
             &src,
             "",
@@ -563,8 +564,13 @@ async fn put_once(
                 }
                 Ok(())
             },
-            &mut |p| obs.notice(&format!("skipping {} (name is not UTF-8)", p.display())),
+            &mut |p| {
+                obs.notice(&format!("skipping {} (name is not UTF-8)", p.display()));
+                odd.push(not_utf8(p));
+            },
         )?;
+        report.files_total += odd.len() as u64;
+        report.errors.append(&mut odd);
     }
     // Directory times last, deepest first, so adding files does not undo them.
     ops.extend(
@@ -624,6 +630,14 @@ async fn get_once(
         ));
     }
     let dest_is_dir = dest.is_dir();
+    // `dir/` names a directory, like in scp; one that is not there is an
+    // error before anything moves, not a failed rename at the end.
+    if !dest_is_dir && dest.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(Error::not_found(format!(
+            "{}: no such directory",
+            dest.display()
+        )));
+    }
     if sources.len() > 1 && !dest_is_dir {
         return Err(Error::usage(format!(
             "{}: the target of several sources must be an existing directory",
@@ -849,10 +863,13 @@ impl Excludes {
 /// One side of a tree: relative path → entry (and local path, for local trees).
 type Tree = std::collections::BTreeMap<String, (Entry, Option<PathBuf>)>;
 
-fn local_tree(root: &Path, ex: &Excludes, obs: &dyn Observer) -> Result<Tree> {
+/// The local tree below `root`, and the paths whose names are not UTF-8
+/// (the protocol carries UTF-8 names only), which are left out.
+fn local_tree(root: &Path, ex: &Excludes, obs: &dyn Observer) -> Result<(Tree, Vec<PathBuf>)> {
     let mut t = Tree::new();
+    let mut odd = Vec::new();
     if !root.exists() {
-        return Ok(t);
+        return Ok((t, odd));
     }
     crate::fsutil::walk(
         root,
@@ -864,9 +881,21 @@ fn local_tree(root: &Path, ex: &Excludes, obs: &dyn Observer) -> Result<Tree> {
             }
             Ok(())
         },
-        &mut |p| obs.notice(&format!("skipping {} (name is not UTF-8)", p.display())),
+        &mut |p| {
+            obs.notice(&format!("skipping {} (name is not UTF-8)", p.display()));
+            odd.push(p.to_path_buf());
+        },
     )?;
-    Ok(t)
+    Ok((t, odd))
+}
+
+/// A source file left out because its name is not UTF-8: an error of the
+/// run (exit 9), not a silent skip.
+fn not_utf8(p: &Path) -> FileError {
+    FileError::new(
+        p.to_string_lossy(),
+        Error::other("file name is not UTF-8 (fts transfers UTF-8 names only); not sent"),
+    )
 }
 
 fn remote_tree(entries: Vec<Entry>, prefix: &str, ex: &Excludes) -> Result<Tree> {
@@ -1084,7 +1113,9 @@ async fn push_once(
             src.display()
         )));
     }
-    let local = local_tree(src, ex, &*ctx.observer)?;
+    let (local, odd) = local_tree(src, ex, &*ctx.observer)?;
+    report.files_total += odd.len() as u64;
+    report.errors.extend(odd.iter().map(|p| not_utf8(p)));
     let mut client = ctx.connect(dst).await?;
     client.syncing().await?;
     if client.info.read_only && !ctx.transfer.dry_run {
@@ -1208,7 +1239,8 @@ async fn pull_once(
             dst.display()
         )));
     }
-    let local = local_tree(dst, ex, &*ctx.observer)?;
+    // Local names that are not UTF-8 cannot match a remote one: left alone.
+    let (local, _) = local_tree(dst, ex, &*ctx.observer)?;
     let plan = plan_sync(&remote, &local, ctx, &mut report);
     if ctx.transfer.dry_run {
         dry_run_report(&plan, ctx, &mut report);

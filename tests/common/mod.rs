@@ -399,6 +399,21 @@ pub async fn raw_tls(s: &Setup) -> Tls {
 
 /// A pinned TLS connection asking for protocol `alpn`.
 pub async fn tls_with_alpn(s: &Setup, alpn: &[u8]) -> Tls {
+    tls_from(s, alpn, tcp_from(s, None).await).await
+}
+
+/// A TCP connection to the server, from `local` (any 127.x.y.z address
+/// works on Linux loopback) or the default address.
+pub async fn tcp_from(s: &Setup, local: Option<&str>) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = local {
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    }
+    sock.connect(s.server.addr.parse().unwrap()).await.unwrap()
+}
+
+/// A pinned TLS session asking for `alpn` over `tcp`.
+pub async fn tls_from(s: &Setup, alpn: &[u8], tcp: tokio::net::TcpStream) -> Tls {
     let (cfg, _) = fts::tls::client_config(
         fts::tls::PinPolicy {
             explicit: Some(s.server.fingerprint.clone()),
@@ -407,9 +422,6 @@ pub async fn tls_with_alpn(s: &Setup, alpn: &[u8]) -> Tls {
         alpn,
     )
     .unwrap();
-    let tcp = tokio::net::TcpStream::connect(&s.server.addr)
-        .await
-        .unwrap();
     tokio_rustls::TlsConnector::from(cfg)
         .connect(fts::tls::server_name("127.0.0.1").unwrap(), tcp)
         .await
