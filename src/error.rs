@@ -116,7 +116,9 @@ impl Error {
     pub fn local_io(path: &std::path::Path, e: io::Error) -> Self {
         let kind = match e.kind() {
             io::ErrorKind::NotFound => ErrorKind::NotFound,
-            io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                ErrorKind::Permission
+            }
             _ => ErrorKind::Other,
         };
         Error::new(kind, format!("{}: {}", path.display(), e))
