@@ -197,6 +197,8 @@ impl LogEvent {
 /// that never finish theirs, and then one address cannot take them all.
 pub const MAX_HANDSHAKES: usize = 512;
 pub const MAX_HANDSHAKES_PER_IP: usize = 128;
+/// Sessions from one address that said hello but have not logged in yet.
+pub const MAX_LOGGING_IN_PER_IP: usize = 16;
 
 /// Where log events go.
 pub type LogSink = Arc<dyn Fn(LogEvent) + Send + Sync>;
@@ -215,6 +217,8 @@ struct Shared {
     /// TLS handshakes in progress: capped so that connections that never
     /// finish theirs cannot pile up (each is cut after the handshake timeout).
     handshakes: Arc<Quota>,
+    /// Sessions that have not logged in yet (only with an access password).
+    logging_in: Arc<Quota>,
     /// Refusals of whole connections are logged at most once a second.
     refusals: Throttle,
 }
@@ -362,6 +366,11 @@ pub async fn run(
             MAX_HANDSHAKES_PER_IP,
             "TLS handshakes in progress",
         ),
+        logging_in: Quota::new(
+            usize::MAX,
+            MAX_LOGGING_IN_PER_IP,
+            "sessions waiting to log in",
+        ),
         refusals: Throttle::default(),
     });
     shared.log(listening);
@@ -488,6 +497,22 @@ async fn connection(
         shared.refused(&addr, "server full".into());
         return;
     };
+    // Sessions that have yet to log in may wait for a person typing at a
+    // prompt, so they get the full I/O timeout; one address may hold only
+    // a few of them, so idling at the login cannot take every slot.
+    let login_slot = match shared.opts.password {
+        Some(_) => match shared.logging_in.take(peer.ip()) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                let e = Error::connect(format!("{why}, try again later"));
+                let _ = w.msg(&Msg::error(None, &e)).await;
+                let _ = w.shutdown().await;
+                shared.refused(&addr, why);
+                return;
+            }
+        },
+        None => None,
+    };
     let id = shared.next_id();
     let name = match hello(&shared, &mut r, &mut w).await {
         Ok(n) => n,
@@ -528,6 +553,7 @@ async fn connection(
         live: live.clone(),
         authed: shared.opts.password.is_none(),
         admin: false,
+        login_slot,
     };
     let kick_w = w.handle();
     let kicked = async {
@@ -611,6 +637,8 @@ struct Session {
     live: Arc<Live>,
     authed: bool,
     admin: bool,
+    /// Held until the session has logged in.
+    login_slot: Option<Held>,
 }
 
 type Reader<R> = FrameReader<R>;
@@ -846,6 +874,9 @@ impl Session {
             }
             None => {
                 shared.login_outcome(ip, true);
+                if self.authed {
+                    self.login_slot = None;
+                }
                 w.msg(&Msg::AuthOk { admin: self.admin }).await?;
                 if self.admin {
                     self.live.set_admin();

@@ -104,6 +104,62 @@ fn a_flood_of_silent_connections_from_one_address_does_not_lock_others_out() {
     });
 }
 
+/// A protocol session from `local` that has said hello; its first reply.
+async fn hello_from(s: &Setup, local: &str) -> (Halves, Msg) {
+    let tls = tls_from(s, ALPN_FTS, tcp_from(s, Some(local)).await).await;
+    let (r, w) = tokio::io::split(tls);
+    let (mut r, mut w) = (FrameReader::new(r, WAIT), FrameWriter::new(w, WAIT));
+    w.msg(&Msg::Hello {
+        version: PROTOCOL_VERSION,
+        client: "idle".into(),
+        name: None,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    let first = r.read_msg().await.unwrap();
+    ((r, w), first)
+}
+
+#[test]
+fn sessions_idling_at_the_login_cannot_take_every_slot() {
+    let pw_dir = tempfile::tempdir().unwrap();
+    let pw = secret_file(pw_dir.path(), "pw", "sesame");
+    let s = Setup::new(&["--password-file", pw.to_str().unwrap()]);
+    block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..16 {
+            let (h, first) = hello_from(&s, "127.0.0.4").await;
+            assert!(matches!(first, Msg::Welcome { .. }), "{first:?}");
+            idle.push(h);
+        }
+        // The 17th from that address is turned away with a reason.
+        match hello_from(&s, "127.0.0.4").await.1 {
+            Msg::Error { message, .. } => {
+                assert!(message.contains("waiting to log in"), "{message}")
+            }
+            m => panic!("{m:?}"),
+        }
+        // Others log in as usual.
+        let out = s
+            .client
+            .run_env(&["--json", "ls", &s.url("")], &[("FTS_PASSWORD", "sesame")]);
+        out.ok();
+        // Logging in gives the slot back.
+        let (r, w) = &mut idle[0];
+        w.msg(&Msg::Auth {
+            password: Some("sesame".into()),
+            admin_password: None,
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        assert!(matches!(r.read_msg().await.unwrap(), Msg::AuthOk { .. }));
+        let (_, first) = hello_from(&s, "127.0.0.4").await;
+        assert!(matches!(first, Msg::Welcome { .. }), "{first:?}");
+    });
+}
+
 /// Encodes `msgs` as the bytes a client would send.
 fn encoded(msgs: &[Msg]) -> Vec<u8> {
     block_on(async {
