@@ -53,18 +53,30 @@ fn temp_name(target: &Path) -> PathBuf {
 }
 
 /// A file being written beside its target. It only ever appears under the
-/// target's name through [`TempFile::persist`] (an atomic rename); if it is
-/// dropped before that, it is removed, so an interrupted transfer never
-/// leaves a truncated file under the real name.
+/// target's name through [`TempFile::persist`] (an atomic rename or link);
+/// if it is dropped before that, it is removed, so an interrupted transfer
+/// never leaves a truncated file under the real name.
+///
+/// On Linux the file has no name at all while it is written (`O_TMPFILE`
+/// in the target's directory), so even a process killed by SIGKILL, which
+/// runs no destructor, leaves nothing behind: the kernel frees it. Where
+/// the filesystem cannot do that, it is a hidden `.NAME.XXXXXXXX.fts-tmp`.
 #[derive(Debug)]
 pub struct TempFile {
+    /// The named temp file, or for an unnamed one the name it would be
+    /// linked under (for messages).
     path: PathBuf,
     file: File,
+    unnamed: bool,
     done: bool,
 }
 
 impl TempFile {
     pub fn create_beside(target: &Path) -> io::Result<TempFile> {
+        #[cfg(target_os = "linux")]
+        if let Some(t) = Self::unnamed(target)? {
+            return Ok(t);
+        }
         for _ in 0..8 {
             let path = temp_name(target);
             match OpenOptions::new()
@@ -77,6 +89,7 @@ impl TempFile {
                     return Ok(TempFile {
                         path,
                         file,
+                        unnamed: false,
                         done: false,
                     })
                 }
@@ -88,6 +101,44 @@ impl TempFile {
             io::ErrorKind::AlreadyExists,
             "could not create a temporary file",
         ))
+    }
+
+    /// An `O_TMPFILE` file in the target's directory; `None` where the
+    /// filesystem (or kernel) has no such thing, or where it could not be
+    /// given a name later (no /proc to link it through).
+    #[cfg(target_os = "linux")]
+    fn unnamed(target: &Path) -> io::Result<Option<TempFile>> {
+        if !Path::new("/proc/self/fd").is_dir() {
+            return Ok(None);
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(dir)
+        {
+            Ok(file) => Ok(Some(TempFile {
+                path: temp_name(target),
+                file,
+                unnamed: true,
+                done: false,
+            })),
+            // EOPNOTSUPP: the filesystem cannot; EISDIR: the kernel
+            // predates O_TMPFILE (it reads the flags as O_DIRECTORY).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -104,17 +155,79 @@ impl TempFile {
         self.persist(target)
     }
 
-    /// Renames onto `target` as is.
+    /// Renames (or links) onto `target` as is.
     pub fn persist(mut self, target: &Path) -> io::Result<()> {
-        std::fs::rename(&self.path, target)?;
+        if self.unnamed {
+            #[cfg(target_os = "linux")]
+            self.link_onto(target)?;
+        } else {
+            std::fs::rename(&self.path, target)?;
+        }
         self.done = true;
         Ok(())
+    }
+
+    /// Gives the unnamed file the name `target`. A new target is one link,
+    /// atomic and with nothing to clean up; an existing one is replaced by
+    /// linking a temp name and renaming that over it, so only a kill
+    /// between those two calls can leave a temp file behind.
+    #[cfg(target_os = "linux")]
+    fn link_onto(&mut self, target: &Path) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        let fd = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        match link_followed(&fd, target) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => return other,
+        }
+        for _ in 0..8 {
+            let tmp = temp_name(target);
+            match link_followed(&fd, &tmp) {
+                Ok(()) => {
+                    self.path = tmp;
+                    return std::fs::rename(&self.path, target).inspect_err(|_| {
+                        let _ = std::fs::remove_file(&self.path);
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "could not name a temporary file",
+        ))
+    }
+}
+
+/// `linkat(2)` following the /proc/self/fd magic link to the open file.
+#[cfg(target_os = "linux")]
+fn link_followed(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.unnamed {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -271,11 +384,12 @@ mod tests {
         let target = d.path().join("t.bin");
         let t = TempFile::create_beside(&target).unwrap();
         let p = t.path().to_path_buf();
-        assert!(p.exists());
         assert!(is_temp_name(p.file_name().unwrap().to_str().unwrap()));
+        // Unnamed on Linux: nothing in the directory at all while it lives.
+        let names = || std::fs::read_dir(d.path()).unwrap().count();
+        assert_eq!(names() == 0, t.unnamed);
         drop(t);
-        assert!(!p.exists());
-        assert!(!target.exists());
+        assert_eq!(names(), 0);
 
         let t = TempFile::create_beside(&target).unwrap();
         io::Write::write_all(&mut t.file(), b"x").unwrap();
@@ -289,6 +403,23 @@ mod tests {
         let md = std::fs::metadata(&target).unwrap();
         assert_eq!(md.mtime(), 1_000_000);
         assert_eq!(md.mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn temp_file_replaces_an_existing_target_and_leaves_no_name() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("t.bin");
+        for content in [&b"first"[..], b"second, longer"] {
+            let t = TempFile::create_beside(&target).unwrap();
+            io::Write::write_all(&mut t.file(), content).unwrap();
+            t.persist(&target).unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), content);
+            let names: Vec<_> = std::fs::read_dir(d.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["t.bin"]);
+        }
     }
 
     #[test]

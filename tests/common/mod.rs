@@ -686,3 +686,16 @@ pub fn slow_put(s: &Setup, name: &str, rate: &str, file: &std::path::Path) -> Bg
     ];
     Bg::start(s, &args, &[], false)
 }
+
+/// Writes one summary JSON line to `target/hardening/NAME` (or under
+/// `$CARGO_TARGET_DIR`), where `bench/hardening.sh` collects it.
+pub fn write_hardening_report(name: &str, summary: &Value) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("hardening");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{summary}\n")).unwrap();
+    path
+}
