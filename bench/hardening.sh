@@ -5,7 +5,7 @@
 #   fuzz         every cargo-fuzz target in fuzz/ for FUZZ_SECS seconds
 #                (skipped, and marked "not run", without cargo-fuzz)
 #   kill         the kill -9 fault rounds of tests/kill.rs with a random seed
-#   adversarial  tests/hostile.rs and, if present, tests/faults.rs
+#   adversarial  tests/hostile.rs, adversarial.rs, faults.rs and web.rs
 #   soak         tests/soak.rs with SOAK_CLIENTS clients for SOAK_SECS seconds
 #
 # See bench/README.md ("Hardening figures"). Progress and the tests' own
@@ -78,10 +78,10 @@ json() {
 # 1234567 -> 1,234,567
 commas() { python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$1"; }
 
-# The test files the adversarial section runs: faults.rs is being written
-# on another branch and joins once it exists.
-ADVERSARIAL=(hostile)
-[[ -f tests/faults.rs ]] && ADVERSARIAL+=(faults)
+# The test files the adversarial section runs: hostile peers and share
+# contents (hostile, adversarial), faults from outside (faults) and the
+# web side's hostile cases (web).
+ADVERSARIAL=(hostile adversarial faults web)
 
 # Build the release test binaries once, before any clock starts.
 test_args=()
