@@ -114,11 +114,12 @@ fuzz_section() {
     fi
     local targets t log_file execs rate secs start end extra
     mapfile -t targets < <(cd fuzz && cargo fuzz list)
+    mkdir -p "$REPORTS"
     log "building fuzz targets: ${targets[*]}"
     fuzz_cargo build >&2
     for t in "${targets[@]}"; do
         log "fuzzing $t for ${FUZZ_SECS}s"
-        log_file=$WORK/fuzz-$t.log
+        log_file=$REPORTS/fuzz-$t.log
         extra=()
         [[ $t == control_msg ]] && extra+=(-dict=dict/msg.dict)
         # A scratch corpus first (libFuzzer writes new inputs there), the
@@ -136,8 +137,9 @@ fuzz_section() {
             row "fuzz \`$t\`" "$(commas "${execs:-0}") executions in ${secs} s (${rate:-?}/s), no crash"
         else
             CLEAN=0
-            tail -n 30 "$log_file" >&2
-            row "fuzz \`$t\`" "**crash or error** (see fuzz/artifacts/$t/; log above)"
+            # The panic and the reproduction command, without the stack.
+            grep -v -E '^ *(#[0-9]+ |[0-9]+: |at )' "$log_file" | tail -n 40 >&2
+            row "fuzz \`$t\`" "**crash or error**: see $log_file and fuzz/artifacts/$t/"
         fi
     done
 }

@@ -1061,3 +1061,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/control_msg: serde_json's default float parser is not
+    /// correctly rounded, so a number relayed in a message (log records
+    /// carry arbitrary JSON) could come back a different float. Its
+    /// `float_roundtrip` feature parses exactly.
+    #[test]
+    fn fuzz_regression_floats_survive_a_round_trip() {
+        let input =
+            br#"{"t":"log_batch","records":[{"a":555555555555555555555555555555555555555550.0}]}"#;
+        let m: Msg = serde_json::from_slice(input).unwrap();
+        let json = serde_json::to_vec(&m).unwrap();
+        let back: Msg = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, m);
+        let Msg::LogBatch { records } = &m else {
+            panic!("{m:?}");
+        };
+        assert_eq!(records[0]["a"].as_f64(), Some(5.555_555_555_555_556e41));
+    }
+}

@@ -637,7 +637,7 @@ fn server_killed_during_a_small_upload_leaves_no_temp_file() {
         "put",
         "-q",
         "--bwlimit",
-        "200K",
+        "100K",
         src.to_str().unwrap(),
         &server.url(""),
     ])
@@ -672,7 +672,7 @@ fn client_killed_during_a_small_download_leaves_no_temp_file() {
         "get",
         "-q",
         "--bwlimit",
-        "200K",
+        "100K",
         &s.url("small.bin"),
         dir.to_str().unwrap(),
     ]);
