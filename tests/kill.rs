@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,37 +29,6 @@ const TRANSFER_MS: u64 = 1500;
 /// Generous bound for anything that should end: a rerun, a client after
 /// its server died.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// splitmix64: a seeded generator, so a failing round can be replayed
-/// with its FAULT_SEED.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.next() as usize % items.len()]
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// fts's own in-flight names below `dir` (temp files, parts, manifests).
 fn leftovers(dir: &Path) -> Vec<String> {
@@ -367,39 +336,6 @@ fn argv(kind: Kind, up: bool, server: &Server, local: &Path, bwlimit: Option<u64
     a
 }
 
-/// Waits for `child` at most `limit`; kills it and returns None past that.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st.code().unwrap_or(-1));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs a client command to the end (at most [`LIMIT`]).
-fn run_bounded(c: &Client, args: &[String], scratch: &Path) -> Out {
-    let out_p = scratch.join("rerun.out");
-    let err_p = scratch.join("rerun.err");
-    let mut cmd = c.cmd();
-    cmd.args(args)
-        .stdout(std::fs::File::create(&out_p).unwrap())
-        .stderr(std::fs::File::create(&err_p).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let code = wait_bounded(&mut child, LIMIT).unwrap_or(-2);
-    Out {
-        code,
-        stdout: std::fs::read_to_string(&out_p).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
-    }
-}
-
 fn round(rng: &mut Rng, kind: Kind, r: u64) -> Round {
     // Both victims and both target states are covered within any 4 rounds
     // of a kind, and within the first 2 both victims are.
@@ -481,7 +417,7 @@ fn round(rng: &mut Rng, kind: Kind, r: u64) -> Round {
     }
 
     let server = server.unwrap_or_else(|| Server::start(&root, &shome, &[]));
-    let out = run_bounded(&client, &argv(&server, None), &scratch);
+    let out = run_bounded(&client, &argv(&server, None), &scratch, LIMIT);
     let mut resumed_bytes = 0;
     if out.code != 0 {
         violations.push(format!(

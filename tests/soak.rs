@@ -14,7 +14,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,48 +36,10 @@ const SEEDED: &[(&str, usize)] = &[
     ("big.bin", 3 << 20),
 ];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-/// Raises this process's soft open-file limit to its hard limit, so that
-/// the server it spawns (which inherits it) is not capped at the usual
-/// 1024 with hundreds of clients connected.
+/// Raises this process's soft open-file limit (the server raises its own;
+/// this is for the hundreds of client processes and their output files).
 fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        }
-    }
-    lim.rlim_cur
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
 /// A process's memory (VmRSS, VmHWM in KiB), threads and open descriptors.
@@ -122,43 +83,6 @@ fn settled_fds(pid: u32, limit: Duration, at_most: Option<u64>) -> u64 {
             return now;
         }
         last = now;
-    }
-}
-
-/// Waits for `child` at most `limit` (polling with a short backoff: a few
-/// hundred threads each blocked in a timed wait would need a helper thread
-/// apiece); kills it past that.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st.code().unwrap_or(-1));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
-/// Runs one fts command with output in files (no reader threads needed).
-fn run_bounded(c: &Client, args: &[&str], scratch: &Path) -> Out {
-    let out_p = scratch.join("cmd.out");
-    let err_p = scratch.join("cmd.err");
-    let mut cmd = c.cmd();
-    cmd.args(args)
-        .stdout(std::fs::File::create(&out_p).unwrap())
-        .stderr(std::fs::File::create(&err_p).unwrap());
-    let mut child = cmd.spawn().expect("spawn fts");
-    let code = wait_bounded(&mut child, OP_LIMIT).unwrap_or(-2);
-    Out {
-        code,
-        stdout: std::fs::read_to_string(&out_p).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
     }
 }
 
@@ -242,6 +166,7 @@ fn one_op(
                 c,
                 &["put", "-q", src.to_str().unwrap(), &ctx.url("up")],
                 scratch,
+                OP_LIMIT,
             );
             if out.code != 0 {
                 return fail(&out);
@@ -268,6 +193,7 @@ fn one_op(
                     dst.to_str().unwrap(),
                 ],
                 scratch,
+                OP_LIMIT,
             );
             if out.code != 0 {
                 return fail(&out);
@@ -280,7 +206,7 @@ fn one_op(
             Ok(*size)
         }
         Op::Ls => {
-            let out = run_bounded(c, &["--json", "ls", &ctx.url("seed")], scratch);
+            let out = run_bounded(c, &["--json", "ls", &ctx.url("seed")], scratch, OP_LIMIT);
             if out.code != 0 {
                 return fail(&out);
             }
@@ -310,7 +236,7 @@ fn one_op(
             Ok(0)
         }
         Op::Stats => {
-            let out = run_bounded(c, &["--json", "stats", &ctx.url("")], scratch);
+            let out = run_bounded(c, &["--json", "stats", &ctx.url("")], scratch, OP_LIMIT);
             if out.code != 0 {
                 return fail(&out);
             }

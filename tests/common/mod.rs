@@ -699,3 +699,82 @@ pub fn write_hardening_report(name: &str, summary: &Value) -> PathBuf {
     std::fs::write(&path, format!("{summary}\n")).unwrap();
     path
 }
+
+/// splitmix64: a seeded generator, so a failing randomized run can be
+/// replayed with its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A numeric setting from the environment, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Waits for `child` at most `limit`, polling with a short backoff (a few
+/// hundred threads each blocked in a timed wait would need a helper thread
+/// apiece); kills it and returns `None` past that.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st.code().unwrap_or(-1));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Runs one fts command for at most `limit` (exit -2 past that), with its
+/// output in files under `scratch` (no reader threads needed).
+pub fn run_bounded<S: AsRef<std::ffi::OsStr>>(
+    c: &Client,
+    args: &[S],
+    scratch: &Path,
+    limit: Duration,
+) -> Out {
+    let out_p = scratch.join("cmd.out");
+    let err_p = scratch.join("cmd.err");
+    let mut cmd = c.cmd();
+    cmd.args(args)
+        .stdout(std::fs::File::create(&out_p).unwrap())
+        .stderr(std::fs::File::create(&err_p).unwrap());
+    let mut child = cmd.spawn().expect("spawn fts");
+    let code = wait_bounded(&mut child, limit).unwrap_or(-2);
+    Out {
+        code,
+        stdout: std::fs::read_to_string(&out_p).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
+    }
+}
