@@ -578,6 +578,9 @@ pub struct Bg {
     pub child: Child,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// The threads collecting stdout and stderr, joined once it exited so
+    /// that its last words are in.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Bg {
@@ -591,10 +594,11 @@ impl Bg {
             c.env(k, v);
         }
         let mut child = c.spawn().unwrap();
-        let collect = |mut r: Box<dyn Read + Send>| {
+        let mut readers = Vec::new();
+        let mut collect = |mut r: Box<dyn Read + Send>| {
             let buf = Arc::new(Mutex::new(String::new()));
             let b2 = buf.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut chunk = [0u8; 4096];
                 while let Ok(n) = r.read(&mut chunk) {
                     if n == 0 {
@@ -604,7 +608,7 @@ impl Bg {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&chunk[..n]));
                 }
-            });
+            }));
             buf
         };
         let stderr = collect(Box::new(child.stderr.take().unwrap()));
@@ -613,6 +617,7 @@ impl Bg {
             child,
             stderr,
             stdout,
+            readers,
         }
     }
 
@@ -653,6 +658,10 @@ impl Bg {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                // The pipes are at EOF now that it is gone.
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
                 return st.code().unwrap_or(-1);
             }
             assert!(
