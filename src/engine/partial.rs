@@ -106,7 +106,14 @@ pub fn remove(target: &Path) {
 /// inconsistent leftovers are deleted on the way.
 pub fn find(target: &Path) -> Option<Found> {
     let part = part_path(target);
-    let md = std::fs::symlink_metadata(&part).ok()?;
+    let Ok(md) = std::fs::symlink_metadata(&part) else {
+        // A manifest without its part is debris of a commit killed between
+        // its rename and its cleanup.
+        if !active().contains(&part) {
+            let _ = std::fs::remove_file(manifest_path(target));
+        }
+        return None;
+    };
     let manifest: Option<Manifest> = std::fs::read(manifest_path(target))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
