@@ -69,18 +69,8 @@ fn a_flood_of_silent_connections_from_one_address_does_not_lock_others_out() {
     out.ok();
     assert_eq!(std::fs::read(s.local("f")).unwrap(), b"still here");
     rt.block_on(async {
-        let tls = tls_from(&s, ALPN_FTS, tcp_from(&s, Some("127.0.0.3")).await).await;
-        let (r, w) = tokio::io::split(tls);
-        let (mut r, mut w) = (FrameReader::new(r, WAIT), FrameWriter::new(w, WAIT));
-        w.msg(&Msg::Hello {
-            version: PROTOCOL_VERSION,
-            client: "third".into(),
-            name: None,
-        })
-        .await
-        .unwrap();
-        w.flush().await.unwrap();
-        assert!(matches!(r.read_msg().await.unwrap(), Msg::Welcome { .. }));
+        let (_, first) = hello_from(&s, "127.0.0.3").await;
+        assert!(matches!(first, Msg::Welcome { .. }), "{first:?}");
     });
     s.server.wait_event("refusal logged", |v| {
         v["event"] == "rejected"
@@ -107,18 +97,7 @@ fn a_flood_of_silent_connections_from_one_address_does_not_lock_others_out() {
 /// A protocol session from `local` that has said hello; its first reply.
 async fn hello_from(s: &Setup, local: &str) -> (Halves, Msg) {
     let tls = tls_from(s, ALPN_FTS, tcp_from(s, Some(local)).await).await;
-    let (r, w) = tokio::io::split(tls);
-    let (mut r, mut w) = (FrameReader::new(r, WAIT), FrameWriter::new(w, WAIT));
-    w.msg(&Msg::Hello {
-        version: PROTOCOL_VERSION,
-        client: "idle".into(),
-        name: None,
-    })
-    .await
-    .unwrap();
-    w.flush().await.unwrap();
-    let first = r.read_msg().await.unwrap();
-    ((r, w), first)
+    hello_over(tls, PROTOCOL_VERSION).await
 }
 
 #[test]

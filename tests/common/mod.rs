@@ -436,7 +436,12 @@ pub type Halves = (
 /// A raw protocol session that has said hello with `version`; returns the
 /// server's first reply too.
 pub async fn raw_session(s: &Setup, version: u32) -> (Halves, Msg) {
-    let (r, w) = tokio::io::split(raw_tls(s).await);
+    hello_over(raw_tls(s).await, version).await
+}
+
+/// Says hello with `version` over `tls`; the halves and the first reply.
+pub async fn hello_over(tls: Tls, version: u32) -> (Halves, Msg) {
+    let (r, w) = tokio::io::split(tls);
     let mut w = FrameWriter::new(w, Duration::from_secs(5));
     let mut r = FrameReader::new(r, Duration::from_secs(5));
     w.msg(&Msg::Hello {
