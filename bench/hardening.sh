@@ -144,22 +144,29 @@ fuzz_section() {
     done
 }
 
+# summarized SUMMARY LABEL TEST [VAR=VALUE...]: runs tests/TEST.rs in
+# release with the variables set; fails (after adding a row that says so)
+# when the test left no JSON summary at SUMMARY.
+summarized() {
+    local summary=$1 label=$2 test=$3
+    shift 3
+    rm -f "$summary"
+    env "$@" cargo test --release -j"$JOBS" --test "$test" -- --nocapture >&2 || CLEAN=0
+    if [[ ! -s $summary ]]; then
+        CLEAN=0
+        row "$label" "**no summary** (the test did not get to the end)"
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # kill -9 fault rounds
 # ---------------------------------------------------------------------------
 kill_section() {
     local summary=$REPORTS/kill.json
-    rm -f "$summary"
     log "kill rounds: FAULT_SEED=$FAULT_SEED FAULT_ROUNDS=$FAULT_ROUNDS per kind"
-    if ! FAULT_SEED=$FAULT_SEED FAULT_ROUNDS=$FAULT_ROUNDS \
-        cargo test --release -j"$JOBS" --test kill -- --nocapture >&2; then
-        CLEAN=0
-    fi
-    if [[ ! -s $summary ]]; then
-        CLEAN=0
-        row "kill -9 fault rounds" "**no summary** (the test did not get to the end)"
-        return
-    fi
+    summarized "$summary" "kill -9 fault rounds" kill \
+        FAULT_SEED="$FAULT_SEED" FAULT_ROUNDS="$FAULT_ROUNDS" || return 0
     local rounds survived
     rounds=$(json "$summary" 'j["rounds"]')
     survived=$(json "$summary" 'j["survived"]')
@@ -196,17 +203,9 @@ adversarial_section() {
 # ---------------------------------------------------------------------------
 soak_section() {
     local summary=$REPORTS/soak.json
-    rm -f "$summary"
     log "soak: $SOAK_CLIENTS clients for ${SOAK_SECS}s"
-    if ! SOAK_CLIENTS=$SOAK_CLIENTS SOAK_SECS=$SOAK_SECS \
-        cargo test --release -j"$JOBS" --test soak -- --nocapture >&2; then
-        CLEAN=0
-    fi
-    if [[ ! -s $summary ]]; then
-        CLEAN=0
-        row "soak" "**no summary** (the test did not get to the end)"
-        return
-    fi
+    summarized "$summary" "soak" soak \
+        SOAK_CLIENTS="$SOAK_CLIENTS" SOAK_SECS="$SOAK_SECS" || return 0
     local failures
     failures=$(json "$summary" 'j["failures"]')
     ((failures == 0)) || CLEAN=0

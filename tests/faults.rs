@@ -256,14 +256,6 @@ fn namespaced(script: &str) -> Vec<&str> {
     v
 }
 
-/// The error message of a failed `--json` command.
-fn message(out: &Out) -> String {
-    out.err_json()["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn a_full_disk_fails_cleanly_keeps_the_old_file_and_the_server_serves_on() {
     let tmp = tempfile::tempdir().unwrap();
@@ -287,7 +279,7 @@ fn a_full_disk_fails_cleanly_keeps_the_old_file_and_the_server_serves_on() {
         &server.url(""),
     ]);
     out.code(1);
-    let msg = message(&out);
+    let msg = out.err_message();
     assert!(msg.contains("No space left on device"), "{msg}");
     assert_eq!(
         hash(&root.join("keep.bin")),
@@ -327,7 +319,7 @@ fn a_read_only_destination_is_a_clear_error_and_nothing_changes() {
     random_file(&src, 200_000, 9);
     let out = c.run(&["--json", "put", src.to_str().unwrap(), &server.url("")]);
     out.code(5);
-    let msg = message(&out);
+    let msg = out.err_message();
     assert!(msg.contains("Read-only file system"), "{msg}");
     assert_eq!(tree(&root), before);
 
@@ -342,7 +334,7 @@ fn a_read_only_destination_is_a_clear_error_and_nothing_changes() {
     cmd.args(["--json", "get", &server.url("f.bin"), ro.to_str().unwrap()]);
     let out = run(cmd);
     out.code(5);
-    let msg = message(&out);
+    let msg = out.err_message();
     assert!(msg.contains("Read-only file system"), "{msg}");
     assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
 }
@@ -382,7 +374,7 @@ fn a_file_that_changes_while_it_is_sent_is_never_stored_as_a_mix() {
     ]);
     changer.join().unwrap();
     assert_ne!(out.code, 0, "a changed source must not pass");
-    let msg = message(&out);
+    let msg = out.err_message();
     assert!(msg.contains("changed while"), "{msg}");
     assert_eq!(hash(&target), old_hash, "the target was replaced by a mix");
     assert_no_temp_files(s.root());
@@ -415,7 +407,7 @@ fn a_file_that_changes_while_it_is_sent_is_never_stored_as_a_mix() {
     ]);
     changer.join().unwrap();
     assert_ne!(out.code, 0);
-    let msg = message(&out);
+    let msg = out.err_message();
     assert!(msg.contains("changed while"), "{msg}");
     assert!(!dl.join("moving.bin").exists());
     assert_no_temp_files(&dl);

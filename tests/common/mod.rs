@@ -66,6 +66,13 @@ impl Out {
             .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {:?}", self.stderr))
     }
     #[track_caller]
+    /// The message of a failed `--json` command's error object.
+    pub fn err_message(&self) -> String {
+        self.err_json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
     pub fn ok(&self) -> &Self {
         assert_eq!(
             self.code, 0,
