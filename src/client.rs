@@ -119,6 +119,8 @@ pub struct ServerInfo {
 
 /// An open, logged-in connection.
 pub struct Client {
+    /// Proves this side alive while it works; stops with the client.
+    _keepalive: Option<crate::link::KeepAlive>,
     r: FrameReader<ReadHalf<Tls>>,
     w: FrameWriter<WriteHalf<Tls>>,
     counters: Arc<WireCounters>,
@@ -213,43 +215,47 @@ impl Client {
             ));
         }
         let (rh, wh) = tokio::io::split(tls);
-        let mut r = FrameReader::new(rh, opts.timeout);
+        let (mut r, mut w) = crate::proto::frames(rh, wh, opts.timeout);
         if let Some(h) = &opts.notices {
             r.on_notice(h.clone());
         }
-        let mut w = FrameWriter::new(wh, opts.timeout);
+        r.accept_pings();
         w.msg(&Msg::Hello {
             version: PROTOCOL_VERSION,
             client: opts.client_name.clone(),
             name: Some(opts.name.clone()),
+            timeout_ms: Some(opts.timeout.as_millis() as u64),
         })
         .await?;
         w.flush().await?;
-        let info = match r.read_msg().await? {
+        let (info, server_timeout) = match r.read_msg().await? {
             Msg::Welcome {
                 version,
                 server: sname,
                 auth_required,
                 admin_enabled,
                 read_only,
+                timeout_ms,
             } => {
                 if version != PROTOCOL_VERSION {
                     return Err(Error::other(format!(
                         "{server} speaks protocol version {version}, this client {PROTOCOL_VERSION}"
                     )));
                 }
-                ServerInfo {
+                let info = ServerInfo {
                     server: sname,
                     auth_required,
                     admin_enabled,
                     read_only,
                     fingerprint,
-                }
+                };
+                (info, timeout_ms.map(Duration::from_millis))
             }
             Msg::Error { kind, message, .. } => return Err(reply_error(kind, message)),
             m => return Err(Error::protocol(format!("unexpected greeting {m:?}"))),
         };
         let mut c = Client {
+            _keepalive: None,
             r,
             w,
             counters,
@@ -264,6 +270,9 @@ impl Client {
             let pw = c.creds.password(PasswordKind::Access, &c.server)?;
             c.login(Some(pw), None).await?;
         }
+        // Only once logged in: the server takes pings from then on.
+        let every = crate::link::keepalive_interval(opts.timeout, server_timeout);
+        c._keepalive = Some(c.w.keepalive(every));
         Ok(c)
     }
 
@@ -466,6 +475,7 @@ impl Client {
         self.r.set_timeout(Duration::from_secs(100 * 365 * 86400));
         Ok((
             ChatWriter {
+                _keepalive: self._keepalive.take(),
                 w: self.w,
                 next_id: self.next_id,
             },
@@ -495,6 +505,7 @@ impl Client {
 
 /// The sending half of a chat connection.
 pub struct ChatWriter {
+    _keepalive: Option<crate::link::KeepAlive>,
     w: FrameWriter<WriteHalf<Tls>>,
     next_id: u64,
 }

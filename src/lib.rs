@@ -6,6 +6,7 @@
 //! into this library and renders the results.
 //!
 //! - [`proto`]: frames, messages, byte counting
+//! - [`link`]: silence timeouts, keepalives, `--bwlimit` pacing
 //! - [`tls`]: certificates, TLS configs, fingerprint pinning
 //! - [`root`]: path safety on the served root
 //! - [`fsutil`]: atomic writes, metadata, directory walks
@@ -28,6 +29,7 @@ pub mod error;
 pub mod fsutil;
 pub mod hub;
 pub mod journal;
+pub mod link;
 pub mod ops;
 pub mod proto;
 pub mod remote;

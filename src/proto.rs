@@ -12,8 +12,8 @@
 //! `PutEnd` back to back without waiting; replies carry the request id.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::link::{until_silent, Activity, KeepAlive, Pace, Tracked};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 
 /// Bumped on any incompatible change; checked in `Hello`/`Welcome`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// ALPN id of the fts protocol on the shared TLS port.
 pub const ALPN_FTS: &[u8] = b"fts/1";
 /// Largest control message accepted from a peer.
@@ -117,8 +117,13 @@ pub enum Msg {
         /// Display name (`--name`, default user@hostname).
         #[serde(default)]
         name: Option<String>,
+        /// How long this client waits through silence, so the server's
+        /// keepalives come often enough.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
     },
-    /// Keeps an idle connection (chat, `stats --watch`) open; no reply.
+    /// Keepalive, from either side and between any two frames, once the
+    /// session is logged in: proves the sender alive; no reply.
     Ping,
     /// The commands that follow belong to a sync (shown as `syncing`).
     Syncing,
@@ -228,6 +233,9 @@ pub enum Msg {
         auth_required: bool,
         admin_enabled: bool,
         read_only: bool,
+        /// How long the server waits through silence (see `Hello`).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
     },
     AuthOk {
         admin: bool,
@@ -483,26 +491,58 @@ impl Chunk {
 /// Handles notices that arrive between frames (see [`FrameReader::on_notice`]).
 pub type NoticeHandler = Arc<dyn Fn(Notice) + Send + Sync>;
 
-/// Reads frames with bounded lengths and a timeout per frame.
+/// Reads frames with bounded lengths; a read fails when the peer has sent
+/// nothing for the timeout (see [`crate::link`]).
 pub struct FrameReader<R> {
-    r: R,
+    r: Tracked<R>,
+    act: Arc<Activity>,
     timeout: Duration,
     notices: Option<NoticeHandler>,
+    pings: bool,
     partial: PartialFrame,
+}
+
+/// A reader and a writer for the two halves of one connection, sharing
+/// one [`Activity`] clock: a write blocked by a peer that is busy is not
+/// silence as long as the peer's keepalives arrive.
+pub fn frames<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: R,
+    w: W,
+    timeout: Duration,
+) -> (FrameReader<R>, FrameWriter<W>) {
+    let act = Activity::new();
+    (
+        FrameReader::with_activity(r, timeout, act.clone()),
+        FrameWriter::with_activity(w, timeout, act),
+    )
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(r: R, timeout: Duration) -> Self {
+        Self::with_activity(r, timeout, Activity::new())
+    }
+
+    fn with_activity(r: R, timeout: Duration, act: Arc<Activity>) -> Self {
         FrameReader {
-            r,
+            r: Tracked::new(r, act.clone()),
+            act,
             timeout,
             notices: None,
+            pings: false,
             partial: PartialFrame::default(),
         }
     }
 
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+    }
+
+    /// From now on `Ping` frames are keepalives: they reset the silence
+    /// clock and are dropped here, wherever they arrive (even between the
+    /// chunks of a file). The server turns this on only after the login,
+    /// so pings cannot hold a connection that never logs in.
+    pub fn accept_pings(&mut self) {
+        self.pings = true;
     }
 
     /// Client side: the server may slip a `Notice` or `Kicked` between any
@@ -516,7 +556,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame, or `None` when the peer closed cleanly between frames.
     pub async fn read_opt(&mut self) -> Result<Option<Frame>> {
         loop {
-            let frame = tokio::time::timeout(self.timeout, self.read_inner()).await??;
+            let act = self.act.clone();
+            let frame = until_silent(self.timeout, || act.since_read(), self.read_inner()).await?;
+            if self.pings && matches!(frame, Some(Frame::Control(Msg::Ping))) {
+                continue;
+            }
             let Some(handler) = &self.notices else {
                 return Ok(frame);
             };
@@ -723,11 +767,13 @@ fn decode_chunk(kind: u8, mut buf: Vec<u8>) -> Result<Chunk> {
 /// another one.
 pub struct FrameWriter<W: AsyncWrite> {
     inner: Arc<tokio::sync::Mutex<WriterInner<W>>>,
+    act: Arc<Activity>,
     timeout: Duration,
 }
 
 struct WriterInner<W> {
-    w: BufWriter<W>,
+    w: BufWriter<Tracked<W>>,
+    act: Arc<Activity>,
     /// Set while a frame is being written; still set if that was cut off.
     in_frame: bool,
 }
@@ -747,13 +793,13 @@ impl<W: AsyncWrite + Unpin> WriterInner<W> {
         hdr[0] = kind;
         hdr[1..].copy_from_slice(&((head.len() + body.len()) as u32).to_be_bytes());
         self.in_frame = true;
-        let w = &mut self.w;
-        tokio::time::timeout(timeout, async move {
+        let (w, act) = (&mut self.w, &self.act);
+        until_silent(timeout, || act.since_any(), async move {
             w.write_all(&hdr).await?;
             w.write_all(head).await?;
-            w.write_all(body).await
+            Ok(w.write_all(body).await?)
         })
-        .await??;
+        .await?;
         self.in_frame = false;
         Ok(())
     }
@@ -770,8 +816,13 @@ impl<W: AsyncWrite + Unpin> WriterInner<W> {
         if self.in_frame {
             return Err(Error::connect("connection broken by an interrupted write"));
         }
-        tokio::time::timeout(timeout, self.w.flush()).await??;
-        Ok(())
+        let (w, act) = (&mut self.w, &self.act);
+        until_silent(
+            timeout,
+            || act.since_any(),
+            async move { Ok(w.flush().await?) },
+        )
+        .await
     }
 
     async fn shutdown(&mut self, timeout: Duration) -> Result<()> {
@@ -780,20 +831,56 @@ impl<W: AsyncWrite + Unpin> WriterInner<W> {
             tokio::time::timeout(timeout, self.w.get_mut().shutdown()).await??;
             return Ok(());
         }
-        tokio::time::timeout(timeout, self.w.shutdown()).await??;
-        Ok(())
+        let (w, act) = (&mut self.w, &self.act);
+        until_silent(timeout, || act.since_any(), async move {
+            Ok(w.shutdown().await?)
+        })
+        .await
     }
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(w: W, timeout: Duration) -> Self {
+        Self::with_activity(w, timeout, Activity::new())
+    }
+
+    fn with_activity(w: W, timeout: Duration, act: Arc<Activity>) -> Self {
         FrameWriter {
             inner: Arc::new(tokio::sync::Mutex::new(WriterInner {
-                w: BufWriter::with_capacity(64 * 1024, w),
+                w: BufWriter::with_capacity(64 * 1024, Tracked::new(w, act.clone())),
+                act: act.clone(),
                 in_frame: false,
             })),
+            act,
             timeout,
         }
+    }
+
+    /// Sends a `Ping` whenever nothing has been written for `every`, until
+    /// the returned guard is dropped, so the peer knows this side is alive
+    /// while it works (hashing, applying, listing) or only receives.
+    pub fn keepalive(&self, every: Duration) -> KeepAlive
+    where
+        W: Send + 'static,
+    {
+        let (inner, act, timeout) = (self.inner.clone(), self.act.clone(), self.timeout);
+        KeepAlive::spawn(async move {
+            loop {
+                let idle = act.since_wrote();
+                if idle < every {
+                    tokio::time::sleep(every - idle).await;
+                    continue;
+                }
+                let mut g = inner.lock().await;
+                // Whatever held the writer may have just written.
+                if act.since_wrote() < every {
+                    continue;
+                }
+                if g.msg(timeout, &Msg::Ping).await.is_err() || g.flush(timeout).await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     /// Another writer onto the same stream; frames from both interleave
@@ -801,6 +888,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn handle(&self) -> FrameWriter<W> {
         FrameWriter {
             inner: self.inner.clone(),
+            act: self.act.clone(),
             timeout: self.timeout,
         }
     }
@@ -909,53 +997,6 @@ pub struct Counted<S> {
     counters: Arc<WireCounters>,
     read_pace: Option<Pace>,
     write_pace: Option<Pace>,
-}
-
-struct Pace {
-    rate: u64,
-    budget: f64,
-    at: tokio::time::Instant,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Pace {
-    fn new(rate: u64) -> Pace {
-        Pace {
-            rate: rate.max(1),
-            budget: 0.0,
-            at: tokio::time::Instant::now(),
-            sleep: None,
-        }
-    }
-
-    /// How many bytes may move now (at least 1), or Pending until some may.
-    fn allow(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<usize> {
-        if let Some(s) = self.sleep.as_mut() {
-            if s.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.sleep = None;
-        }
-        let now = tokio::time::Instant::now();
-        let burst = (self.rate as f64 / 10.0).max(1.0);
-        self.budget =
-            (self.budget + now.duration_since(self.at).as_secs_f64() * self.rate as f64).min(burst);
-        self.at = now;
-        if self.budget >= 1.0 {
-            return Poll::Ready(want.min(self.budget as usize).max(1));
-        }
-        let wait = (1.0 - self.budget) / self.rate as f64;
-        let mut s = Box::pin(tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))));
-        if s.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(1);
-        }
-        self.sleep = Some(s);
-        Poll::Pending
-    }
-
-    fn used(&mut self, n: usize) {
-        self.budget -= n as f64;
-    }
 }
 
 impl<S> Counted<S> {

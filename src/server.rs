@@ -488,8 +488,8 @@ async fn connection(
         return;
     }
     let (rh, wh) = tokio::io::split(tls);
-    let mut r = FrameReader::new(rh, shared.opts.handshake_timeout);
-    let mut w = FrameWriter::new(wh, shared.opts.io_timeout);
+    let (mut r, mut w) = crate::proto::frames(rh, wh, shared.opts.io_timeout);
+    r.set_timeout(shared.opts.handshake_timeout);
     let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
         let e = Error::connect(format!(
             "server full: it already serves its maximum of {} clients, try again later",
@@ -517,7 +517,7 @@ async fn connection(
         None => None,
     };
     let id = shared.next_id();
-    let name = match hello(&shared, &mut r, &mut w).await {
+    let (name, client_timeout) = match hello(&shared, &mut r, &mut w).await {
         Ok(n) => n,
         Err(e) => {
             shared.log(LogEvent::Rejected {
@@ -539,6 +539,12 @@ async fn connection(
         notices: mut notice_rx,
         kick: mut kick_rx,
     } = inbox;
+    // The client's timer runs while this side only reads (a long upload)
+    // or works (hashing, listing, committing): keep proving we are here.
+    let _keepalive = w.keepalive(crate::link::keepalive_interval(
+        shared.opts.io_timeout,
+        client_timeout,
+    ));
     let mut pusher_w = w.handle();
     let pusher = tokio::spawn(async move {
         while let Some(notice) = notice_rx.recv().await {
@@ -598,18 +604,27 @@ async fn connection(
     });
 }
 
-/// The version handshake; returns the client's display name.
-async fn hello<R, W>(shared: &Shared, r: &mut Reader<R>, w: &mut Writer<W>) -> Result<String>
+/// The version handshake; returns the client's display name and how long
+/// it waits through silence.
+async fn hello<R, W>(
+    shared: &Shared,
+    r: &mut Reader<R>,
+    w: &mut Writer<W>,
+) -> Result<(String, Option<Duration>)>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let name = match r.read_msg().await? {
+    let hello = match r.read_msg().await? {
         Msg::Hello {
             version,
             client,
             name,
-        } if version == PROTOCOL_VERSION => name.unwrap_or(client),
+            timeout_ms,
+        } if version == PROTOCOL_VERSION => (
+            name.unwrap_or(client),
+            timeout_ms.map(Duration::from_millis),
+        ),
         Msg::Hello { version, .. } => {
             let e = Error::other(format!(
                 "unsupported protocol version {version} (this server speaks {PROTOCOL_VERSION})"
@@ -627,10 +642,11 @@ where
         auth_required: shared.opts.password.is_some(),
         admin_enabled: shared.opts.admin_password.is_some(),
         read_only: shared.opts.read_only,
+        timeout_ms: Some(shared.opts.io_timeout.as_millis() as u64),
     })
     .await?;
     w.flush().await?;
-    Ok(name)
+    Ok(hello)
 }
 
 struct Session {
@@ -672,6 +688,7 @@ impl Session {
     {
         if self.authed {
             self.announce_unread(false);
+            r.accept_pings();
         }
         loop {
             let frame = tokio::select! {
@@ -693,6 +710,9 @@ impl Session {
                     // a login in the queue for its password check does not.
                     self.login_slot = None;
                     self.auth(w, password, admin_password).await?;
+                    if self.authed {
+                        r.accept_pings();
+                    }
                     if !self.authed {
                         match self.shared.logging_in.take(self.peer.ip()) {
                             Ok(h) => self.login_slot = Some(h),

@@ -165,6 +165,7 @@ fn frames_dribbled_one_byte_at_a_time_are_still_understood() {
             version: PROTOCOL_VERSION,
             client: "dribble".into(),
             name: None,
+            timeout_ms: None,
         },
         Msg::Stat { path: "f".into() },
     ]);
@@ -236,6 +237,7 @@ fn parallel_password_guesses_from_one_address_are_answered_one_by_one() {
                 version: PROTOCOL_VERSION,
                 client: "other".into(),
                 name: None,
+                timeout_ms: None,
             },
             Msg::Auth {
                 password: Some("correct horse".into()),
