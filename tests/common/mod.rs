@@ -3,6 +3,8 @@
 //! when the fixture is dropped.
 #![allow(dead_code)]
 
+pub mod wan;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
