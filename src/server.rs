@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -1340,13 +1340,22 @@ impl Session {
                     "the partial file's prefix does not match the source".into()
                 ));
             }
-            if let Some(part) = PartFile::resume(&target, offset).map_err(io)? {
-                self.root().confirm(part.file(), rel).map_err(Err)?;
-                let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
-                dest.hasher = prefix.1;
-                return Ok((target, Sink::Part(part), dest, meta.size - offset));
+            // A session cut off by a stalled link holds its part until its
+            // own read times out, within the I/O timeout: a client that
+            // retries at once waits for it instead of sending it all again.
+            let deadline = Instant::now() + self.opts().io_timeout + Duration::from_secs(1);
+            loop {
+                if let Some(part) = PartFile::resume(&target, offset).map_err(io)? {
+                    self.root().confirm(part.file(), rel).map_err(Err)?;
+                    let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
+                    dest.hasher = prefix.1;
+                    return Ok((target, Sink::Part(part), dest, meta.size - offset));
+                }
+                if Instant::now() >= deadline {
+                    return Err(Ok("the partial file is busy".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            return Err(Ok("the partial file is busy".into()));
         }
         let sink = Sink::fresh(&target, meta).map_err(io)?;
         // Written through this descriptor only: check where it really is.

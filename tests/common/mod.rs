@@ -457,6 +457,7 @@ pub async fn hello_over(tls: Tls, version: u32) -> (Halves, Msg) {
         version,
         client: "raw".into(),
         name: None,
+        timeout_ms: None,
     })
     .await
     .unwrap();
