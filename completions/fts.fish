@@ -28,7 +28,7 @@ complete -c fts -n "__fish_fts_needs_command" -l fingerprint -d 'Accept only the
 complete -c fts -n "__fish_fts_needs_command" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_needs_command" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_needs_command" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_needs_command" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_needs_command" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_needs_command" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_needs_command" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_needs_command" -s v -l verbose -d 'Say more (repeatable)'
@@ -60,7 +60,7 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -l fingerprint -d 'Accept
 complete -c fts -n "__fish_fts_using_subcommand serve" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand serve" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l read-only -d 'Refuse uploads, directory changes and removals'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l no-compress -d 'Do not compress downloads on the wire'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
@@ -71,12 +71,12 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -s h -l help -d 'Print he
 complete -c fts -n "__fish_fts_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c fts -n "__fish_fts_using_subcommand put" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
-complete -c fts -n "__fish_fts_using_subcommand put" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M)' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping, within 10% over any 5 s' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand put" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand put" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand put" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -s r -l recursive -d 'Copy directories recursively'
 complete -c fts -n "__fish_fts_using_subcommand put" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
 complete -c fts -n "__fish_fts_using_subcommand put" -l no-compress -d 'Do not compress data on the wire'
@@ -88,12 +88,12 @@ complete -c fts -n "__fish_fts_using_subcommand put" -s h -l help -d 'Print help
 complete -c fts -n "__fish_fts_using_subcommand put" -s V -l version -d 'Print version'
 complete -c fts -n "__fish_fts_using_subcommand get" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
-complete -c fts -n "__fish_fts_using_subcommand get" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M)' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping, within 10% over any 5 s' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -s r -l recursive -d 'Copy directories recursively'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-compress -d 'Do not compress data on the wire'
@@ -107,7 +107,7 @@ complete -c fts -n "__fish_fts_using_subcommand ls" -l fingerprint -d 'Accept on
 complete -c fts -n "__fish_fts_using_subcommand ls" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand ls" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand ls" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand ls" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand ls" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand ls" -s l -l long -d 'Long format: permissions, size, modification time'
 complete -c fts -n "__fish_fts_using_subcommand ls" -s r -l recursive -d 'List subdirectories recursively'
 complete -c fts -n "__fish_fts_using_subcommand ls" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
@@ -120,7 +120,7 @@ complete -c fts -n "__fish_fts_using_subcommand rm" -l fingerprint -d 'Accept on
 complete -c fts -n "__fish_fts_using_subcommand rm" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand rm" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand rm" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand rm" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand rm" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand rm" -s r -l recursive -d 'Remove directories and their contents'
 complete -c fts -n "__fish_fts_using_subcommand rm" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand rm" -s q -l quiet -d 'Print nothing but errors'
@@ -131,12 +131,12 @@ complete -c fts -n "__fish_fts_using_subcommand rm" -s V -l version -d 'Print ve
 complete -c fts -n "__fish_fts_using_subcommand sync" -l exclude -d 'Leave matching paths alone (repeatable). A pattern without `/` matches a name at any depth (`*.log`), one with `/` the path from the top (`/build`, `docs/*.tmp`); excluded paths are not deleted either' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
-complete -c fts -n "__fish_fts_using_subcommand sync" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M)' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping, within 10% over any 5 s' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand sync" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand sync" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand sync" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l delete -d 'Delete files in DST that are not in SRC'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s n -l dry-run -d 'Show what would be transferred or deleted; change nothing'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s c -l checksum -d 'Compare file contents (BLAKE3) instead of size and mtime'
@@ -153,7 +153,7 @@ complete -c fts -n "__fish_fts_using_subcommand stats" -l fingerprint -d 'Accept
 complete -c fts -n "__fish_fts_using_subcommand stats" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand stats" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand stats" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand stats" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand stats" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand stats" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand stats" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand stats" -s v -l verbose -d 'Say more (repeatable)'
@@ -166,7 +166,7 @@ complete -c fts -n "__fish_fts_using_subcommand chat" -l fingerprint -d 'Accept 
 complete -c fts -n "__fish_fts_using_subcommand chat" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand chat" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand chat" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand chat" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand chat" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand chat" -l admin -d 'Chat as the server\'s admin: see every client\'s messages (needs the admin password)'
 complete -c fts -n "__fish_fts_using_subcommand chat" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand chat" -s q -l quiet -d 'Print nothing but errors'
@@ -178,7 +178,7 @@ complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subco
 complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand admin; and not __fish_seen_subcommand_from clients kick warn log help" -s v -l verbose -d 'Say more (repeatable)'
@@ -194,7 +194,7 @@ complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcomman
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from clients" -s v -l verbose -d 'Say more (repeatable)'
@@ -206,7 +206,7 @@ complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcomman
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from kick" -s v -l verbose -d 'Say more (repeatable)'
@@ -217,7 +217,7 @@ complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcomman
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l all -d 'Warn every connected client (then give only TEXT)'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from warn" -s q -l quiet -d 'Print nothing but errors'
@@ -233,7 +233,7 @@ complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcomman
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand admin; and __fish_seen_subcommand_from log" -s v -l verbose -d 'Say more (repeatable)'
@@ -249,7 +249,7 @@ complete -c fts -n "__fish_fts_using_subcommand login" -l fingerprint -d 'Accept
 complete -c fts -n "__fish_fts_using_subcommand login" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand login" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand login" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand login" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand login" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand login" -l admin -d 'Also check and store the admin password'
 complete -c fts -n "__fish_fts_using_subcommand login" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand login" -s q -l quiet -d 'Print nothing but errors'
@@ -261,7 +261,7 @@ complete -c fts -n "__fish_fts_using_subcommand logout" -l fingerprint -d 'Accep
 complete -c fts -n "__fish_fts_using_subcommand logout" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand logout" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand logout" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand logout" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand logout" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand logout" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand logout" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand logout" -s v -l verbose -d 'Say more (repeatable)'
@@ -272,7 +272,7 @@ complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l fingerprint -d
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
-complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l timeout -d 'Give up when connecting or when the peer is silent for this long' -r
+complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand generate-docs" -s v -l verbose -d 'Say more (repeatable)'

@@ -79,7 +79,9 @@ pub struct Global {
     /// user@hostname).
     #[arg(long, global = true, value_name = "NAME")]
     pub name: Option<String>,
-    /// Give up when connecting or when the peer is silent for this long.
+    /// Give up when connecting, or when nothing has arrived from the peer
+    /// for this long (a slow transfer that keeps moving never times out;
+    /// both sides send keepalives while busy). `serve` waits twice as long.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
 }
@@ -162,7 +164,8 @@ pub struct TransferArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
     /// Limit socket I/O to RATE bytes per second in each direction
-    /// (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M).
+    /// (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping,
+    /// within 10% over any 5 s.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
 }
