@@ -328,9 +328,11 @@ impl Client {
     }
 
     /// Entries below a remote directory (or the file itself); with
-    /// `hashes`, each file's BLAKE3 too.
+    /// `hashes`, each file's BLAKE3 too. A listing too big for
+    /// [`crate::guard::ListBudget`] is an error.
     pub async fn list(&mut self, path: &str, recursive: bool, hashes: bool) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
+        let mut budget = crate::guard::ListBudget::default();
         let mut m = self
             .call(&Msg::List {
                 path: path.into(),
@@ -340,7 +342,10 @@ impl Client {
             .await?;
         loop {
             match m {
-                Msg::ListBatch { entries } => out.extend(entries),
+                Msg::ListBatch { entries } => {
+                    budget.take(&entries)?;
+                    out.extend(entries)
+                }
                 Msg::ListEnd => return Ok(out),
                 Msg::Error { kind, message, .. } => return Err(reply_error(kind, message)),
                 m => return Err(Error::protocol(format!("unexpected reply to list: {m:?}"))),
