@@ -176,11 +176,14 @@ impl TransferReport {
         if self.files_transferred == 0 && same_kind {
             return Err(Error::new(first.kind, first.message.clone()));
         }
+        // Errors may be directories and links as well as files.
+        let n = self.errors.len();
         Err(Error::new(
             ErrorKind::Partial,
             format!(
-                "{} of {} files failed; the rest were transferred",
-                self.errors.len(),
+                "{n} {} failed; {} of {} files were transferred",
+                if n == 1 { "path" } else { "paths" },
+                self.files_transferred,
                 self.files_total
             ),
         ))
