@@ -337,9 +337,11 @@ impl Client {
     }
 
     /// Entries below a remote directory (or the file itself); with
-    /// `hashes`, each file's BLAKE3 too.
+    /// `hashes`, each file's BLAKE3 too. A listing too big for
+    /// [`crate::guard::ListBudget`] is an error.
     pub async fn list(&mut self, path: &str, recursive: bool, hashes: bool) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
+        let mut budget = crate::guard::ListBudget::default();
         let mut m = self
             .call(&Msg::List {
                 path: path.into(),
@@ -349,7 +351,10 @@ impl Client {
             .await?;
         loop {
             match m {
-                Msg::ListBatch { entries } => out.extend(entries),
+                Msg::ListBatch { entries } => {
+                    budget.take(&entries)?;
+                    out.extend(entries)
+                }
                 Msg::ListEnd => return Ok(out),
                 Msg::Error { kind, message, .. } => return Err(reply_error(kind, message)),
                 m => return Err(Error::protocol(format!("unexpected reply to list: {m:?}"))),
@@ -927,7 +932,10 @@ impl Client {
         obs: &dyn Observer,
     ) -> Result<Vec<FileOutcome>> {
         let first_id = self.ids(ops.len());
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, GetOp, Option<(u64, blake3::Hasher)>)>();
+        // Per request: its id, the op, a resumed prefix, and whether a
+        // signature went with it (only then may the reply be a delta).
+        type Sent = (u64, GetOp, Option<(u64, blake3::Hasher)>, bool);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Sent>();
         let w = &mut self.w;
         let r = &mut self.r;
         let writer = async move {
@@ -981,7 +989,7 @@ impl Client {
                 if let Some(s) = &signature {
                     w.blob(s).await?;
                 }
-                let _ = tx.send((id, op, prefix));
+                let _ = tx.send((id, op, prefix, signature.is_some()));
             }
             drop(tx);
             w.flush().await?;
@@ -989,8 +997,8 @@ impl Client {
         };
         let reader = async move {
             let mut out = Vec::new();
-            while let Some((id, op, prefix)) = rx.recv().await {
-                let o = receive_one(r, id, &op, prefix, obs).await?;
+            while let Some((id, op, prefix, signed)) = rx.recv().await {
+                let o = receive_one(r, id, &op, prefix, signed, obs).await?;
                 obs.file_done(&op.remote, o.result.is_ok());
                 out.push(o);
             }
@@ -1138,12 +1146,14 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
     })
 }
 
-/// Receives the reply to one `Get`. Outer error: the connection failed.
+/// Receives the reply to one `Get` (`signed`: a signature went with it).
+/// Outer error: the connection failed, or the server broke the protocol.
 async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
     r: &mut FrameReader<R>,
     id: u64,
     op: &GetOp,
     prefix: Option<(u64, blake3::Hasher)>,
+    signed: bool,
     obs: &dyn Observer,
 ) -> Result<FileOutcome> {
     let mut o = FileOutcome::new(op.remote.clone(), Action::Copy);
@@ -1164,6 +1174,20 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
         }
         m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
     };
+    // A delta applies to the local file: only to one whose signature we
+    // sent, not to whatever the server picks (a symlink's target, say).
+    if is_delta && !signed {
+        return Err(Error::protocol(format!(
+            "server sent a delta for {:?}, but no signature was sent",
+            op.remote
+        )));
+    }
+    if !is_delta && offset > meta.size {
+        return Err(Error::protocol(format!(
+            "server resumed {:?} at {offset}, past its end ({})",
+            op.remote, meta.size
+        )));
+    }
     o.bytes = meta.size;
     obs.file_start(&op.remote, meta.size);
     let local = &op.local;
@@ -1212,9 +1236,21 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
     } else {
         meta.size - offset
     };
+    // A cut connection keeps a partial file for the next attempt; bytes
+    // from a server that broke the protocol are not worth resuming.
+    let broken = |e: Error, sink: &mut Option<Sink>| {
+        if e.kind != ErrorKind::Other {
+            return e;
+        }
+        if let Some(s) = sink.as_mut() {
+            s.discard();
+        }
+        e.context(&op.remote)
+    };
     let mut saved = 0;
-    let received =
-        transfer::receive(r, dest, expect, &|c| obs.bytes(c.out_len), &mut saved).await?;
+    let received = transfer::receive(r, dest, expect, &|c| obs.bytes(c.out_len), &mut saved)
+        .await
+        .map_err(|e| broken(e, &mut sink))?;
     o.stats.compressed_saved = saved;
     let hash = match received {
         Received::Complete(h) => h,
@@ -1222,9 +1258,18 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
             o.result = Err(reply_error(kind, message));
             return Ok(o);
         }
-        Received::Interrupted(m) => return Err(Error::protocol(format!("unexpected {m:?}"))),
+        Received::Interrupted(m) => {
+            let e = match m {
+                Msg::FileEnd { .. } => Error::protocol(format!(
+                    "the file ended before the {expect} bytes announced"
+                )),
+                m => Error::protocol(format!("unexpected {m:?}")),
+            };
+            return Err(broken(e, &mut sink));
+        }
     };
-    let (sent_hash, literal, matched) = match r.read_msg().await? {
+    let end = r.read_msg().await.map_err(|e| broken(e, &mut sink))?;
+    let (sent_hash, literal, matched) = match end {
         Msg::FileEnd {
             id: rid,
             hash,
@@ -1239,7 +1284,10 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
             o.result = Err(reply_error(kind, message));
             return Ok(o);
         }
-        m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
+        m => {
+            let e = Error::protocol(format!("unexpected reply {m:?}"));
+            return Err(broken(e, &mut sink));
+        }
     };
     o.stats.literal = literal;
     o.stats.matched = matched;

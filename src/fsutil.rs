@@ -259,6 +259,14 @@ pub fn meta_of(m: &Metadata) -> Meta {
 /// Refuses a symlink target that is absolute or climbs out of the root
 /// from the link's directory `parent_rel` (so that mirrored links can never
 /// point outside a share, even before path checks would catch them).
+///
+/// `..` may only come first (`../../x`), never after a name (`a/../x`):
+/// counted on the text alone, `a/b/..` stays inside, but when `a/b` is
+/// itself a link (to `..`, say) it resolves one level higher than it reads,
+/// and a chain of such links leads out. That was the `--safe-links` bypass
+/// of rsync (CVE-2024-12088); its fix is the same rule. Names after the
+/// leading `..`s only descend, so a target through links that obey this
+/// rule stays inside too.
 pub fn check_link_target(parent_rel: &str, target: &str) -> Result<()> {
     let bad = || Error::permission(format!("symlink target '{target}' leads outside the root"));
     if target.is_empty() || target.starts_with('/') || target.contains('\0') {
@@ -268,11 +276,16 @@ pub fn check_link_target(parent_rel: &str, target: &str) -> Result<()> {
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .count();
+    let mut descended = false;
     for c in target.split('/') {
         match c {
             "" | "." => {}
+            ".." if descended => return Err(bad()),
             ".." => depth = depth.checked_sub(1).ok_or_else(bad)?,
-            _ => depth += 1,
+            _ => {
+                depth += 1;
+                descended = true;
+            }
         }
     }
     Ok(())
@@ -430,6 +443,11 @@ mod tests {
         assert!(check_link_target("", "../x").is_err());
         assert!(check_link_target("", "/etc").is_err());
         assert!(check_link_target("a", "b/../../..").is_err());
+        // `..` after a name: inside on paper, out through a link (a/b -> ..).
+        assert!(check_link_target("", "a/b/..").is_err());
+        assert!(check_link_target("d", "../a/../b").is_err());
+        assert!(check_link_target("d/e", "../../a/b").is_ok());
+        assert!(check_link_target("", "./a/./b").is_ok());
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("l");
         std::fs::write(&p, b"file in the way").unwrap();

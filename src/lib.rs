@@ -14,6 +14,7 @@
 //! - [`transfer`]: streaming one file with end-to-end hashing
 //! - [`server`]: accept loop, sessions, auth, request handlers
 //! - [`client`]: connecting and typed, pipelined calls
+//! - [`guard`]: the client's checks on what a server says
 //! - [`ops`]: put/get/ls/rm planning and reports
 //! - [`remote`]: `HOST:PATH` / `fts://` parsing
 //! - [`auth`]: argon2 secrets and login backoff
@@ -27,6 +28,7 @@ pub mod credstore;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod guard;
 pub mod hub;
 pub mod journal;
 pub mod link;

@@ -13,6 +13,7 @@ use crate::client::{
 };
 use crate::engine::partial;
 use crate::error::{Error, ErrorKind, Result};
+use crate::guard;
 use crate::proto::{Entry, EntryKind, Meta};
 use crate::remote::Remote;
 use serde::Serialize;
@@ -175,11 +176,14 @@ impl TransferReport {
         if self.files_transferred == 0 && same_kind {
             return Err(Error::new(first.kind, first.message.clone()));
         }
+        // Errors may be directories and links as well as files.
+        let n = self.errors.len();
         Err(Error::new(
             ErrorKind::Partial,
             format!(
-                "{} of {} files failed; the rest were transferred",
-                self.errors.len(),
+                "{n} {} failed; {} of {} files were transferred",
+                if n == 1 { "path" } else { "paths" },
+                self.files_transferred,
                 self.files_total
             ),
         ))
@@ -669,6 +673,8 @@ async fn get_once(
                 continue;
             }
         };
+        // The answer names the local target: it must be about what we asked.
+        guard::check_stat_reply(&src.path, &entry)?;
         let name = entry.path.rsplit('/').next().filter(|n| !n.is_empty());
         let target = match (dest_is_dir, name) {
             (true, Some(n)) => dest.join(n),
@@ -684,10 +690,27 @@ async fn get_once(
                     ));
                     continue;
                 }
+                // The whole listing is checked before anything is written.
+                let listing = client.list(&entry.path, true, false).await?;
+                guard::check_listing(&entry.path, &listing, true)?;
                 std::fs::create_dir_all(&target).map_err(|e| Error::local_io(&target, e))?;
                 dir_metas.push((target.clone(), entry.meta()));
-                for e in client.list(&entry.path, true, false).await? {
+                for e in listing {
                     let local = local_below(&target, &entry.path, &e.path)?;
+                    let through_link = match e.kind {
+                        EntryKind::Symlink => Ok(()),
+                        kind => guard::listed_rel(&entry.path, &e.path).and_then(|rel| {
+                            guard::no_symlink_below(&target, rel, kind == EntryKind::Dir)
+                        }),
+                    };
+                    if let Err(err) = through_link {
+                        if e.kind == EntryKind::File {
+                            report.files_total += 1;
+                            report.bytes_total += e.size;
+                        }
+                        report.errors.push(FileError::new(&e.path, err));
+                        continue;
+                    }
                     match e.kind {
                         EntryKind::Dir => {
                             std::fs::create_dir_all(&local)
@@ -751,8 +774,11 @@ pub async fn ls(ctx: &Context, remote: &Remote, recursive: bool) -> Result<Vec<E
             remote.path
         ))
     })?;
+    guard::check_stat_reply(&remote.path, &entry)?;
     let out = if entry.kind == EntryKind::Dir {
-        client.list(&remote.path, recursive, false).await?
+        let listing = client.list(&remote.path, recursive, false).await?;
+        guard::check_listing(&entry.path, &listing, recursive)?;
+        listing
     } else {
         vec![entry]
     };
@@ -1222,17 +1248,16 @@ async fn pull_once(
     let top = client.stat(&src.path).await?.ok_or_else(|| {
         Error::not_found(format!("{}: no such directory on the server", src.path))
     })?;
+    guard::check_stat_reply(&src.path, &top)?;
     if top.kind != EntryKind::Dir {
         return Err(Error::usage(format!(
             "'{}' is not a directory (use get for one file)",
             src.path
         )));
     }
-    let remote = remote_tree(
-        client.list(&top.path, true, ctx.transfer.checksum).await?,
-        &top.path,
-        ex,
-    )?;
+    let listing = client.list(&top.path, true, ctx.transfer.checksum).await?;
+    guard::check_listing(&top.path, &listing, true)?;
+    let remote = remote_tree(listing, &top.path, ex)?;
     if dst.exists() && !dst.is_dir() {
         return Err(Error::usage(format!(
             "{}: exists and is not a directory",
@@ -1255,8 +1280,15 @@ async fn pull_once(
     let local_fail = |rel: &str, e: Error, report: &mut TransferReport| {
         report.errors.push(FileError::new(rel, e))
     };
+    // Nothing below DEST is written, removed or re-stamped through a
+    // symlink, whether this sync made it or it was there before.
+    let through_link = |rel: &str, last: bool| guard::no_symlink_below(dst, rel, last);
     for (rel, dir) in plan.deletes.iter().chain(&plan.replace) {
         let p = at(rel)?;
+        if let Err(e) = through_link(rel, false) {
+            local_fail(rel, e, &mut report);
+            continue;
+        }
         let n = files_under(&local, rel);
         let res = if *dir {
             std::fs::remove_dir_all(&p)
@@ -1274,6 +1306,10 @@ async fn pull_once(
     }
     for rel in &plan.mkdirs {
         let p = at(rel)?;
+        if let Err(e) = through_link(rel, true) {
+            local_fail(rel, e, &mut report);
+            continue;
+        }
         match std::fs::create_dir_all(&p) {
             Ok(()) => report.note(ctx.transfer.verbose, rel, Action::Mkdir),
             Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
@@ -1281,6 +1317,10 @@ async fn pull_once(
     }
     for (rel, target) in &plan.links {
         let p = at(rel)?;
+        if let Err(e) = through_link(rel, false) {
+            local_fail(rel, e, &mut report);
+            continue;
+        }
         match crate::fsutil::replace_with_symlink(&p, target) {
             Ok(()) => report.note(ctx.transfer.verbose, rel, Action::Symlink),
             Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
@@ -1289,6 +1329,10 @@ async fn pull_once(
     let mut ops = Vec::new();
     for (rel, e, _) in plan.files {
         let local = at(&rel)?;
+        if let Err(err) = through_link(&rel, false) {
+            local_fail(&rel, err, &mut report);
+            continue;
+        }
         let how = get_how(ctx, &local, &e);
         ops.push(GetOp {
             remote: join_remote(&top.path, &rel),
@@ -1301,6 +1345,10 @@ async fn pull_once(
     run_get(&mut client, ctx, ops, &mut report).await?;
     for (rel, meta) in plan.dir_metas.into_iter().rev() {
         let p = at(&rel)?;
+        // (A directory that is a symlink was reported when it was made.)
+        if through_link(&rel, true).is_err() {
+            continue;
+        }
         if let Err(e) = crate::fsutil::apply_meta_path(&p, &meta) {
             report
                 .errors
