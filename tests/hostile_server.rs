@@ -168,9 +168,12 @@ async fn session(tls: SrvTls, script: &Script) -> fts::Result<()> {
         auth_required: false,
         admin_enabled: false,
         read_only: true,
+        timeout_ms: None,
     })
     .await?;
     w.flush().await?;
+    // The client's keepalives are not part of any script.
+    r.accept_pings();
     while let Some(frame) = r.read_opt().await? {
         let Frame::Control(m) = frame else {
             return Err(fts::Error::protocol("unexpected data frame"));
