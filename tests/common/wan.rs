@@ -39,6 +39,9 @@
 //! side of the proxy runs over loopback with its own windows and
 //! retransmission. The rate cap replaces the bottleneck link, so a sender's
 //! congestion control never sees loss, only backpressure and the delay.
+//! The TCP handshake is answered locally by the proxy's listener, so
+//! `connect()` returns at once and a connection costs one round trip less
+//! than on a real link (the proxy connects to the target when it accepts).
 //! Bytes count as forwarded when they are handed to the outgoing socket.
 #![allow(dead_code)]
 
