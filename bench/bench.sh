@@ -9,6 +9,12 @@
 #               fts sync vs rsync -a over ssh vs rsync daemon
 #   compress    fresh upload of a large, compressible log file:
 #               fts put (zstd) vs rsync -az over ssh
+#   wan         the same kinds of work through a simulated WAN link (a
+#               userspace proxy, examples/wanproxy.rs: one-way delay and
+#               rate cap per direction) in front of both fts and sshd:
+#               small-file tree first copy and re-sync, delta, fresh
+#               upload; fts vs rsync -a over ssh. Not in the default set:
+#               SECTIONS=wan (or all)
 #
 # See bench/README.md. Progress goes to stderr; the markdown report goes to
 # stdout, so
@@ -25,6 +31,15 @@
 #   SSH_PORT     loopback port for the throwaway sshd (default 22022)
 #   RSYNCD       1: include an rsync daemon in smallfiles; 0: skip it (default 1)
 #   RSYNCD_PORT  loopback port for that rsync daemon (default 22873)
+#   WAN_DELAY_MS one-way delay of the wan link, each direction (default 25)
+#   WAN_RATE     rate cap of the wan link, each direction, bytes/s with an
+#                optional k/M/G (10^3/10^6/10^9) suffix (default 12.5M = 100 Mbit/s)
+#   WAN_FILES    number of 4 KiB files in the wan tree (default 2000)
+#   WAN_DELTA_MB size of the wan delta file in MiB (default 64)
+#   WAN_UPLOAD_MB size of the wan fresh upload in MiB (default 256)
+#   WAN_FTS_TIMEOUT  if set, fts runs in the wan section get --timeout SECS
+#   WANPROXY_BIN the proxy (default: target/release/examples/wanproxy, built
+#                with cargo build --release --example wanproxy when absent)
 
 set -euo pipefail
 
@@ -35,6 +50,12 @@ RUNS=${RUNS:-3}
 SSH_PORT=${SSH_PORT:-22022}
 RSYNCD=${RSYNCD:-1}
 RSYNCD_PORT=${RSYNCD_PORT:-22873}
+WAN_DELAY_MS=${WAN_DELAY_MS:-25}
+WAN_RATE=${WAN_RATE:-12.5M}
+WAN_FILES=${WAN_FILES:-2000}
+WAN_DELTA_MB=${WAN_DELTA_MB:-64}
+WAN_UPLOAD_MB=${WAN_UPLOAD_MB:-256}
+WAN_FTS_TIMEOUT=${WAN_FTS_TIMEOUT:-}
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -49,16 +70,22 @@ is_pos_int "$RUNS" || die "RUNS must be a positive integer (got '$RUNS')"
 is_pos_int "$SSH_PORT" || die "SSH_PORT must be a positive integer (got '$SSH_PORT')"
 is_pos_int "$RSYNCD_PORT" || die "RSYNCD_PORT must be a positive integer (got '$RSYNCD_PORT')"
 [[ $RSYNCD == [01] ]] || die "RSYNCD must be 0 or 1 (got '$RSYNCD')"
+is_uint "$WAN_DELAY_MS" || die "WAN_DELAY_MS must be a non-negative integer (got '$WAN_DELAY_MS')"
+[[ $WAN_RATE =~ ^[0-9]+(\.[0-9]+)?[kKMG]?$ ]] || die "WAN_RATE must be bytes/s like 12.5M or 1000000 (got '$WAN_RATE')"
+is_pos_int "$WAN_FILES" || die "WAN_FILES must be a positive integer (got '$WAN_FILES')"
+is_pos_int "$WAN_DELTA_MB" || die "WAN_DELTA_MB must be a positive integer (got '$WAN_DELTA_MB')"
+is_pos_int "$WAN_UPLOAD_MB" || die "WAN_UPLOAD_MB must be a positive integer (got '$WAN_UPLOAD_MB')"
+[[ -z $WAN_FTS_TIMEOUT ]] || is_pos_int "$WAN_FTS_TIMEOUT" || die "WAN_FTS_TIMEOUT must be a positive integer (got '$WAN_FTS_TIMEOUT')"
 [[ $EUID -eq 0 ]] || die "run as root (needs apt-get and a root sshd)"
 
 # Sections always run in this order, whatever order SECTIONS lists them in.
-ALL_SECTIONS=(copy delta smallfiles compress)
+ALL_SECTIONS=(copy delta smallfiles compress wan)
 declare -A WANT=()
 read -r -a words <<<"${SECTIONS//,/ }"
 for w in "${words[@]}"; do
     case $w in
     all) for s in "${ALL_SECTIONS[@]}"; do WANT[$s]=1; done ;;
-    copy | delta | smallfiles | compress) WANT[$w]=1 ;;
+    copy | delta | smallfiles | compress | wan) WANT[$w]=1 ;;
     *) die "unknown section '$w' in SECTIONS (known: ${ALL_SECTIONS[*]} all)" ;;
     esac
 done
@@ -81,6 +108,20 @@ fi
 [[ -x $FTS_BIN ]] || die "fts binary not found or not executable: $FTS_BIN (build it, or set FTS_BIN)"
 FTS_BIN=$(readlink -f "$FTS_BIN")
 
+# The wan section's proxy: built from examples/wanproxy.rs when absent.
+if want wan; then
+    if [[ -z ${WANPROXY_BIN:-} ]]; then
+        WANPROXY_BIN=$REPO_ROOT/target/release/examples/wanproxy
+        if [[ ! -x $WANPROXY_BIN ]]; then
+            log "building the wan proxy (cargo build --release --example wanproxy)"
+            cargo build --release --example wanproxy --manifest-path "$REPO_ROOT/Cargo.toml" >&2 </dev/null ||
+                die "could not build examples/wanproxy.rs"
+        fi
+    fi
+    [[ -x $WANPROXY_BIN ]] || die "wan proxy not found or not executable: $WANPROXY_BIN"
+    WANPROXY_BIN=$(readlink -f "$WANPROXY_BIN")
+fi
+
 # ---------------------------------------------------------------------------
 # Cleanup. Everything the script starts or creates is recorded here so that
 # any exit path (success, error, Ctrl-C) leaves nothing behind.
@@ -89,6 +130,8 @@ WORK=
 FTS_PID=
 SSHD_PID=
 RSYNCD_PID=
+WAN_FTS_PID=
+WAN_SSH_PID=
 CHILD_PID=
 CREATED_RUN_SSHD=
 
@@ -114,6 +157,8 @@ cleanup() {
     stop_pid "$CHILD_PID"
     stop_pid "$FTS_PID"
     stop_pid "$RSYNCD_PID"
+    stop_pid "$WAN_FTS_PID"
+    stop_pid "$WAN_SSH_PID"
     stop_pid "$SSHD_PID"
     [[ -n $CREATED_RUN_SSHD ]] && rmdir /run/sshd 2>/dev/null
     [[ -n $WORK && -d $WORK ]] && rm -rf -- "$WORK"
@@ -176,6 +221,11 @@ mkdir -p "$HOME" "$WORK"/{bin,srv,ssh,out}
 FTS_ORIG=$FTS_BIN
 cp "$FTS_ORIG" "$WORK/bin/fts"
 FTS_BIN=$WORK/bin/fts
+if want wan; then
+    WANPROXY_ORIG=$WANPROXY_BIN
+    cp "$WANPROXY_BIN" "$WORK/bin/wanproxy"
+    WANPROXY_BIN=$WORK/bin/wanproxy
+fi
 
 SIZE_BYTES=$((SIZE_MB * 1024 * 1024))
 SMALL_SIZE=4096
@@ -191,6 +241,10 @@ if want copy; then peak $((SIZE_MB * 1024 * 2)); fi
 if want delta; then peak $((SIZE_MB * 1024 * 5)); fi
 if want compress; then peak $((SIZE_MB * 1024 * 3)); fi
 if want smallfiles; then peak $(((SMALL_FILES + SMALL_FILES / 100 + 1) * 4 * 4)); fi
+# wan keeps all its data at once: the tree and two copies, the delta
+# file's old and new version and two receivers (+ a temporary file), the
+# upload and two copies.
+if want wan; then peak $(((WAN_FILES + WAN_FILES / 100 + 1) * 4 * 3 + WAN_DELTA_MB * 1024 * 5 + WAN_UPLOAD_MB * 1024 * 3)); fi
 need_kb=$((need_kb + 65536))
 avail_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 ((avail_kb > need_kb)) || die "not enough space in $WORK: need ~$((need_kb / 1024)) MiB, have $((avail_kb / 1024)) MiB"
@@ -251,8 +305,9 @@ SSH_HOST=root@127.0.0.1
 # TCP socket (handshake, encryption and MAC included), which is what fts's
 # wire_bytes_* count for TLS. ssh takes the first value given for an option,
 # so this LogLevel wins over the one in SSH_OPTS.
+# $2: the port to connect to (default SSH_PORT; the wan section's proxy).
 rsh_logged() {
-    printf 'ssh -o LogLevel=VERBOSE -E %s %s -p %s' "$1" "${SSH_OPTS[*]}" "$SSH_PORT"
+    printf 'ssh -o LogLevel=VERBOSE -E %s %s -p %s' "$1" "${SSH_OPTS[*]}" "${2:-$SSH_PORT}"
 }
 
 ssh_ok=
@@ -329,6 +384,20 @@ server_health() {
         tail -n 20 "$WORK/rsyncd/rsyncd.log" >&2
         RSYNCD_PID=
     fi
+    if [[ -n $WAN_FTS_PID ]] && ! kill -0 "$WAN_FTS_PID" 2>/dev/null; then
+        rc=0
+        wait "$WAN_FTS_PID" 2>/dev/null || rc=$?
+        log "wan proxy for fts (pid $WAN_FTS_PID) is gone, exit status $rc"
+        tail -n 20 "$WORK/out/wanproxy-fts.err" >&2
+        WAN_FTS_PID=
+    fi
+    if [[ -n $WAN_SSH_PID ]] && ! kill -0 "$WAN_SSH_PID" 2>/dev/null; then
+        rc=0
+        wait "$WAN_SSH_PID" 2>/dev/null || rc=$?
+        log "wan proxy for sshd (pid $WAN_SSH_PID) is gone, exit status $rc"
+        tail -n 20 "$WORK/out/wanproxy-ssh.err" >&2
+        WAN_SSH_PID=
+    fi
     return 0
 }
 
@@ -336,6 +405,8 @@ server_health() {
 # $(...): the command must be a child of the main shell, running in the
 # background, so that a signal interrupts the wait and the cleanup trap can
 # stop it instead of waiting for a long copy to finish (or orphaning it).
+# A failed command ends the script, unless TIMED_SOFT is set: then TIMED_RC
+# is its exit status and ELAPSED its time (TIMED_RC is 0 on success).
 timed() {
     local out=$1 err=$2 t0 t1 rc=0
     shift 2
@@ -345,12 +416,14 @@ timed() {
     wait "$CHILD_PID" || rc=$?
     t1=$(date +%s.%N)
     CHILD_PID=
+    ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    TIMED_RC=$rc
     if ((rc != 0)); then
         cat "$err" >&2
         server_health
+        [[ -n ${TIMED_SOFT:-} ]] && return 0
         die "command failed (exit $rc): $(shell_quote "$@")"
     fi
-    ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 }
 
 # Quotes for copy-and-paste into a shell, readably: plain words stay bare,
@@ -458,7 +531,7 @@ print_samples_and_commands() {
     echo "Samples (s):"
     echo
     for key in "$@"; do
-        echo "- $key:${TIMES[$key]}"
+        echo "- $key:${TIMES[$key]:-}"
     done
     echo
     echo "Commands (last run; temporary paths are removed on exit):"
@@ -1026,6 +1099,317 @@ section_compress() {
 }
 
 # ---------------------------------------------------------------------------
+# Section: wan. Small files, delta and a fresh upload through a simulated
+# WAN link: one wanproxy (examples/wanproxy.rs) in front of fts serve and
+# one in front of sshd, both with WAN_DELAY_MS one-way delay and a WAN_RATE
+# cap in each direction.
+# ---------------------------------------------------------------------------
+
+# Starts a wan proxy named $1 (fts or ssh) that forwards to 127.0.0.1:$2;
+# records its pid for cleanup and sets WAN_PORT to the port it listens on.
+start_wanproxy() {
+    local name=$1 target=$2 out=$WORK/out/wanproxy-$1.out first= pid
+    "$WANPROXY_BIN" --listen 127.0.0.1:0 --target "127.0.0.1:$target" \
+        --delay-ms "$WAN_DELAY_MS" --rate "$WAN_RATE" \
+        >"$out" 2>"$WORK/out/wanproxy-$name.err" </dev/null &
+    pid=$!
+    case $name in
+    fts) WAN_FTS_PID=$pid ;;
+    ssh) WAN_SSH_PID=$pid ;;
+    esac
+    for _ in $(seq 100); do
+        first=$(head -n 1 "$out" 2>/dev/null || true)
+        [[ -n $first ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ $first =~ ^listening\ 127\.0\.0\.1:([0-9]+)$ ]] || {
+        cat "$WORK/out/wanproxy-$name.err" >&2
+        die "wan proxy ($name) did not announce its address: $first"
+    }
+    WAN_PORT=${BASH_REMATCH[1]}
+}
+
+# WAN_RATE in bytes per second (12.5M -> 12500000).
+wan_rate_bps() {
+    awk -v r="$WAN_RATE" 'BEGIN {
+        m = 1; s = substr(r, length(r))
+        if (s == "k" || s == "K") m = 1e3; else if (s == "M") m = 1e6; else if (s == "G") m = 1e9
+        if (m > 1) r = substr(r, 1, length(r) - 1)
+        printf "%.0f", r * m }'
+}
+
+section_wan() {
+    local w=$WORK/wan
+    local tree=$w/tree pristine=$w/pristine.bin dsrc=$w/dsrc/data.bin usrc=$w/usrc/up.bin
+    local delta_bytes=$((WAN_DELTA_MB * 1024 * 1024)) up_bytes=$((WAN_UPLOAD_MB * 1024 * 1024))
+    local -A TIMES=() WIRE=() SOCK=() CMDLINE=() FAILS=() FAILMSG=() SETUP=()
+    local ROWS=(first second delta upload) TOOLS=(fts rsync)
+    local fts_addr ssh_port rate_bps ndirs left n i k off dir run tool row key outf errf sshlog rsh dest ndiff
+    local offsets=() keys=() FTS_W=("${FTS_CLIENT[@]}")
+    [[ -n $WAN_FTS_TIMEOUT ]] && FTS_W+=(--timeout "$WAN_FTS_TIMEOUT")
+    rate_bps=$(wan_rate_bps)
+
+    start_wanproxy fts "${FTS_ADDR##*:}"
+    fts_addr=127.0.0.1:$WAN_PORT
+    start_wanproxy ssh "$SSH_PORT"
+    ssh_port=$WAN_PORT
+    log "wan: $WAN_DELAY_MS ms one way, $rate_bps B/s each way; fts via $fts_addr, sshd via 127.0.0.1:$ssh_port"
+
+    log "wan: creating $WAN_FILES files of $SMALL_SIZE bytes, a ${WAN_DELTA_MB} MiB and a ${WAN_UPLOAD_MB} MiB random file"
+    ndirs=$(((WAN_FILES + 99) / 100))
+    left=$WAN_FILES
+    for ((i = 0; i < ndirs; i++)); do
+        n=$((left < 100 ? left : 100))
+        left=$((left - n))
+        printf -v dir '%s/d%03d' "$tree" "$i"
+        mkdir -p "$dir"
+        head -c $((n * SMALL_SIZE)) /dev/urandom | split -b "$SMALL_SIZE" -a 3 -d - "$dir/f"
+    done
+    n=$(find "$tree" -type f | wc -l)
+    ((n == WAN_FILES)) || die "wan: created $n files, expected $WAN_FILES"
+    # The delta file as in the delta section: the old version a day old,
+    # the source with three 10-byte edits off block boundaries.
+    mkdir -p "$w/dsrc" "$w/usrc"
+    head -c "$delta_bytes" /dev/urandom >"$pristine"
+    touch -d "@$(($(date +%s) - 86400))" "$pristine"
+    cp -p "$pristine" "$dsrc"
+    for k in 1 3 5; do
+        off=$((delta_bytes * k / 6 + 1234))
+        printf 'EDIT%06d' "$k" | dd of="$dsrc" bs=1 seek="$off" conv=notrunc status=none
+        offsets+=("$off")
+    done
+    ndiff=$( (cmp -l "$pristine" "$dsrc" || true) | wc -l)
+    ((ndiff > 0 && ndiff <= 30)) || die "wan: expected 1..30 changed bytes in the delta file, found $ndiff"
+    head -c "$up_bytes" /dev/urandom >"$usrc"
+    find "$tree" -type f -exec cat {} + >/dev/null
+    cat "$dsrc" "$usrc" >/dev/null
+
+    dest_of() {
+        case $1:$2 in
+        tree:fts) echo "$WORK/srv/wantree" ;;
+        tree:rsync) echo "$w/sshtree" ;;
+        delta:fts) echo "$WORK/srv/wandelta" ;;
+        delta:rsync) echo "$w/sshdelta" ;;
+        upload:fts) echo "$WORK/srv/wanup" ;;
+        upload:rsync) echo "$w/sshup" ;;
+        esac
+    }
+
+    # Times CMD as row $1, tool $2, run $3 (ssh log $4) and records its
+    # time, wire and socket bytes. A failure (fts timing out on a slow link,
+    # say) is recorded instead of ending the script: returns 1.
+    wan_run() {
+        local row=$1 tool=$2 run=$3 sshlog=$4 key=$1:$2
+        outf=$WORK/out/wan-$row-$tool-$run.out
+        errf=$WORK/out/wan-$row-$tool-$run.err
+        CMDLINE[$key]=$(shell_quote "${CMD[@]}")
+        TIMED_SOFT=1 timed "$outf" "$errf" "${CMD[@]}"
+        if ((TIMED_RC != 0)); then
+            FAILS[$key]=$((${FAILS[$key]:-0} + 1))
+            FAILMSG[$key]="run $run, exit $TIMED_RC after ${ELAPSED} s: $(tail -n 1 "$errf" | cut -c 1-300)"
+            log "wan: run $run/$RUNS  $row  $tool  FAILED (${FAILMSG[$key]})"
+            return 1
+        fi
+        add_sample TIMES "$key" "$ELAPSED"
+        if [[ $tool == fts ]]; then
+            fts_wire "$outf"
+            add_sample WIRE "$key" "$NUM"
+            add_sample SOCK "$key" "$NUM"
+        else
+            rsync_wire "$outf"
+            add_sample WIRE "$key" "$NUM"
+            ssh_socket "$sshlog"
+            add_sample SOCK "$key" "$NUM"
+        fi
+        log "wan: run $run/$RUNS  $row  $tool  ${ELAPSED}s"
+    }
+
+    # Files transferred by the run just timed (outf) must be $2.
+    wan_files_check() {
+        local what=$1 want=$2 tool=$3
+        if [[ $tool == fts ]]; then
+            json_num "$outf" files_transferred
+        else
+            rsync_stat "$outf" 'Number of regular files transferred'
+        fi
+        ((NUM == want)) || die "$what: $tool transferred $NUM files, expected $want"
+    }
+
+    for ((run = 1; run <= RUNS; run++)); do
+        # Connection setup through the link, without data.
+        timed /dev/null "$WORK/out/wan-ssh-true.err" ssh "${SSH_OPTS[@]}" -p "$ssh_port" "$SSH_HOST" true
+        add_sample SETUP ssh "$ELAPSED"
+        timed /dev/null "$WORK/out/wan-fts-ls.err" "${FTS_W[@]}" ls "fts://$fts_addr/"
+        add_sample SETUP fts "$ELAPSED"
+
+        # first and second: the tree into an absent destination, then the
+        # same command with nothing changed.
+        for tool in "${TOOLS[@]}"; do
+            dest=$(dest_of tree "$tool")
+            rm -rf -- "$dest"
+            sync
+            for row in first second; do
+                sshlog=$WORK/out/wan-$row-$tool-$run.ssh.log
+                rm -f -- "$sshlog"
+                case $tool in
+                fts) CMD=("${FTS_W[@]}" sync "$tree" "fts://$fts_addr/wantree") ;;
+                rsync)
+                    rsh=$(rsh_logged "$sshlog" "$ssh_port")
+                    CMD=(rsync -a --stats -e "$rsh" "$tree/" "$SSH_HOST:$dest/")
+                    ;;
+                esac
+                # After a failed first copy, "unchanged" would not hold.
+                wan_run "$row" "$tool" "$run" "$sshlog" || break
+                check_tree "wan $row:$tool run $run" "$tree" "$dest"
+                n=0
+                [[ $row == first ]] && n=$WAN_FILES
+                wan_files_check "wan $row:$tool run $run" "$n" "$tool"
+            done
+            sync
+        done
+
+        # delta: both receivers hold the old version (restored, untimed).
+        for tool in "${TOOLS[@]}"; do
+            dest=$(dest_of delta "$tool")
+            sshlog=$WORK/out/wan-delta-$tool-$run.ssh.log
+            rm -rf -- "$dest" "$sshlog"
+            mkdir -p "$dest"
+            cp -p "$pristine" "$dest/data.bin"
+            sync
+            case $tool in
+            fts) CMD=("${FTS_W[@]}" put "$dsrc" "fts://$fts_addr/wandelta/") ;;
+            rsync)
+                rsh=$(rsh_logged "$sshlog" "$ssh_port")
+                CMD=(rsync -a --no-whole-file --stats -e "$rsh" "$dsrc" "$SSH_HOST:$dest/")
+                ;;
+            esac
+            wan_run delta "$tool" "$run" "$sshlog" || continue
+            cmp -s "$dsrc" "$dest/data.bin" || die "wan delta:$tool run $run: result differs from source"
+            wan_files_check "wan delta:$tool run $run" 1 "$tool"
+            if [[ $tool == fts ]]; then
+                json_num "$outf" matched_bytes
+            else
+                rsync_stat "$outf" 'Matched data'
+            fi
+            ((NUM > 0)) || log "wan: WARNING: delta $tool run $run matched 0 bytes (no delta used?)"
+        done
+
+        # upload: a fresh upload, no basis and nothing to resume.
+        for tool in "${TOOLS[@]}"; do
+            dest=$(dest_of upload "$tool")
+            sshlog=$WORK/out/wan-upload-$tool-$run.ssh.log
+            rm -rf -- "$dest" "$sshlog"
+            mkdir -p "$dest"
+            sync
+            case $tool in
+            fts) CMD=("${FTS_W[@]}" put "$usrc" "fts://$fts_addr/wanup/") ;;
+            rsync)
+                rsh=$(rsh_logged "$sshlog" "$ssh_port")
+                CMD=(rsync -a --stats -e "$rsh" "$usrc" "$SSH_HOST:$dest/")
+                ;;
+            esac
+            wan_run upload "$tool" "$run" "$sshlog" || continue
+            cmp -s "$usrc" "$dest/up.bin" || die "wan upload:$tool run $run: copy differs from source"
+            if [[ $tool == fts ]]; then
+                json_num "$outf" bytes_transferred
+                ((NUM == up_bytes)) || die "wan upload:fts run $run: unexpected bytes_transferred: $(cat "$outf")"
+            fi
+            rm -rf -- "$dest"
+        done
+    done
+
+    stop_pid "$WAN_FTS_PID"
+    stop_pid "$WAN_SSH_PID"
+    WAN_FTS_PID=
+    WAN_SSH_PID=
+    rm -rf -- "$w" "$WORK/srv/wantree" "$WORK/srv/wandelta" "$WORK/srv/wanup"
+
+    local -A M=() WORK_OF=() FLOOR=()
+    WORK_OF[first]="$WAN_FILES × $SMALL_SIZE B, first copy"
+    WORK_OF[second]="the same, unchanged"
+    WORK_OF[delta]="3 × 10 B changed in ${WAN_DELTA_MB} MiB"
+    WORK_OF[upload]="${WAN_UPLOAD_MB} MiB random, fresh"
+    FLOOR[first]=$(awk -v b=$((WAN_FILES * SMALL_SIZE)) -v r="$rate_bps" 'BEGIN { printf "%.2f", b / r }')
+    FLOOR[second]='—'
+    FLOOR[delta]='—'
+    FLOOR[upload]=$(awk -v b="$up_bytes" -v r="$rate_bps" 'BEGIN { printf "%.2f", b / r }')
+    for row in "${ROWS[@]}"; do
+        for tool in "${TOOLS[@]}"; do
+            key=$row:$tool
+            keys+=("$key")
+            M[t:$key]=
+            M[w:$key]=
+            M[s:$key]=
+            if [[ -n ${TIMES[$key]:-} ]]; then
+                M[t:$key]=$(median "${TIMES[$key]}")
+                M[w:$key]=$(median "${WIRE[$key]}" %.0f)
+                M[s:$key]=$(median "${SOCK[$key]}" %.0f)
+            fi
+        done
+    done
+
+    # A cell: the median, "failed" when no run succeeded, and how many
+    # runs failed when some did.
+    cell() {
+        local v=$1 key=$2
+        [[ -n $v ]] || v=failed
+        if [[ -n ${FAILS[$key]:-} ]]; then v="$v (${FAILS[$key]}/$RUNS failed)"; fi
+        printf '%s' "$v"
+    }
+    num_or_dash() { if [[ -n $1 ]]; then fmt_int "$1"; else printf '—'; fi; }
+
+    echo "## wan: fts vs rsync over a simulated WAN link ($WAN_DELAY_MS ms one way, $(fmt_int "$rate_bps") B/s each way)"
+    echo
+    echo "\`fts serve\` and the sshd each sit behind their own \`wanproxy\` (examples/wanproxy.rs, a"
+    echo "userspace TCP proxy: $WAN_DELAY_MS ms one-way delay and a $(fmt_int "$rate_bps") B/s cap in each"
+    echo "direction, so a $((2 * WAN_DELAY_MS)) ms round trip; no loss or reordering). fts: \`fts sync\` for the"
+    echo "tree, \`fts put\` for the files; rsync: \`rsync -a --stats\` over ssh (\`--no-whole-file\`"
+    echo "for delta, which over ssh is the default anyway)."
+    if [[ -n $WAN_FTS_TIMEOUT ]]; then
+        echo "fts ran with \`--timeout $WAN_FTS_TIMEOUT\`."
+    fi
+    echo "Connection setup through the link, without data (median): ssh login + \`true\`"
+    echo "$(median "${SETUP[ssh]}") s, \`fts ls\` $(median "${SETUP[fts]}") s."
+    echo
+    echo "| row | work | link floor s | fts s | rsync s | fts ÷ rsync | fts wire bytes | rsync wire bytes | rsync socket bytes | fts ≤ ½ rsync |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    local f r v
+    for row in "${ROWS[@]}"; do
+        f=${M[t:$row:fts]}
+        r=${M[t:$row:rsync]}
+        if [[ -n $f && -n $r ]]; then
+            v=$(verdict is_le "$(awk -v a="$f" 'BEGIN { print 2 * a }')" "$r")
+        else
+            v='n/a'
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$row" "${WORK_OF[$row]}" "${FLOOR[$row]}" \
+            "$(cell "$f" "$row:fts")" "$(cell "$r" "$row:rsync")" \
+            "$( if [[ -n $f && -n $r ]]; then ratio "$f" "$r"; else printf 'n/a'; fi)" \
+            "$(num_or_dash "${M[w:$row:fts]}")" "$(num_or_dash "${M[w:$row:rsync]}")" \
+            "$(num_or_dash "${M[s:$row:rsync]}")" "$v"
+    done
+    echo
+    echo "link floor: the row's file bytes ÷ the rate, the time the link needs for the payload"
+    echo "alone (no round trips, no protocol overhead). fts ÷ rsync < 1: fts is faster; the"
+    echo "target is ≤ 0.5. Wire bytes as in the delta section (both directions; for fts the"
+    echo "TLS bytes on its socket, which is also its socket figure; for rsync \`--stats\`, and"
+    echo "ssh's own socket count). Checks after every run: trees by \`diff -r\` and a listing of"
+    echo "names, types, sizes, modes and mtimes; files by \`cmp\`; files transferred as expected."
+    if ((${#FAILS[@]})); then
+        echo
+        echo "Failed runs (not in the medians):"
+        echo
+        for key in "${keys[@]}"; do
+            [[ -n ${FAILS[$key]:-} ]] || continue
+            echo "- $key: ${FAILS[$key]} of $RUNS; last: ${FAILMSG[$key]}"
+        done
+    fi
+    print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# ---------------------------------------------------------------------------
 # Report header, then the sections; each prints its part when it is done.
 # ---------------------------------------------------------------------------
 declare -A CONNECT=()
@@ -1047,6 +1431,9 @@ echo "# fts benchmark"
 echo
 echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ), host: $(uname -srm), $(nproc) CPUs, loopback"
 echo "- sections: ${SELECTED[*]}; SIZE_MB=$SIZE_MB, SMALL_FILES=$SMALL_FILES"
+if want wan; then
+    echo "- wan: WAN_DELAY_MS=$WAN_DELAY_MS, WAN_RATE=$WAN_RATE, WAN_FILES=$WAN_FILES, WAN_DELTA_MB=$WAN_DELTA_MB, WAN_UPLOAD_MB=$WAN_UPLOAD_MB; proxy: examples/wanproxy.rs ($WANPROXY_ORIG, run from a copy)"
+fi
 echo "- runs: $RUNS per cell (median shown; tools interleaved within each run)"
 echo "- fts: $fts_version ($FTS_ORIG, run from a copy taken at start)"
 echo "- ssh: $ssh_version; rsync: $rsync_version"
