@@ -703,6 +703,8 @@ fn reply_error(kind: ErrorKind, message: String) -> Error {
 pub struct Probed {
     pub entry: Option<Entry>,
     pub partial: Option<PartialInfo>,
+    /// The base version and its signature, when the server sent one.
+    pub signature: Option<(Meta, Vec<u8>)>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -718,33 +720,33 @@ impl Client {
         first
     }
 
-    /// Sends one request per path (ids in order) while reading the replies
+    /// Sends one request per item (ids in order) while reading the replies
     /// in the same order: `request` builds a request, `reply` turns the
     /// matching answer into a value (or hands back a message that is not
-    /// an answer to this request). An error reply for a path is that
-    /// path's `Err`.
-    async fn pipelined<T>(
+    /// an answer to this request). An error reply for an item is that
+    /// item's `Err`.
+    async fn pipelined<I, T>(
         &mut self,
-        paths: &[String],
+        items: &[I],
         what: &str,
-        request: impl Fn(u64, String) -> Msg,
+        request: impl Fn(u64, &I) -> Msg,
         mut reply: impl AsyncFnMut(
             &mut FrameReader<ReadHalf<Tls>>,
             u64,
             Msg,
         ) -> Result<std::result::Result<T, Msg>>,
     ) -> Result<Vec<Result<T>>> {
-        let first = self.ids(paths.len());
+        let first = self.ids(items.len());
         let (w, r) = (&mut self.w, &mut self.r);
         let writer = async move {
-            for (i, p) in paths.iter().enumerate() {
-                w.msg(&request(first + i as u64, p.clone())).await?;
+            for (i, item) in items.iter().enumerate() {
+                w.msg(&request(first + i as u64, item)).await?;
             }
             w.flush().await
         };
         let reader = async move {
-            let mut out = Vec::with_capacity(paths.len());
-            for i in 0..paths.len() {
+            let mut out = Vec::with_capacity(items.len());
+            for i in 0..items.len() {
                 let id = first + i as u64;
                 let m = r.read_msg().await?;
                 if let Msg::Error {
@@ -772,37 +774,56 @@ impl Client {
         Ok(tokio::try_join!(writer, reader)?.1)
     }
 
-    /// What the server has at each of `paths` (pipelined).
-    pub async fn probe(&mut self, paths: &[String]) -> Result<Vec<Result<Probed>>> {
+    /// What the server has at each target (pipelined). A target given with
+    /// the version we would upload also brings the server's signature when
+    /// the server sees a delta is the way to go.
+    pub async fn probe(
+        &mut self,
+        targets: &[(String, Option<Meta>)],
+    ) -> Result<Vec<Result<Probed>>> {
         self.pipelined(
-            paths,
+            targets,
             "probe",
-            |id, path| Msg::Probe { id, path },
-            async |_, id, m| {
-                Ok(match m {
-                    Msg::ProbeReply {
+            |id, (path, source)| Msg::Probe {
+                id,
+                path: path.clone(),
+                source: *source,
+            },
+            async |r, id, m| {
+                let Msg::ProbeReply {
+                    id: rid,
+                    entry,
+                    partial,
+                    signature,
+                } = m
+                else {
+                    return Ok(Err(m));
+                };
+                if rid != id {
+                    return Ok(Err(Msg::ProbeReply {
                         id: rid,
                         entry,
                         partial,
-                    } if rid == id => Ok(Probed { entry, partial }),
-                    m => Err(m),
-                })
-            },
-        )
-        .await
-    }
-
-    /// The server's signatures of `paths` (pipelined), for uploading deltas.
-    pub async fn signatures(&mut self, paths: &[String]) -> Result<Vec<Result<(Meta, Vec<u8>)>>> {
-        self.pipelined(
-            paths,
-            "signature request",
-            |id, path| Msg::SigReq { id, path },
-            async |r, id, m| match m {
-                Msg::SigReply { id: rid, base, len } if rid == id => {
-                    Ok(Ok((base, r.read_blob(len, delta::MAX_SIGNATURE).await?)))
+                        signature,
+                    }));
                 }
-                m => Ok(Err(m)),
+                let signature = if signature {
+                    // A signature the server could not make just means no delta.
+                    match r.read_msg().await? {
+                        Msg::SigReply { id: rid, base, len } if rid == id => {
+                            Some((base, r.read_blob(len, delta::MAX_SIGNATURE).await?))
+                        }
+                        Msg::Error { id: Some(rid), .. } if rid == id => None,
+                        m => return Ok(Err(m)),
+                    }
+                } else {
+                    None
+                };
+                Ok(Ok(Probed {
+                    entry,
+                    partial,
+                    signature,
+                }))
             },
         )
         .await

@@ -298,8 +298,9 @@ fn same_version(a: &Meta, b: &Meta) -> bool {
     (a.size, a.mtime, a.mtime_ns) == (b.size, b.mtime, b.mtime_ns)
 }
 
-/// Upload steps per round: each round costs one probe and one signature
-/// round trip, and holds at most this many signatures in memory.
+/// Upload steps per round: each round costs one probe round trip (which
+/// brings the signatures too), and holds at most this many signatures in
+/// memory.
 const ROUND: usize = 512;
 
 /// Runs upload steps: probes the targets of `Auto` files (pipelined),
@@ -316,41 +317,40 @@ async fn run_put(
         let mut round: Vec<PutOp> = ops.by_ref().take(ROUND).collect();
         // Only files big enough for a partial file or a delta to pay off
         // are probed; small ones just go whole.
-        let worth = |local: &Path| {
-            std::fs::metadata(local)
-                .map(|m| m.len() >= partial::RESUME_MIN)
-                .unwrap_or(false)
-        };
-        let autos: Vec<usize> = (0..round.len())
-            .filter(|&i| matches!(&round[i], PutOp::File { how: PutHow::Full, local, .. } if worth(local)))
+        let autos: Vec<(usize, Meta)> = (0..round.len())
+            .filter_map(|i| match &round[i] {
+                PutOp::File {
+                    how: PutHow::Full,
+                    local,
+                    ..
+                } => std::fs::metadata(local)
+                    .ok()
+                    .filter(|m| m.len() >= partial::RESUME_MIN)
+                    .map(|m| (i, crate::fsutil::meta_of(&m))),
+                _ => None,
+            })
             .collect();
-        let paths: Vec<String> = autos.iter().map(|&i| file_remote(&round[i])).collect();
-        let probes = client.probe(&paths).await?;
-        let mut want_sig = Vec::new();
-        for (&i, probe) in autos.iter().zip(probes) {
-            let PutOp::File { local, how, .. } = &mut round[i] else {
+        // The server sends its signature with the probe's answer when it
+        // has a version to delta against: no round trip of its own.
+        let targets: Vec<(String, Option<Meta>)> = autos
+            .iter()
+            .map(|(i, mine)| (file_remote(&round[*i]), ctx.transfer.delta.then_some(*mine)))
+            .collect();
+        let probes = client.probe(&targets).await?;
+        for ((i, mine), probe) in autos.into_iter().zip(probes) {
+            let (PutOp::File { how, .. }, Ok(probe)) = (&mut round[i], probe) else {
                 continue;
             };
-            let Ok(probe) = probe else { continue };
-            let Ok(md) = std::fs::metadata(&*local) else {
-                continue;
-            };
-            let mine = crate::fsutil::meta_of(&md);
             if let Some(p) = probe
                 .partial
                 .filter(|p| p.len > 0 && same_version(&p.source, &mine))
             {
                 *how = PutHow::Resume { offset: p.len };
-            } else if let Some(e) = probe.entry.filter(|e| e.kind == EntryKind::File) {
-                if ctx.transfer.delta && e.size > 0 && mine.size > 0 {
-                    want_sig.push(i);
+            } else if let Some((base, signature)) = probe.signature {
+                let is_file = probe.entry.is_some_and(|e| e.kind == EntryKind::File);
+                if ctx.transfer.delta && is_file && base.size > 0 && mine.size > 0 {
+                    *how = PutHow::Delta { base, signature };
                 }
-            }
-        }
-        let sig_paths: Vec<String> = want_sig.iter().map(|&i| file_remote(&round[i])).collect();
-        for (&i, sig) in want_sig.iter().zip(client.signatures(&sig_paths).await?) {
-            if let (PutOp::File { how, .. }, Ok((base, signature))) = (&mut round[i], sig) {
-                *how = PutHow::Delta { base, signature };
             }
         }
         let locals: Vec<Option<PathBuf>> = round

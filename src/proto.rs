@@ -160,15 +160,16 @@ pub enum Msg {
         #[serde(default)]
         hashes: bool,
     },
-    /// What is at a target path: the entry and a partial file.
+    /// What is at a target path: the entry and a partial file. With
+    /// `source` (the version the client would upload), the server also
+    /// sends the signature of its file when a delta is the way to go (a
+    /// regular, non-empty file and no partial file of that version), so a
+    /// delta costs no round trip of its own.
     Probe {
         id: u64,
         path: String,
-    },
-    /// Ask for the signature of a file, to send it a delta.
-    SigReq {
-        id: u64,
-        path: String,
+        #[serde(default)]
+        source: Option<Meta>,
     },
     Symlink {
         id: u64,
@@ -247,10 +248,14 @@ pub enum Msg {
         entries: Vec<Entry>,
     },
     ListEnd,
+    /// With `signature`, a `SigReply` (or an `Error`) for the same id
+    /// follows.
     ProbeReply {
         id: u64,
         entry: Option<Entry>,
         partial: Option<PartialInfo>,
+        #[serde(default)]
+        signature: bool,
     },
     /// Followed by `len` bytes of signature as chunks.
     SigReply {

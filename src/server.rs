@@ -768,11 +768,7 @@ impl Session {
                     recursive,
                     hashes,
                 } => self.list(w, &path, recursive, hashes).await?,
-                Msg::Probe { id, path } => {
-                    let reply = self.probe(id, &path).await;
-                    w.msg(&reply).await?;
-                }
-                Msg::SigReq { id, path } => self.signature(w, id, &path).await?,
+                Msg::Probe { id, path, source } => self.probe(w, id, &path, source).await?,
                 Msg::Mkdir { id, path } => {
                     let reply = match self.mkdir(&path) {
                         Ok(()) => Msg::Done { id },
@@ -1182,16 +1178,57 @@ impl Session {
     }
 
     /// What is at an upload target: the file, and a resumable partial file.
-    async fn probe(&self, id: u64, rel: &str) -> Msg {
+    /// Answers a probe; with the client's `source` version, also sends the
+    /// signature of our file when the client will want to send a delta.
+    async fn probe<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        id: u64,
+        rel: &str,
+        source: Option<Meta>,
+    ) -> Result<()> {
+        let reply = self.probe_reply(id, rel, source).await;
+        let sign = matches!(
+            reply,
+            Msg::ProbeReply {
+                signature: true,
+                ..
+            }
+        );
+        w.msg(&reply).await?;
+        if sign {
+            self.signature(w, id, rel).await?;
+        }
+        Ok(())
+    }
+
+    async fn probe_reply(&self, id: u64, rel: &str, source: Option<Meta>) -> Msg {
         let root = self.root().clone();
         let rel = rel.to_string();
+        let writable = self.writable().is_ok();
         let res = tokio::task::spawn_blocking(move || -> Result<Msg> {
             let target = root.resolve_for_write(&rel)?;
             let entry = match std::fs::metadata(&target) {
                 Ok(md) => Some(fsutil::entry_of(root.display_rel(&rel)?, &md)),
                 Err(_) => None,
             };
-            let partial = partial::find(&target).map(|f| PartialInfo {
+            let found = partial::find(&target);
+            // Same rule as the client's: a partial file of this version
+            // means a resume; otherwise an existing file means a delta.
+            let resumable = |src: &Meta| {
+                found
+                    .as_ref()
+                    .is_some_and(|f| f.len > 0 && f.manifest.matches(src))
+            };
+            let signature = source.is_some_and(|src| {
+                writable
+                    && src.size > 0
+                    && !resumable(&src)
+                    && entry
+                        .as_ref()
+                        .is_some_and(|e| e.kind == EntryKind::File && e.size > 0)
+            });
+            let partial = found.map(|f| PartialInfo {
                 len: f.len,
                 source: Meta {
                     size: f.manifest.size,
@@ -1200,7 +1237,12 @@ impl Session {
                     mode: 0,
                 },
             });
-            Ok(Msg::ProbeReply { id, entry, partial })
+            Ok(Msg::ProbeReply {
+                id,
+                entry,
+                partial,
+                signature,
+            })
         })
         .await;
         match res {
@@ -1210,7 +1252,8 @@ impl Session {
         }
     }
 
-    /// Sends the signature of a file so the client can upload a delta.
+    /// Sends the signature of a file (`SigReply` and the blob, or an
+    /// error for `id`) so the client can upload a delta.
     async fn signature<W: AsyncWrite + Unpin>(
         &self,
         w: &mut Writer<W>,
