@@ -1358,8 +1358,7 @@ impl Session {
             }
             let tmp = TempFile::create_beside(&target).map_err(io)?;
             self.root().confirm(tmp.file(), rel).map_err(Err)?;
-            let mut dest = Dest::new(tmp.file().try_clone().map_err(io)?);
-            dest.base = Some(base);
+            let dest = Dest::new(tmp.file().try_clone().map_err(io)?).with_base(base);
             return Ok((target, Sink::Temp(tmp), dest, meta.size));
         }
         if let Some(res) = resume {

@@ -7,11 +7,11 @@
 
 use crate::engine::compress::Compressor;
 use crate::engine::delta::{self, Base};
+use crate::engine::io::{read_full, ReadAt, Source};
 use crate::error::{Error, Result};
 use crate::proto::{Body, Chunk, Decoded, Frame, FrameReader, FrameWriter, Msg, CHUNK};
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io::{BufWriter, SeekFrom, Write};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -76,15 +76,9 @@ fn compressed(c: &mut Compressor, data: Vec<u8>, piece_out: Option<u64>) -> Chun
     }
 }
 
-fn stamp(f: &File) -> Option<(i64, i64, u64)> {
-    f.metadata()
-        .ok()
-        .map(|m| (m.mtime(), m.mtime_nsec(), m.len()))
-}
-
-/// Fails when `file` is no longer the `size`-byte version stamped `start`.
-fn still_same(file: &File, start: Option<(i64, i64, u64)>, size: u64) -> Result<()> {
-    if start != stamp(file) || start.map(|s| s.2) != Some(size) {
+/// Fails when `src` is no longer the `size`-byte version stamped `start`.
+fn still_same(src: &impl Source, start: Option<(i64, i64, u64)>, size: u64) -> Result<()> {
+    if start != src.version() || start.map(|s| s.2) != Some(size) {
         return Err(Error::other("file changed while it was being sent"));
     }
     Ok(())
@@ -139,7 +133,7 @@ fn closed() -> Error {
 /// as [`SendError::Local`], never sent as a mix.
 pub async fn send_file<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
-    file: File,
+    file: impl Source,
     offset: u64,
     size: u64,
     prefix: blake3::Hasher,
@@ -171,14 +165,14 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 
 /// Reads bytes `offset..size` of `file` into (compressed) chunks.
 fn produce_file(
-    mut file: File,
+    mut file: impl Source,
     offset: u64,
     size: u64,
     prefix: blake3::Hasher,
     opts: SendOptions,
     emit: &mut dyn FnMut(Chunk) -> Result<()>,
 ) -> Result<(String, SendStats)> {
-    let start = stamp(&file);
+    let start = file.version();
     let mut comp = Compressor::new(opts.compress);
     let mut hasher = prefix;
     file.seek(SeekFrom::Start(offset))
@@ -188,15 +182,8 @@ fn produce_file(
     while left > 0 {
         let want = left.min(CHUNK as u64) as usize;
         let mut buf = vec![0u8; want];
-        let mut got = 0;
-        while got < want {
-            match file.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::other(format!("read error: {e}"))),
-            }
-        }
+        let got =
+            read_full(&mut file, &mut buf).map_err(|e| Error::other(format!("read error: {e}")))?;
         if got < want {
             return Err(Error::other("file shrank while it was being sent"));
         }
@@ -214,14 +201,14 @@ fn produce_file(
 /// receiver's signature. Returns the file's BLAKE3 and what was saved.
 pub async fn send_delta<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
-    mut file: File,
+    mut file: impl Source,
     size: u64,
     sig: fast_rsync::Signature,
     opts: SendOptions,
     progress: &(dyn Fn(&Chunk) + Sync),
 ) -> Result<(String, SendStats), SendError> {
     pump(w, progress, move |tx| {
-        let start = stamp(&file);
+        let start = file.version();
         let mut comp = Compressor::new(opts.compress);
         let (hash, ds) = delta::diff_file(&mut file, size, &sig, |p| {
             let c = compressed(&mut comp, p.delta, Some(p.out_len));
@@ -244,20 +231,26 @@ pub async fn send_delta<W: AsyncWrite + Unpin>(
 /// Where received content goes.
 pub struct Dest {
     /// Positioned where the new bytes start.
-    pub file: File,
+    pub out: Box<dyn Write + Send>,
     /// Hash state of what the file already holds (a resumed prefix).
     pub hasher: blake3::Hasher,
     /// The old copy that delta pieces refer to.
-    pub base: Option<File>,
+    pub base: Option<Box<dyn ReadAt>>,
 }
 
 impl Dest {
-    pub fn new(file: File) -> Dest {
+    pub fn new(out: impl Write + Send + 'static) -> Dest {
         Dest {
-            file,
+            out: Box::new(out),
             hasher: blake3::Hasher::new(),
             base: None,
         }
+    }
+
+    /// Delta pieces copy from `base`.
+    pub fn with_base(mut self, base: impl ReadAt) -> Dest {
+        self.base = Some(Box::new(base));
+        self
     }
 }
 
@@ -290,7 +283,7 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Writes decoded chunks and delta pieces to a file, hashing as it goes.
 struct ContentWriter {
-    out: HashingWriter<BufWriter<File>>,
+    out: HashingWriter<BufWriter<Box<dyn Write + Send>>>,
     base: Option<Base>,
 }
 
@@ -299,10 +292,10 @@ impl ContentWriter {
         let cap = expect.clamp(8 * 1024, 1 << 20) as usize;
         Ok(ContentWriter {
             out: HashingWriter {
-                inner: BufWriter::with_capacity(cap, d.file),
+                inner: BufWriter::with_capacity(cap, d.out),
                 hasher: d.hasher,
             },
-            base: d.base.map(Base::new).transpose()?,
+            base: d.base.map(Base::boxed).transpose()?,
         })
     }
 
@@ -534,7 +527,7 @@ mod tests {
             .open(&part)
             .unwrap();
         let (_, prefix) = crate::engine::partial::hash_prefix(&mut pf, 100_000).unwrap();
-        pf.seek(SeekFrom::End(0)).unwrap();
+        std::io::Seek::seek(&mut pf, SeekFrom::End(0)).unwrap();
         let s2 = src.clone();
         let p2 = prefix.clone();
         let (sent, got, _) = pipe(
@@ -549,9 +542,8 @@ mod tests {
                 })
             },
             Dest {
-                file: pf,
                 hasher: prefix,
-                base: None,
+                ..Dest::new(pf)
             },
             size - 100_000,
         )
@@ -581,11 +573,7 @@ mod tests {
                     h
                 })
             },
-            Dest {
-                file: File::create(&out).unwrap(),
-                hasher: blake3::Hasher::new(),
-                base: Some(File::open(&old).unwrap()),
-            },
+            Dest::new(File::create(&out).unwrap()).with_base(File::open(&old).unwrap()),
             size,
         )
         .await;

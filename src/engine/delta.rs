@@ -15,8 +15,8 @@
 //! fast_rsync's strong hash is a truncated MD4: a rebuilt file is only
 //! trusted after the whole-file BLAKE3 check done by the caller.
 
+use super::io::{read_full, ReadAt};
 use crate::error::{Error, Result};
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 /// Bytes of new data diffed at a time (a multiple of every block size).
@@ -48,23 +48,10 @@ pub fn block_size_for(len: u64) -> u32 {
 }
 
 /// Reads up to `buf.len()` bytes, fewer only at end of file.
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
 /// The serialized signature of `file`'s first `len` bytes, built one
 /// window at a time: the blocks of consecutive windows concatenate because
 /// windows are multiples of the block size.
-pub fn signature(file: &mut File, len: u64) -> Result<Vec<u8>> {
+pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
     let opts = fast_rsync::SignatureOptions {
         block_size: block_size_for(len),
         crypto_hash_size: HASH_SIZE,
@@ -369,7 +356,7 @@ impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
 /// time, handing out pieces as they are ready. Returns the BLAKE3 of the
 /// data that was diffed and what the delta saved.
 pub fn diff_file(
-    file: &mut File,
+    file: &mut (impl Read + Seek),
     len: u64,
     sig: &fast_rsync::Signature,
     emit: impl FnMut(Piece) -> io::Result<()>,
@@ -411,16 +398,20 @@ fn io_err(e: io::Error) -> Error {
 /// announced output and the base's length before anything is read or
 /// written, so a hostile piece is refused, never followed.
 pub struct Base {
-    file: File,
+    src: Box<dyn ReadAt>,
     len: u64,
     buf: Vec<u8>,
 }
 
 impl Base {
-    pub fn new(file: File) -> Result<Base> {
-        let len = file.metadata().map_err(io_err)?.len();
+    pub fn new(src: impl ReadAt) -> Result<Base> {
+        Self::boxed(Box::new(src))
+    }
+
+    pub fn boxed(src: Box<dyn ReadAt>) -> Result<Base> {
+        let len = src.len().map_err(io_err)?;
         Ok(Base {
-            file,
+            src,
             len,
             buf: Vec::new(),
         })
@@ -507,13 +498,12 @@ impl Base {
     }
 
     fn copy(&mut self, mut offset: u64, mut n: u64, out: &mut impl Write) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         if self.buf.is_empty() {
             self.buf = vec![0u8; 256 * 1024];
         }
         while n > 0 {
             let k = n.min(self.buf.len() as u64) as usize;
-            self.file
+            self.src
                 .read_exact_at(&mut self.buf[..k], offset)
                 .map_err(|e| Error::other(format!("reading the old copy: {e}")))?;
             out.write_all(&self.buf[..k]).map_err(io_err)?;
@@ -527,6 +517,7 @@ impl Base {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::fs::File;
 
     /// Deterministic incompressible bytes.
     pub(crate) fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {

@@ -6,7 +6,9 @@
 //! - [`compress`]: per-chunk zstd with a sampling skip for data that does
 //!   not compress
 //! - [`partial`]: resumable partial files and their manifests
+//! - [`io`]: the reading traits the engine works on (a file is one)
 
 pub mod compress;
 pub mod delta;
+pub mod io;
 pub mod partial;

@@ -139,7 +139,10 @@ pub fn find(target: &Path) -> Option<Found> {
 
 /// BLAKE3 of the first `len` bytes of a file, and the hasher state after
 /// them (to go on hashing the rest).
-pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<(String, blake3::Hasher)> {
+pub fn hash_prefix(
+    file: &mut (impl Read + Seek),
+    len: u64,
+) -> io::Result<(String, blake3::Hasher)> {
     file.seek(SeekFrom::Start(0))?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
