@@ -66,7 +66,7 @@ fn kind_name(k: EntryKind) -> &'static str {
 /// without empty, `.` or `..` components, NUL bytes, or names fts keeps
 /// for its in-flight files?
 fn canonical(p: &str) -> bool {
-    match crate::root::normalize(p) {
+    match crate::paths::normalize(p) {
         Ok(n) if n == p => p
             .split('/')
             .all(|c| c.is_empty() || !crate::fsutil::is_temp_name(c)),
@@ -84,7 +84,7 @@ pub fn check_stat_reply(requested: &str, e: &Entry) -> Result<()> {
             e.path
         ))
     };
-    let want = crate::root::normalize(requested).map_err(|_| bad())?;
+    let want = crate::paths::normalize(requested).map_err(|_| bad())?;
     let ok = if want.is_empty() {
         e.path.is_empty()
             || (e.kind == EntryKind::File && canonical(&e.path) && !e.path.contains('/'))
@@ -168,7 +168,7 @@ pub fn check_listing(prefix: &str, entries: &[Entry], recursive: bool) -> Result
 /// named) may be one. Components that do not exist yet end the check:
 /// fts creates them as real directories.
 pub fn no_symlink_below(base: &Path, rel: &str, include_last: bool) -> Result<()> {
-    let comps = crate::root::components(rel)?;
+    let comps = crate::paths::components(rel)?;
     let n = if include_last {
         comps.len()
     } else {

@@ -8,7 +8,9 @@
 //! - [`proto`]: frames, messages, byte counting
 //! - [`link`]: silence timeouts, keepalives, `--bwlimit` pacing
 //! - [`tls`]: certificates, TLS configs, fingerprint pinning
-//! - [`root`]: path safety on the served root
+//! - [`paths`]: the syntax of remote paths (relative, no `..`)
+//! - [`store`]: the share's storage boundary ([`store::Store`]); the local
+//!   filesystem store keeps every path inside the served root
 //! - [`fsutil`]: atomic writes, metadata, directory walks
 //! - [`engine`]: delta, compression, resumable partial files (no network)
 //! - [`transfer`]: streaming one file with end-to-end hashing
@@ -33,10 +35,11 @@ pub mod hub;
 pub mod journal;
 pub mod link;
 pub mod ops;
+pub mod paths;
 pub mod proto;
 pub mod remote;
-pub mod root;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod transfer;
 
@@ -47,4 +50,5 @@ pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::server::web::files::{rel_from_uri, want, Want};
+    pub use crate::store::FuzzRoot as Root;
 }

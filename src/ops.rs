@@ -611,7 +611,8 @@ fn local_below(target: &Path, prefix: &str, path: &str) -> Result<PathBuf> {
         path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'))
     };
     let unsafe_path = || Error::protocol(format!("server sent unsafe path {path:?}"));
-    let comps = crate::root::components(rel.ok_or_else(unsafe_path)?).map_err(|_| unsafe_path())?;
+    let comps =
+        crate::paths::components(rel.ok_or_else(unsafe_path)?).map_err(|_| unsafe_path())?;
     if comps.is_empty() {
         return Err(unsafe_path());
     }
@@ -944,7 +945,7 @@ fn remote_tree(entries: Vec<Entry>, prefix: &str, ex: &Excludes) -> Result<Tree>
                 }
             }
         };
-        crate::root::components(&rel)
+        crate::paths::components(&rel)
             .map_err(|_| Error::protocol(format!("server sent unsafe path {:?}", e.path)))?;
         if !ex.excluded(&rel) {
             e.path = rel.clone();
@@ -1150,7 +1151,7 @@ async fn push_once(
             client.server()
         )));
     }
-    let base = crate::root::normalize(&dst.path).map_err(|e| e.context(&dst.path))?;
+    let base = crate::paths::normalize(&dst.path).map_err(|e| e.context(&dst.path))?;
     let dst_entry = client.stat(&dst.path).await?;
     let remote = match &dst_entry {
         None => Tree::new(),
@@ -1274,7 +1275,7 @@ async fn pull_once(
         return Ok(report);
     }
     let at = |rel: &str| {
-        crate::root::components(rel).map(|c| c.iter().fold(dst.to_path_buf(), |p, c| p.join(c)))
+        crate::paths::components(rel).map(|c| c.iter().fold(dst.to_path_buf(), |p, c| p.join(c)))
     };
     std::fs::create_dir_all(dst).map_err(|e| Error::local_io(dst, e))?;
     let local_fail = |rel: &str, e: Error, report: &mut TransferReport| {

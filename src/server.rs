@@ -13,24 +13,22 @@ pub(crate) mod web;
 
 use crate::auth::{Backoff, Secret, Verifier};
 use crate::engine::delta;
-use crate::engine::partial::{self, PartFile};
+use crate::engine::partial;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fsutil::{self, TempFile};
 use crate::hub::{ClientState, Hub, Inbox, Live};
 use crate::journal::Journal;
 use crate::proto::{
     AdminAction, Entry, EntryKind, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg, Notice,
-    NoticeKind, PartialInfo, Resume, ALPN_FTS, PROTOCOL_VERSION,
+    NoticeKind, Resume, ALPN_FTS, PROTOCOL_VERSION,
 };
-use crate::root::Root;
+use crate::store::{Begin, Store, Upload};
 use crate::tls::Identity;
-use crate::transfer::{self, Dest, Received, SendError, SendOptions, Sink};
+use crate::transfer::{self, Dest, Received, SendError, SendOptions};
 use quota::{Held, Quota, Throttle};
 use serde::Serialize;
-use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +40,8 @@ use tokio::task::JoinSet;
 /// How a server is run.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    pub root: Root,
+    /// What is shared; every file operation goes through it.
+    pub store: Arc<dyn Store>,
     pub read_only: bool,
     pub max_clients: usize,
     pub password: Option<Secret>,
@@ -64,9 +63,9 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
-    pub fn new(root: Root) -> Self {
+    pub fn new(store: Arc<dyn Store>) -> Self {
         ServerOptions {
-            root,
+            store,
             read_only: false,
             max_clients: 64,
             password: None,
@@ -338,7 +337,7 @@ pub async fn run(
         None => None,
     };
     let hub = Arc::new(Hub::new(
-        opts.root.path().display().to_string(),
+        opts.store.location(),
         opts.max_clients as u64,
         opts.read_only,
         opts.state_dir.clone(),
@@ -347,7 +346,7 @@ pub async fn run(
     let listening = LogEvent::Listening {
         addr: addr.to_string(),
         fingerprint: identity.fingerprint(),
-        root: opts.root.path().display().to_string(),
+        root: opts.store.location(),
         read_only: opts.read_only,
         max_clients: opts.max_clients,
         password_required: opts.password.is_some(),
@@ -429,30 +428,18 @@ pub async fn run(
 /// What `ls` shows for `rel`: the entry itself for a file, else the
 /// directory's entries (the whole tree when `recursive`), with content
 /// hashes when `hashes`. Blocking.
-pub(crate) fn listing(root: &Root, rel: &str, recursive: bool, hashes: bool) -> Result<Vec<Entry>> {
-    let p = root.resolve_existing(rel)?;
-    let md = std::fs::metadata(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
-    let rel_n = root.display_rel(rel)?;
-    let with_hash = |mut e: Entry, path: &Path| -> Result<Entry> {
-        if hashes && e.kind == EntryKind::File {
-            e.hash = Some(transfer::hash_file(path)?);
-        }
-        Ok(e)
-    };
-    if !md.is_dir() {
-        return Ok(vec![with_hash(fsutil::entry_of(rel_n, &md), &p)?]);
-    }
+/// Every entry `store` lists at `rel`, collected.
+pub(crate) fn listing(
+    store: &dyn Store,
+    rel: &str,
+    recursive: bool,
+    hashes: bool,
+) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
-    fsutil::walk(
-        &p,
-        &rel_n,
-        recursive,
-        &mut |path, e| {
-            out.push(with_hash(e, path)?);
-            Ok(())
-        },
-        &mut |_| {},
-    )?;
+    store.list(rel, recursive, hashes, &mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -757,7 +744,7 @@ impl Session {
                     w.msg(&reply).await?;
                 }
                 Msg::Stat { path } => {
-                    let reply = match self.stat(&path) {
+                    let reply = match self.store().stat(&path) {
                         Ok(entry) => Msg::StatReply { entry },
                         Err(e) => Msg::error(None, &e),
                     };
@@ -1118,8 +1105,8 @@ impl Session {
         }
     }
 
-    fn root(&self) -> &Root {
-        &self.opts().root
+    fn store(&self) -> &dyn Store {
+        &*self.opts().store
     }
 
     fn writable(&self) -> Result<()> {
@@ -1129,16 +1116,6 @@ impl Session {
         Ok(())
     }
 
-    fn stat(&self, rel: &str) -> Result<Option<Entry>> {
-        let p = match self.root().resolve_existing(rel) {
-            Ok(p) => p,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let md = std::fs::metadata(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
-        Ok(Some(fsutil::entry_of(self.root().display_rel(rel)?, &md)))
-    }
-
     async fn list<W: AsyncWrite + Unpin>(
         &self,
         w: &mut Writer<W>,
@@ -1146,11 +1123,11 @@ impl Session {
         recursive: bool,
         hashes: bool,
     ) -> Result<()> {
-        let root = self.root().clone();
+        let store = self.opts().store.clone();
         let rel_s = rel.to_string();
         // Walking (and hashing) a big tree is blocking work.
         let listing =
-            tokio::task::spawn_blocking(move || listing(&root, &rel_s, recursive, hashes))
+            tokio::task::spawn_blocking(move || listing(&*store, &rel_s, recursive, hashes))
                 .await
                 .map_err(|e| Error::other(format!("listing failed: {e}")))?;
         let entries = match listing {
@@ -1203,52 +1180,38 @@ impl Session {
     }
 
     async fn probe_reply(&self, id: u64, rel: &str, source: Option<Meta>) -> Msg {
-        let root = self.root().clone();
+        let store = self.opts().store.clone();
         let rel = rel.to_string();
         let writable = self.writable().is_ok();
-        let res = tokio::task::spawn_blocking(move || -> Result<Msg> {
-            let target = root.resolve_for_write(&rel)?;
-            let entry = match std::fs::metadata(&target) {
-                Ok(md) => Some(fsutil::entry_of(root.display_rel(&rel)?, &md)),
-                Err(_) => None,
-            };
-            let found = partial::find(&target);
-            // Same rule as the client's: a partial file of this version
-            // means a resume; otherwise an existing file means a delta.
-            let resumable = |src: &Meta| {
-                found
-                    .as_ref()
-                    .is_some_and(|f| f.len > 0 && f.manifest.matches(src))
-            };
-            let signature = source.is_some_and(|src| {
-                writable
-                    && src.size > 0
-                    && !resumable(&src)
-                    && entry
-                        .as_ref()
-                        .is_some_and(|e| e.kind == EntryKind::File && e.size > 0)
-            });
-            let partial = found.map(|f| PartialInfo {
-                len: f.len,
-                source: Meta {
-                    size: f.manifest.size,
-                    mtime: f.manifest.mtime,
-                    mtime_ns: f.manifest.mtime_ns,
-                    mode: 0,
-                },
-            });
-            Ok(Msg::ProbeReply {
-                id,
-                entry,
-                partial,
-                signature,
+        let res = tokio::task::spawn_blocking(move || store.probe(&rel)).await;
+        let probe = match res {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Msg::error(Some(id), &e),
+            Err(e) => return Msg::error(Some(id), &Error::other(e.to_string())),
+        };
+        // Same rule as the client's: a partial file of this version means a
+        // resume; otherwise an existing file means a delta.
+        let resumable = |src: &Meta| {
+            probe.partial.as_ref().is_some_and(|p| {
+                p.len > 0
+                    && (p.source.size, p.source.mtime, p.source.mtime_ns)
+                        == (src.size, src.mtime, src.mtime_ns)
             })
-        })
-        .await;
-        match res {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => Msg::error(Some(id), &e),
-            Err(e) => Msg::error(Some(id), &Error::other(e.to_string())),
+        };
+        let signature = source.is_some_and(|src| {
+            writable
+                && src.size > 0
+                && !resumable(&src)
+                && probe
+                    .entry
+                    .as_ref()
+                    .is_some_and(|e| e.kind == EntryKind::File && e.size > 0)
+        });
+        Msg::ProbeReply {
+            id,
+            entry: probe.entry,
+            partial: probe.partial,
+            signature,
         }
     }
 
@@ -1260,17 +1223,7 @@ impl Session {
         id: u64,
         rel: &str,
     ) -> Result<()> {
-        let opened = (|| -> Result<(File, Meta)> {
-            self.writable()?;
-            let (_, f) = self.root().open_entry(rel)?;
-            let md = f
-                .metadata()
-                .map_err(|e| Error::local_io(Path::new(rel), e))?;
-            if !md.is_file() {
-                return Err(Error::other(format!("'{rel}' is not a regular file")));
-            }
-            Ok((f, fsutil::meta_of(&md)))
-        })();
+        let opened = self.writable().and_then(|()| self.store().open(rel));
         let sig = match opened {
             Ok((mut f, meta)) => tokio::task::spawn_blocking(move || {
                 delta::signature(&mut f, meta.size).map(|s| (s, meta))
@@ -1296,36 +1249,17 @@ impl Session {
 
     fn mkdir(&self, rel: &str) -> Result<()> {
         self.writable()?;
-        let target = self.root().resolve_for_write(rel)?;
-        match std::fs::create_dir(&target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if self.root().resolve_existing(rel)?.is_dir() {
-                    Ok(())
-                } else {
-                    Err(Error::other(format!(
-                        "'{rel}' exists and is not a directory"
-                    )))
-                }
-            }
-            Err(e) => Err(Error::local_io(Path::new(rel), e)),
-        }
+        self.store().mkdir(rel)
     }
 
     fn symlink(&self, rel: &str, link_target: &str) -> Result<()> {
         self.writable()?;
-        let comps = crate::root::components(rel)?;
-        let parent = comps[..comps.len().saturating_sub(1)].join("/");
-        fsutil::check_link_target(&parent, link_target)?;
-        let path = self.root().resolve_for_write(rel)?;
-        fsutil::replace_with_symlink(&path, link_target)
-            .map_err(|e| Error::local_io(Path::new(rel), e))
+        self.store().symlink(rel, link_target)
     }
 
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
         self.writable()?;
-        let p = self.root().resolve_existing(rel)?;
-        fsutil::apply_meta_path(&p, meta).map_err(|e| Error::local_io(Path::new(rel), e))
+        self.store().set_meta(rel, meta)
     }
 
     /// Prepares where an upload goes. `Err(Ok(reason))` asks the client to
@@ -1336,19 +1270,18 @@ impl Session {
         meta: &Meta,
         resume: Option<Resume>,
         delta_base: Option<Meta>,
-    ) -> Result<(PathBuf, Sink, Dest, u64), Result<String, Error>> {
+    ) -> Result<(Box<dyn Upload>, Dest, u64), Result<String, Error>> {
         self.writable().map_err(Err)?;
-        let target = self.root().resolve_for_write(rel).map_err(Err)?;
-        if target.is_dir() {
-            return Err(Err(Error::other(format!(
-                "'{rel}' is a directory on the server"
-            ))));
-        }
-        let io = |e: std::io::Error| Err(Error::local_io(Path::new(rel), e));
+        let store = self.store();
+        let begun = |how| -> Result<Box<dyn Upload>, Result<String, Error>> {
+            store
+                .begin(rel, how)
+                .map_err(Err)?
+                .ok_or_else(|| Ok("the partial file is busy".to_string()))
+        };
+        let dest = |up: &dyn Upload| up.writer().map(Dest::new).map_err(Err);
         if let Some(base_meta) = delta_base {
-            let base = File::open(&target).map_err(io)?;
-            self.root().confirm(&base, rel).map_err(Err)?;
-            let now = fsutil::meta_of(&base.metadata().map_err(io)?);
+            let (base, now) = store.open(rel).map_err(Err)?;
             if (now.size, now.mtime, now.mtime_ns)
                 != (base_meta.size, base_meta.mtime, base_meta.mtime_ns)
             {
@@ -1356,54 +1289,50 @@ impl Session {
                     "the server's copy changed since its signature was taken".into(),
                 ));
             }
-            let tmp = TempFile::create_beside(&target).map_err(io)?;
-            self.root().confirm(tmp.file(), rel).map_err(Err)?;
-            let dest = Dest::new(tmp.file().try_clone().map_err(io)?).with_base(base);
-            return Ok((target, Sink::Temp(tmp), dest, meta.size));
+            let up = begun(Begin::Temp)?;
+            let d = dest(&*up)?.with_base(base);
+            return Ok((up, d, meta.size));
         }
-        if let Some(res) = resume {
-            let usable = partial::find(&target).filter(|f| {
-                f.manifest.matches(meta) && f.len >= res.offset && res.offset <= meta.size
-            });
-            if usable.is_none() {
-                return Err(Ok("no matching partial file to resume".into()));
-            }
-            let t2 = target.clone();
-            let offset = res.offset;
-            let prefix = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-                let mut f = File::open(partial::part_path(&t2))?;
-                partial::hash_prefix(&mut f, offset)
-            })
+        let Some(res) = resume else {
+            let up = begun(Begin::Fresh(*meta))?;
+            let d = dest(&*up)?;
+            return Ok((up, d, meta.size));
+        };
+        let found = store.probe(rel).map_err(Err)?.partial;
+        let usable = found.is_some_and(|p| {
+            (p.source.size, p.source.mtime, p.source.mtime_ns)
+                == (meta.size, meta.mtime, meta.mtime_ns)
+                && p.len >= res.offset
+                && res.offset <= meta.size
+        });
+        if !usable {
+            return Err(Ok("no matching partial file to resume".into()));
+        }
+        let (store2, rel2, offset) = (self.opts().store.clone(), rel.to_string(), res.offset);
+        let prefix = tokio::task::spawn_blocking(move || store2.hash_partial(&rel2, offset))
             .await
             .map_err(|e| Err(Error::other(e.to_string())))?
-            .map_err(io)?;
-            if prefix.0 != res.prefix_hash {
-                return Err(Ok(
-                    "the partial file's prefix does not match the source".into()
-                ));
-            }
-            // A session cut off by a stalled link holds its part until its
-            // own read times out, within the I/O timeout: a client that
-            // retries at once waits for it instead of sending it all again.
-            let deadline = Instant::now() + self.opts().io_timeout + Duration::from_secs(1);
-            loop {
-                if let Some(part) = PartFile::resume(&target, offset).map_err(io)? {
-                    self.root().confirm(part.file(), rel).map_err(Err)?;
-                    let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
-                    dest.hasher = prefix.1;
-                    return Ok((target, Sink::Part(part), dest, meta.size - offset));
-                }
-                if Instant::now() >= deadline {
-                    return Err(Ok("the partial file is busy".into()));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            .map_err(Err)?;
+        if prefix.0 != res.prefix_hash {
+            return Err(Ok(
+                "the partial file's prefix does not match the source".into()
+            ));
         }
-        let sink = Sink::fresh(&target, meta).map_err(io)?;
-        // Written through this descriptor only: check where it really is.
-        self.root().confirm(sink.file(), rel).map_err(Err)?;
-        let dest = sink.dest().map_err(io)?;
-        Ok((target, sink, dest, meta.size))
+        // A session cut off by a stalled link holds its part until its own
+        // read times out, within the I/O timeout: a client that retries at
+        // once waits for it instead of sending it all again.
+        let deadline = Instant::now() + self.opts().io_timeout + Duration::from_secs(1);
+        loop {
+            if let Some(up) = store.begin(rel, Begin::Resume { offset }).map_err(Err)? {
+                let mut d = dest(&*up)?;
+                d.hasher = prefix.1;
+                return Ok((up, d, meta.size - offset));
+            }
+            if Instant::now() >= deadline {
+                return Err(Ok("the partial file is busy".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Receives one uploaded file and says how it went.
@@ -1421,7 +1350,7 @@ impl Session {
         let prepared = self.prepare_put(rel, meta, resume, delta_base).await;
         // On failure the chunks still arrive: read them to keep the stream in step.
         let (mut prepared, dest, expect) = match prepared {
-            Ok((t, sink, d, e)) => (Ok((t, sink)), Some(d), e),
+            Ok((up, d, e)) => (Ok(up), Some(d), e),
             Err(x) => {
                 let expect = if is_delta {
                     meta.size
@@ -1432,8 +1361,8 @@ impl Session {
             }
         };
         let shown = self
-            .root()
-            .display_rel(rel)
+            .store()
+            .display(rel)
             .unwrap_or_else(|_| rel.to_string());
         self.live.begin(
             ClientState::Uploading,
@@ -1448,8 +1377,8 @@ impl Session {
         let received = received?;
         let computed = match received {
             Received::Interrupted(Msg::PutAbort { id: aid, reason }) if aid == id => {
-                if let Ok((_, sink)) = &mut prepared {
-                    sink.discard();
+                if let Ok(up) = &mut prepared {
+                    up.discard();
                 }
                 return Ok(match prepared {
                     Err(Err(e)) => Msg::error(Some(id), &e),
@@ -1470,8 +1399,8 @@ impl Session {
         let sent_hash = match r.read_msg().await? {
             Msg::PutEnd { id: eid, hash } if eid == id => hash,
             Msg::PutAbort { id: aid, reason } if aid == id => {
-                if let Ok((_, sink)) = &mut prepared {
-                    sink.discard();
+                if let Ok(up) = &mut prepared {
+                    up.discard();
                 }
                 return Ok(Msg::error(
                     Some(id),
@@ -1485,7 +1414,7 @@ impl Session {
                 )))
             }
         };
-        let (target, mut sink) = match prepared {
+        let mut up = match prepared {
             Ok(p) => p,
             Err(Ok(reason)) => return Ok(Msg::Redo { id, reason }),
             Err(Err(e)) => return Ok(Msg::error(Some(id), &e)),
@@ -1493,12 +1422,12 @@ impl Session {
         let got_hash = match computed {
             Ok(h) => h,
             Err(e) => {
-                sink.discard();
+                up.discard();
                 return Ok(Msg::error(Some(id), &e.context(format!("'{rel}'"))));
             }
         };
         if got_hash != sent_hash {
-            sink.discard();
+            up.discard();
             if is_delta {
                 return Ok(Msg::Redo {
                     id,
@@ -1512,8 +1441,8 @@ impl Session {
                 )),
             ));
         }
-        if let Err(e) = sink.commit(&target, meta) {
-            return Ok(Msg::error(Some(id), &Error::local_io(Path::new(rel), e)));
+        if let Err(e) = up.commit(meta) {
+            return Ok(Msg::error(Some(id), &e));
         }
         self.hub().file_done(false);
         self.log(LogEvent::Upload {
@@ -1538,20 +1467,7 @@ impl Session {
             Some(len) => Some(r.read_blob(len, delta::MAX_SIGNATURE).await?),
             None => None,
         };
-        let opened = (|| -> Result<(File, Meta)> {
-            let (_, f) = self.root().open_entry(rel)?;
-            let md = f
-                .metadata()
-                .map_err(|e| Error::local_io(Path::new(rel), e))?;
-            if md.is_dir() {
-                return Err(Error::other(format!("'{rel}' is a directory")));
-            }
-            if !md.is_file() {
-                return Err(Error::other(format!("'{rel}' is not a regular file")));
-            }
-            Ok((f, fsutil::meta_of(&md)))
-        })();
-        let (file, meta) = match opened {
+        let (mut file, meta) = match self.store().open(rel) {
             Ok(x) => x,
             Err(e) => return w.msg(&Msg::error(Some(id), &e)).await,
         };
@@ -1565,12 +1481,14 @@ impl Session {
             let same = (res.source.size, res.source.mtime, res.source.mtime_ns)
                 == (meta.size, meta.mtime, meta.mtime_ns);
             if same && res.offset <= meta.size {
-                let mut f2 = file.try_clone()?;
                 let off = res.offset;
-                let prefix =
-                    tokio::task::spawn_blocking(move || partial::hash_prefix(&mut f2, off))
-                        .await
-                        .map_err(|e| Error::other(e.to_string()))?;
+                let (f, prefix) = tokio::task::spawn_blocking(move || {
+                    let prefix = partial::hash_prefix(&mut file, off);
+                    (file, prefix)
+                })
+                .await
+                .map_err(|e| Error::other(e.to_string()))?;
+                file = f;
                 if let Ok((hex, hasher)) = prefix {
                     if hex == res.prefix_hash {
                         start = (off, hasher);
@@ -1588,8 +1506,8 @@ impl Session {
         .await?;
         let opts = self.opts().send;
         let shown = self
-            .root()
-            .display_rel(rel)
+            .store()
+            .display(rel)
             .unwrap_or_else(|_| rel.to_string());
         self.live.begin(
             ClientState::Downloading,
@@ -1640,54 +1558,14 @@ impl Session {
         if !self.admin {
             return Err(self.admin_needed("removing files"));
         }
-        if self.root().is_file() || crate::root::normalize(rel)?.is_empty() {
-            return Err(Error::permission("the share root itself cannot be removed"));
-        }
-        // The link itself is removed, never what it points to; the name is
-        // looked up in its directory held open, so swapping a directory on
-        // the way for a symlink meanwhile cannot redirect the removal.
-        let target = self.root().pin_parent(rel)?;
-        let md = std::fs::symlink_metadata(&target)
-            .map_err(|_| Error::not_found(format!("'{rel}': no such file or directory")))?;
-        let relp = Path::new(rel);
-        if md.is_dir() {
-            if !recursive {
-                return Err(Error::usage(format!("'{rel}' is a directory (use -r)")));
-            }
-            let (mut files, mut dirs, mut odd) = (0u64, 1u64, 0u64);
-            fsutil::walk(
-                &target,
-                "",
-                true,
-                &mut |_, e| {
-                    match e.kind {
-                        EntryKind::Dir => dirs += 1,
-                        _ => files += 1,
-                    }
-                    Ok(())
-                },
-                &mut |_| odd += 1,
-            )?;
-            files += odd;
-            std::fs::remove_dir_all(&target).map_err(|e| Error::local_io(relp, e))?;
-            self.log(LogEvent::Delete {
-                client: self.id,
-                path: rel.into(),
-                files,
-                dirs,
-            });
-            Ok((files, dirs))
-        } else {
-            std::fs::remove_file(&target).map_err(|e| Error::local_io(relp, e))?;
-            partial::remove(&target);
-            self.log(LogEvent::Delete {
-                client: self.id,
-                path: rel.into(),
-                files: 1,
-                dirs: 0,
-            });
-            Ok((1, 0))
-        }
+        let (files, dirs) = self.store().remove(rel, recursive)?;
+        self.log(LogEvent::Delete {
+            client: self.id,
+            path: rel.into(),
+            files,
+            dirs,
+        });
+        Ok((files, dirs))
     }
 }
 

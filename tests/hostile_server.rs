@@ -90,7 +90,7 @@ impl Script {
         if let Some(e) = self.stat.get(path) {
             return e.clone();
         }
-        let p = fts::root::normalize(path).unwrap_or_else(|_| path.to_string());
+        let p = fts::paths::normalize(path).unwrap_or_else(|_| path.to_string());
         Some(dir(&p))
     }
 }

@@ -9,7 +9,8 @@
 //! always refused; a resolved path always lies inside the share.
 #![no_main]
 
-use fts::root::{components, normalize, Root};
+use fts::fuzzing::Root;
+use fts::paths::{components, normalize};
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;

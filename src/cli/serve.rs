@@ -4,8 +4,8 @@ use super::{creds::from_flag_or_env, output::Output, Global};
 use clap::Args;
 use fts::auth::Secret;
 use fts::hub::printable;
-use fts::root::Root;
 use fts::server::{LogEvent, ServerOptions};
+use fts::store::LocalStore;
 use fts::tls::Identity;
 use fts::{Error, Result};
 use std::io::Write;
@@ -168,7 +168,7 @@ fn human(e: &LogEvent) -> String {
 }
 
 pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
-    let root = Root::open(&a.root)?;
+    let store = std::sync::Arc::new(LocalStore::open(&a.root)?);
     let state_dir = match &a.state_dir {
         Some(d) => d.clone(),
         None => fts::config::state_dir()?,
@@ -190,7 +190,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", a.listen)))?;
-    let mut opts = ServerOptions::new(root);
+    let mut opts = ServerOptions::new(store);
     opts.read_only = a.read_only;
     opts.max_clients = a.max_clients as usize;
     opts.password = password;

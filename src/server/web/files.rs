@@ -10,18 +10,19 @@
 //! refuses (`..`, NUL, absolute paths, symlinks that leave the share).
 
 use super::{error_response, Conn};
+use crate::engine::io::read_full;
 use crate::error::{Error, Result};
-use crate::fsutil;
-use crate::root::Root;
+use crate::proto::{EntryKind, Meta};
 use crate::server::LogEvent;
+use crate::store::{Begin, Content};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::io::{Seek, Write};
+use std::time::{Duration, SystemTime};
 
 /// Bytes read from disk per body chunk of a download.
 const CHUNK: usize = 64 * 1024;
@@ -42,7 +43,7 @@ pub fn rel_from_uri(path: &str, prefix: &str) -> Result<String> {
         }
         parts.push(decoded.into_owned());
     }
-    crate::root::normalize(&parts.join("/"))
+    crate::paths::normalize(&parts.join("/"))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -59,14 +60,14 @@ pub(super) struct Ls {
 
 /// `GET /api/ls?path=DIR`: `{"path", "read_only", "entries": [Entry]}`.
 pub(super) async fn ls(State(c): State<Conn>, Query(q): Query<Ls>) -> Response {
-    let root = c.shared.opts.root.clone();
+    let store = c.shared.opts.store.clone();
     let rel = q.path.clone();
-    match blocking(move || crate::server::listing(&root, &rel, false, false)).await {
+    match blocking(move || crate::server::listing(&*store, &rel, false, false)).await {
         Ok(mut entries) => {
             entries.sort_by(|a, b| a.path.cmp(&b.path));
             axum::Json(serde_json::json!({
-                "path": crate::root::normalize(&q.path).unwrap_or_default(),
-                "read_only": c.shared.opts.read_only || c.shared.opts.root.is_file(),
+                "path": crate::paths::normalize(&q.path).unwrap_or_default(),
+                "read_only": c.shared.opts.read_only || c.shared.opts.store.is_single_file(),
                 "entries": entries,
             }))
             .into_response()
@@ -162,21 +163,17 @@ pub(super) async fn download(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let root = c.shared.opts.root.clone();
+    let store = c.shared.opts.store.clone();
     let rel2 = rel.clone();
     let opened = blocking(move || {
-        let p = root.resolve_existing(&rel2)?;
-        let md = std::fs::metadata(&p).map_err(|e| Error::local_io(&p, e))?;
-        if md.is_dir() {
+        if store.stat(&rel2)?.is_some_and(|e| e.kind == EntryKind::Dir) {
             return Ok(None);
         }
-        let f = std::fs::File::open(&p).map_err(|e| Error::local_io(&p, e))?;
-        root.confirm(&f, &rel2)?;
-        let md = f.metadata().map_err(|e| Error::local_io(&p, e))?;
-        Ok(Some((f, md, root.display_rel(&rel2)?)))
+        let (content, meta) = store.open(&rel2)?;
+        Ok(Some((content, meta, store.display(&rel2)?)))
     })
     .await;
-    let (file, md, shown) = match opened {
+    let (file, meta, shown): (Box<dyn Content>, Meta, String) = match opened {
         Ok(Some(x)) => x,
         Ok(None) => {
             let to = format!(
@@ -187,12 +184,10 @@ pub(super) async fn download(
         }
         Err(e) => return error_response(&e),
     };
-    let len = md.len();
-    let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let etag = {
-        use std::os::unix::fs::MetadataExt;
-        format!("\"{:x}-{:x}-{:x}\"", len, md.mtime(), md.mtime_nsec())
-    };
+    let len = meta.size;
+    let mtime = SystemTime::UNIX_EPOCH
+        + Duration::new(meta.mtime.max(0) as u64, meta.mtime_ns.min(999_999_999));
+    let etag = format!("\"{:x}-{:x}-{:x}\"", len, meta.mtime, meta.mtime_ns);
     let last_modified = httpdate::fmt_http_date(mtime);
     // A resumed download of a file that changed meanwhile gets it whole.
     let if_range_ok = headers
@@ -232,14 +227,8 @@ pub(super) async fn download(
     if method == Method::HEAD {
         return res.body(Body::empty()).unwrap_or_default();
     }
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
-            return error_response(&Error::other(format!("cannot read '{shown}': {e}")));
-        }
-    }
     let state = (
-        file.take(count),
+        Some(file),
         Sending {
             conn: c.clone(),
             path: shown,
@@ -247,23 +236,45 @@ pub(super) async fn download(
             whole: start == 0 && count == len,
             complete: count == 0,
         },
-        vec![0u8; CHUNK],
+        start,
+        count,
     );
-    let body = futures_util::stream::unfold(state, |(mut f, mut s, mut buf)| async move {
-        match f.read(&mut buf).await {
+    // The store's reads are blocking: each chunk is read on a blocking
+    // thread, one at a time, so memory stays one chunk per download.
+    let body = futures_util::stream::unfold(state, |(f, mut s, at, left)| async move {
+        let mut f = f?;
+        if left == 0 {
+            return None;
+        }
+        let want = left.min(CHUNK as u64) as usize;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; want];
+            let r = f
+                .seek(std::io::SeekFrom::Start(at))
+                .and_then(|_| read_full(&mut f, &mut buf));
+            (f, buf, r)
+        })
+        .await;
+        match read {
             // The end (or a file that shrank: the body stays short and the
             // download counts as cut off).
-            Ok(0) => None,
-            Ok(n) => {
+            Ok((_, _, Ok(0))) => None,
+            Ok((f, mut buf, Ok(n))) => {
+                buf.truncate(n);
                 s.bytes += n as u64;
                 s.conn.shared.hub.web_bytes(true, n as u64);
-                if f.limit() == 0 {
+                let left = left - n as u64;
+                if left == 0 {
                     s.complete = true;
                 }
-                let chunk = axum::body::Bytes::copy_from_slice(&buf[..n]);
-                Some((Ok::<_, std::io::Error>(chunk), (f, s, buf)))
+                let chunk = axum::body::Bytes::from(buf);
+                Some((
+                    Ok::<_, std::io::Error>(chunk),
+                    (Some(f), s, at + n as u64, left),
+                ))
             }
-            Err(e) => Some((Err(e), (f, s, buf))),
+            Ok((_, _, Err(e))) => Some((Err(e), (None, s, at, left))),
+            Err(e) => Some((Err(std::io::Error::other(e)), (None, s, at, left))),
         }
     });
     res.body(Body::from_stream(body)).unwrap_or_default()
@@ -323,7 +334,7 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
     if opts.read_only {
         return Err(Error::permission("this share is read-only"));
     }
-    if opts.root.is_file() {
+    if opts.store.is_single_file() {
         return Err(Error::permission(
             "this server shares a single file; uploads are refused",
         ));
@@ -333,32 +344,31 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
     if name.is_empty() {
         return Err(Error::usage("say which file to store: PUT /files/NAME"));
     }
-    if fsutil::is_temp_name(name) {
+    if crate::fsutil::is_temp_name(name) {
         return Err(Error::permission(format!(
             "'{name}' is a name fts keeps for its temporary files"
         )));
     }
-    let root: Root = opts.root.clone();
+    let store = opts.store.clone();
     let rel2 = rel.clone();
-    let (target, tmp) = blocking(move || {
-        let target = root.resolve_for_write(&rel2)?;
-        if target.is_dir() {
+    // The same way in as an fts upload: a temporary file the store renames
+    // over the target only when everything arrived.
+    let (up, mut out) = blocking(move || {
+        if store.stat(&rel2)?.is_some_and(|e| e.kind == EntryKind::Dir) {
             return Err(Error::permission(format!("'{rel2}' is a directory")));
         }
-        let tmp =
-            fsutil::TempFile::create_beside(&target).map_err(|e| Error::local_io(&target, e))?;
-        root.confirm(tmp.file(), &rel2)?;
-        Ok((target, tmp))
+        let up = store
+            .begin(&rel2, Begin::Temp)?
+            .ok_or_else(|| Error::other("busy"))?;
+        let out = up.writer()?;
+        Ok((up, out))
     })
     .await?;
-    let mut out = tokio::fs::File::from_std(
-        tmp.file()
-            .try_clone()
-            .map_err(|e| Error::local_io(tmp.path(), e))?,
-    );
     let mut body = req.into_body().into_data_stream();
     let mut size = 0u64;
     let limit = opts.io_timeout;
+    let mut pending: Vec<u8> = Vec::new();
+    let write_err = |e: std::io::Error| Error::other(format!("write error: {e}"));
     loop {
         let chunk = match tokio::time::timeout(limit, body.next()).await {
             Err(_) => {
@@ -367,31 +377,48 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
                     limit.as_secs()
                 )))
             }
-            Ok(None) => break,
+            Ok(None) => None,
             Ok(Some(Err(e))) => {
                 return Err(Error::connect(format!("upload of '{rel}' cut off: {e}")))
             }
-            Ok(Some(Ok(b))) => b,
+            Ok(Some(Ok(b))) => Some(b),
         };
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| Error::local_io(&target, e))?;
-        size += chunk.len() as u64;
-        c.shared.hub.web_bytes(false, chunk.len() as u64);
+        if let Some(b) = &chunk {
+            pending.extend_from_slice(b);
+            size += b.len() as u64;
+            c.shared.hub.web_bytes(false, b.len() as u64);
+        }
+        // Written a megabyte at a time on a blocking thread.
+        if pending.len() >= 1 << 20 || (chunk.is_none() && !pending.is_empty()) {
+            let data = std::mem::take(&mut pending);
+            out = blocking(move || {
+                out.write_all(&data).map_err(write_err)?;
+                Ok(out)
+            })
+            .await?;
+        }
+        if chunk.is_none() {
+            break;
+        }
     }
-    out.flush().await.map_err(|e| Error::local_io(&target, e))?;
-    drop(out);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let meta = Meta {
+        size,
+        mtime: now.as_secs() as i64,
+        mtime_ns: now.subsec_nanos(),
+        mode: 0o644,
+    };
     blocking(move || {
-        use std::os::unix::fs::PermissionsExt;
-        let f = tmp.file();
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .and_then(|()| f.sync_all())
-            .and_then(|()| tmp.persist(&target))
-            .map_err(|e| Error::local_io(&target, e))
+        out.flush().map_err(write_err)?;
+        drop(out);
+        up.sync()?;
+        up.commit(&meta)
     })
     .await?;
     c.shared.hub.file_done(false);
-    let shown = opts.root.display_rel(&rel)?;
+    let shown = opts.store.display(&rel)?;
     c.shared.log(LogEvent::WebUpload {
         addr: c.peer.to_string(),
         path: shown.clone(),

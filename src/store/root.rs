@@ -1,11 +1,12 @@
-//! The served root and the only way the server turns a client's path into a
-//! filesystem path. A remote path is relative, `/`-separated and UTF-8;
-//! absolute paths and `..` are refused outright, and every resolved path is
+//! The served root of a [`super::LocalStore`], and the only way it turns a
+//! client's path into a filesystem path. The path's syntax is checked by
+//! [`crate::paths`] (relative, no `..`); every resolved path is
 //! canonicalised and must stay below the canonical root, so a symlink
-//! inside the share that points outside it is refused too (exit 5).
+//! inside the share that points outside it is refused too (exit 5), and
+//! what is opened is checked again on its descriptor.
 
 use crate::error::{Error, Result};
-use crate::proto::MAX_PATH;
+use crate::paths::{components, normalize};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,40 +18,6 @@ pub struct Root {
     dir: PathBuf,
     /// For a single-file share, the file's name.
     file: Option<OsString>,
-}
-
-/// Checks a client path and splits it into components. `""`, `"."` and
-/// `"/"`-free forms all mean the root.
-pub fn components(rel: &str) -> Result<Vec<&str>> {
-    if rel.len() > MAX_PATH {
-        return Err(Error::usage("path too long"));
-    }
-    if rel.contains('\0') {
-        return Err(Error::permission("path contains a NUL byte"));
-    }
-    if rel.starts_with('/') {
-        return Err(Error::permission(format!(
-            "absolute path '{rel}' refused: remote paths are relative to the share root"
-        )));
-    }
-    let mut out = Vec::new();
-    for c in rel.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                return Err(Error::permission(format!(
-                    "path '{rel}' refused: '..' may not leave the share root"
-                )))
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
-}
-
-/// The canonical form of a valid remote path (`a/b`, `""` for the root).
-pub fn normalize(rel: &str) -> Result<String> {
-    Ok(components(rel)?.join("/"))
 }
 
 impl Root {

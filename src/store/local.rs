@@ -1,0 +1,251 @@
+//! The share as a directory (or one file) of the local filesystem.
+//!
+//! Every path goes through [`Root`] (canonical, below the root, symlinks
+//! that lead out refused) and every opened file is checked again on its
+//! descriptor, so a symlink swapped in between check and use is caught.
+//! Writes go to an unnamed temporary file, or for big uploads to a
+//! resumable `.NAME.fts-part`, renamed over the target only on commit.
+
+use super::root::Root;
+use super::{Begin, Content, Probe, Store, Upload};
+use crate::engine::partial::{self, PartFile};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::proto::{Entry, EntryKind, Meta, PartialInfo};
+use crate::transfer::Sink;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A share on the local filesystem.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: Root,
+}
+
+fn io_at(rel: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::local_io(Path::new(rel), e)
+}
+
+impl LocalStore {
+    /// Shares `path`: a directory, or a single regular file.
+    pub fn open(path: &Path) -> Result<LocalStore> {
+        Ok(LocalStore {
+            root: Root::open(path)?,
+        })
+    }
+
+    fn open_file(&self, rel: &str) -> Result<(File, Meta)> {
+        let (_, f) = self.root.open_entry(rel)?;
+        let md = f.metadata().map_err(io_at(rel))?;
+        if md.is_dir() {
+            return Err(Error::other(format!("'{rel}' is a directory")));
+        }
+        if !md.is_file() {
+            return Err(Error::other(format!("'{rel}' is not a regular file")));
+        }
+        Ok((f, fsutil::meta_of(&md)))
+    }
+}
+
+/// A write into a temp or partial file beside its target.
+struct LocalUpload {
+    sink: Sink,
+    target: PathBuf,
+    rel: String,
+}
+
+impl Upload for LocalUpload {
+    fn writer(&self) -> Result<Box<dyn Write + Send>> {
+        let f = self.sink.file().try_clone().map_err(io_at(&self.rel))?;
+        Ok(Box::new(f))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.sink.file().sync_all().map_err(io_at(&self.rel))
+    }
+
+    fn commit(self: Box<Self>, meta: &Meta) -> Result<()> {
+        let rel = self.rel.clone();
+        self.sink.commit(&self.target, meta).map_err(io_at(&rel))
+    }
+
+    fn discard(&mut self) {
+        self.sink.discard();
+    }
+}
+
+impl Store for LocalStore {
+    fn location(&self) -> String {
+        self.root.path().display().to_string()
+    }
+
+    fn is_single_file(&self) -> bool {
+        self.root.is_file()
+    }
+
+    fn display(&self, rel: &str) -> Result<String> {
+        self.root.display_rel(rel)
+    }
+
+    fn stat(&self, rel: &str) -> Result<Option<Entry>> {
+        let p = match self.root.resolve_existing(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind == crate::error::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let md = std::fs::metadata(&p).map_err(io_at(rel))?;
+        Ok(Some(fsutil::entry_of(self.root.display_rel(rel)?, &md)))
+    }
+
+    fn list(
+        &self,
+        rel: &str,
+        recursive: bool,
+        hashes: bool,
+        each: &mut dyn FnMut(Entry) -> Result<()>,
+    ) -> Result<()> {
+        let p = self.root.resolve_existing(rel)?;
+        let md = std::fs::metadata(&p).map_err(io_at(rel))?;
+        let rel_n = self.root.display_rel(rel)?;
+        let with_hash = |mut e: Entry, path: &Path| -> Result<Entry> {
+            if hashes && e.kind == EntryKind::File {
+                e.hash = Some(crate::transfer::hash_file(path)?);
+            }
+            Ok(e)
+        };
+        if !md.is_dir() {
+            return each(with_hash(fsutil::entry_of(rel_n, &md), &p)?);
+        }
+        fsutil::walk(
+            &p,
+            &rel_n,
+            recursive,
+            &mut |path, e| each(with_hash(e, path)?),
+            &mut |_| {},
+        )
+    }
+
+    fn open(&self, rel: &str) -> Result<(Box<dyn Content>, Meta)> {
+        let (f, meta) = self.open_file(rel)?;
+        Ok((Box::new(f), meta))
+    }
+
+    fn probe(&self, rel: &str) -> Result<Probe> {
+        let target = self.root.resolve_for_write(rel)?;
+        let entry = match std::fs::metadata(&target) {
+            Ok(md) => Some(fsutil::entry_of(self.root.display_rel(rel)?, &md)),
+            Err(_) => None,
+        };
+        let partial = partial::find(&target).map(|f| PartialInfo {
+            len: f.len,
+            source: Meta {
+                size: f.manifest.size,
+                mtime: f.manifest.mtime,
+                mtime_ns: f.manifest.mtime_ns,
+                mode: 0,
+            },
+        });
+        Ok(Probe { entry, partial })
+    }
+
+    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, blake3::Hasher)> {
+        let target = self.root.resolve_for_write(rel)?;
+        let mut f = File::open(partial::part_path(&target)).map_err(io_at(rel))?;
+        partial::hash_prefix(&mut f, len).map_err(io_at(rel))
+    }
+
+    fn begin(&self, rel: &str, how: Begin) -> Result<Option<Box<dyn Upload>>> {
+        let target = self.root.resolve_for_write(rel)?;
+        if target.is_dir() {
+            return Err(Error::other(format!(
+                "'{rel}' is a directory on the server"
+            )));
+        }
+        let sink = match how {
+            Begin::Fresh(source) => Sink::fresh(&target, &source).map_err(io_at(rel))?,
+            Begin::Temp => {
+                Sink::Temp(fsutil::TempFile::create_beside(&target).map_err(io_at(rel))?)
+            }
+            Begin::Resume { offset } => {
+                match PartFile::resume(&target, offset).map_err(io_at(rel))? {
+                    Some(p) => Sink::Part(p),
+                    None => return Ok(None),
+                }
+            }
+        };
+        // Written through this descriptor only: check where it really is.
+        self.root.confirm(sink.file(), rel)?;
+        Ok(Some(Box::new(LocalUpload {
+            sink,
+            target,
+            rel: rel.to_string(),
+        })))
+    }
+
+    fn mkdir(&self, rel: &str) -> Result<()> {
+        let target = self.root.resolve_for_write(rel)?;
+        match std::fs::create_dir(&target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.root.resolve_existing(rel)?.is_dir() {
+                    Ok(())
+                } else {
+                    Err(Error::other(format!(
+                        "'{rel}' exists and is not a directory"
+                    )))
+                }
+            }
+            Err(e) => Err(Error::local_io(Path::new(rel), e)),
+        }
+    }
+
+    fn symlink(&self, rel: &str, link_target: &str) -> Result<()> {
+        let comps = crate::paths::components(rel)?;
+        let parent = comps[..comps.len().saturating_sub(1)].join("/");
+        fsutil::check_link_target(&parent, link_target)?;
+        let path = self.root.resolve_for_write(rel)?;
+        fsutil::replace_with_symlink(&path, link_target).map_err(io_at(rel))
+    }
+
+    fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
+        let p = self.root.resolve_existing(rel)?;
+        fsutil::apply_meta_path(&p, meta).map_err(io_at(rel))
+    }
+
+    fn remove(&self, rel: &str, recursive: bool) -> Result<(u64, u64)> {
+        if self.root.is_file() || crate::paths::normalize(rel)?.is_empty() {
+            return Err(Error::permission("the share root itself cannot be removed"));
+        }
+        // The link itself is removed, never what it points to; the name is
+        // looked up in its directory held open, so swapping a directory on
+        // the way for a symlink meanwhile cannot redirect the removal.
+        let target = self.root.pin_parent(rel)?;
+        let md = std::fs::symlink_metadata(&target)
+            .map_err(|_| Error::not_found(format!("'{rel}': no such file or directory")))?;
+        if !md.is_dir() {
+            std::fs::remove_file(&target).map_err(io_at(rel))?;
+            partial::remove(target.as_ref());
+            return Ok((1, 0));
+        }
+        if !recursive {
+            return Err(Error::usage(format!("'{rel}' is a directory (use -r)")));
+        }
+        let (mut files, mut dirs, mut odd) = (0u64, 1u64, 0u64);
+        fsutil::walk(
+            target.as_ref(),
+            "",
+            true,
+            &mut |_, e| {
+                match e.kind {
+                    EntryKind::Dir => dirs += 1,
+                    _ => files += 1,
+                }
+                Ok(())
+            },
+            &mut |_| odd += 1,
+        )?;
+        std::fs::remove_dir_all(&target).map_err(io_at(rel))?;
+        Ok((files + odd, dirs))
+    }
+}
