@@ -6,10 +6,10 @@
 use crate::engine::{delta, partial};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::TempFile;
-use crate::hub::Stats;
+use crate::model::{Entry, Meta, Notice, PartialInfo, Stats};
 use crate::proto::{
-    AdminAction, Counted, Entry, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg,
-    NoticeHandler, PartialInfo, Resume, WireCounters, ALPN_FTS, PROTOCOL_VERSION,
+    AdminAction, Counted, Frame, FrameReader, FrameWriter, GetResume, Msg, NoticeHandler, Resume,
+    WireCounters, ALPN_FTS, PROTOCOL_VERSION,
 };
 use crate::remote::Remote;
 use crate::tls::PinPolicy;
@@ -100,7 +100,7 @@ pub trait Observer: Send + Sync {
     fn file_done(&self, _path: &str, _ok: bool) {}
     fn batch_done(&self) {}
     /// A warning, chat message or system notice from the server.
-    fn server_notice(&self, _n: &crate::proto::Notice) {}
+    fn server_notice(&self, _n: &Notice) {}
 }
 
 /// An observer that ignores everything.

@@ -14,7 +14,7 @@ use crate::client::{
 use crate::engine::partial;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guard;
-use crate::proto::{Entry, EntryKind, Meta};
+use crate::model::{Entry, EntryKind, Meta};
 use crate::remote::Remote;
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::link::{until_silent, Activity, KeepAlive, Pace, Tracked};
+use crate::model::{Entry, Meta, Notice, PartialInfo, Stats};
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +28,8 @@ pub const PROTOCOL_VERSION: u32 = 2;
 pub const ALPN_FTS: &[u8] = b"fts/1";
 /// Largest control message accepted from a peer.
 pub const MAX_CONTROL: usize = 64 * 1024;
-/// Largest data frame accepted from a peer.
-pub const MAX_DATA: usize = 1 << 20;
+/// Largest data frame accepted from a peer: the most a chunk may expand to.
+pub const MAX_DATA: usize = crate::engine::compress::MAX_RAW;
 /// Size of the data chunks fts itself sends (compressed one by one: 1 MiB
 /// chunks compress about as well as one zstd stream).
 pub const CHUNK: usize = MAX_DATA;
@@ -41,69 +42,12 @@ const KIND_DATA_ZSTD: u8 = 3;
 const KIND_PIECE: u8 = 4;
 const KIND_PIECE_ZSTD: u8 = 5;
 
-/// What a directory entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    File,
-    Dir,
-    Symlink,
-}
-
-/// One file, directory or symlink below the share root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Relative to the share root, `/`-separated; `""` is the root itself.
-    pub path: String,
-    pub kind: EntryKind,
-    pub size: u64,
-    /// Modification time, seconds since the Unix epoch.
-    pub mtime: i64,
-    pub mtime_ns: u32,
-    /// Permission bits (`mode & 0o777`).
-    pub mode: u32,
-    /// For a symlink: where it points (as stored in the link).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// BLAKE3 of a file's contents, when asked for (`--checksum`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<String>,
-}
-
-impl Entry {
-    pub fn meta(&self) -> Meta {
-        Meta {
-            size: self.size,
-            mtime: self.mtime,
-            mtime_ns: self.mtime_ns,
-            mode: self.mode,
-        }
-    }
-}
-
-/// File metadata carried with a file's contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    pub size: u64,
-    pub mtime: i64,
-    pub mtime_ns: u32,
-    pub mode: u32,
-}
-
 /// Continue an upload after the first `offset` bytes the receiver already
 /// holds in its partial file; `prefix_hash` is the sender's BLAKE3 of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
     pub offset: u64,
     pub prefix_hash: String,
-}
-
-/// A partial file the receiver holds for a target, and the source version
-/// it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartialInfo {
-    pub len: u64,
-    pub source: Meta,
 }
 
 /// Every control message, in both directions.
@@ -304,7 +248,7 @@ pub enum Msg {
         message: String,
     },
     StatsReply {
-        stats: Box<crate::hub::Stats>,
+        stats: Box<Stats>,
     },
     /// An admin action was carried out; `clients` is how many it reached.
     AdminOk {
@@ -356,30 +300,6 @@ pub enum AdminAction {
         since_s: Option<u64>,
         category: Option<String>,
     },
-}
-
-/// Who a notice is about: chat, an admin's warning, or the server itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeKind {
-    Chat,
-    Warning,
-    System,
-}
-
-/// A message for a person: a chat line, a warning or a system notice.
-/// The JSON form is what `fts chat --json` prints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notice {
-    /// RFC 3339, UTC.
-    pub time: String,
-    pub from: String,
-    pub to: String,
-    pub kind: NoticeKind,
-    pub text: String,
-    /// The sending client's id, when a client sent it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_id: Option<u64>,
 }
 
 /// A download resume request: skip `offset` bytes if the server's file is

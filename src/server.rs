@@ -16,11 +16,12 @@ use crate::engine::delta;
 use crate::engine::partial::{self, PartFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::{self, TempFile};
-use crate::hub::{ClientState, Hub, Inbox, Live};
+use crate::hub::{Hub, Inbox, Live};
 use crate::journal::Journal;
+use crate::model::{ClientState, Entry, EntryKind, Meta, Notice, NoticeKind, PartialInfo};
 use crate::proto::{
-    AdminAction, Entry, EntryKind, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg, Notice,
-    NoticeKind, PartialInfo, Resume, ALPN_FTS, PROTOCOL_VERSION,
+    AdminAction, Frame, FrameReader, FrameWriter, GetResume, Msg, Resume, ALPN_FTS,
+    PROTOCOL_VERSION,
 };
 use crate::root::Root;
 use crate::tls::Identity;
@@ -1040,7 +1041,7 @@ impl Session {
                         action: name.into(),
                         target,
                         ok: true,
-                        detail: crate::hub::printable(&detail, 200),
+                        detail: crate::model::printable(&detail, 200),
                     });
                 }
                 w.msg(&reply).await
