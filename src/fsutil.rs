@@ -3,7 +3,7 @@
 //! non-following directory walk.
 
 use crate::error::{Error, Result};
-use crate::proto::{Entry, EntryKind, Meta};
+use crate::model::{Entry, EntryKind, Meta};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -18,7 +18,7 @@
 //! BLAKE3 hash before it is renamed into place.
 
 use crate::error::{Error, Result};
-use crate::proto::{Entry, EntryKind};
+use crate::model::{Entry, EntryKind};
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -9,7 +9,11 @@
 //! of a message.
 
 use crate::error::{Error, Result};
-use crate::proto::{Chunk, Notice, NoticeKind};
+use crate::model::{
+    clean_message, printable, ClientRow, ClientState, Notice, NoticeKind, ServerStatus, Stats,
+    Totals, MAX_MESSAGE, MAX_NAME,
+};
+use crate::proto::Chunk;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -18,10 +22,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
-/// Longest chat or warning text accepted, in bytes (before escaping).
-pub const MAX_MESSAGE: usize = 2000;
-/// Longest client display name kept, in characters.
-pub const MAX_NAME: usize = 64;
 /// Unread messages kept per recipient; older ones are dropped.
 pub const MAILBOX_LEN: usize = 100;
 /// Recipients with unread messages kept at once.
@@ -36,70 +36,6 @@ const ADMINS: &str = "@admins";
 /// (an hour's worth).
 pub const HISTORY_EVERY: Duration = Duration::from_secs(10);
 pub const HISTORY_LEN: usize = 360;
-
-/// What a client is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientState {
-    Idle,
-    Uploading,
-    Downloading,
-    Syncing,
-    Chatting,
-}
-
-/// The `stats --json` document (DESIGN.md §2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub server: ServerStatus,
-    pub totals: Totals,
-    pub clients: Vec<ClientRow>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerStatus {
-    pub version: String,
-    pub uptime_s: u64,
-    /// RFC 3339, UTC.
-    pub started: String,
-    pub root: String,
-    pub clients_connected: u64,
-    pub max_clients: u64,
-    pub read_only: bool,
-}
-
-/// Lifetime counters. Bytes are payload before compression: file data, or
-/// for a delta transfer its instructions and literal data; what delta and
-/// compression kept off the wire is counted separately.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Totals {
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub files_sent: u64,
-    pub files_received: u64,
-    pub saved_by_delta_bytes: u64,
-    pub saved_by_compression_bytes: u64,
-    pub connections: u64,
-    pub auth_failures: u64,
-}
-
-/// One row of the client table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClientRow {
-    pub id: u64,
-    pub addr: String,
-    pub name: String,
-    pub connected_s: u64,
-    pub state: ClientState,
-    /// The file being moved, if any.
-    pub file: Option<String>,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    /// File bytes per second over the last seconds.
-    pub rate_bps: u64,
-    pub admin: bool,
-}
 
 /// The totals at one moment, for the dashboard's charts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,50 +301,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// RFC 3339 time of now, UTC, to the second.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-/// Makes text safe to show on a terminal: control characters (escape
-/// sequences, carriage returns, C1 codes) and bidi overrides are shown as
-/// visible escapes instead of being acted on, and the result is cut to
-/// `max` characters.
-pub fn printable(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, ch) in text.chars().enumerate() {
-        if n >= max {
-            out.push('…');
-            break;
-        }
-        match ch {
-            '\t' => out.push(' '),
-            c if (c as u32) < 0x20 => {
-                out.push('^');
-                out.push(char::from(b'@' + c as u8));
-            }
-            '\u{7f}' => out.push_str("^?"),
-            c if c.is_control()
-                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-            {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Checks and cleans a chat or warning text.
-pub fn clean_message(text: &str) -> Result<String> {
-    if text.len() > MAX_MESSAGE {
-        return Err(Error::usage(format!(
-            "message too long: {} bytes (at most {MAX_MESSAGE})",
-            text.len()
-        )));
-    }
-    let t = printable(text.trim_end_matches(['\n', '\r']), MAX_MESSAGE);
-    if t.trim().is_empty() {
-        return Err(Error::usage("empty message"));
-    }
-    Ok(t)
 }
 
 impl Hub {
@@ -764,22 +656,6 @@ mod tests {
 
     fn hub() -> Hub {
         Hub::new("/srv".into(), 8, false, None)
-    }
-
-    #[test]
-    fn printable_escapes_terminal_controls() {
-        assert_eq!(printable("a\x1b[2Jb", 100), "a^[[2Jb");
-        assert_eq!(printable("x\ry\u{7f}", 100), "x^My^?");
-        assert_eq!(printable("\u{9b}31m", 100), "\\u{9b}31m");
-        assert_eq!(printable("abc\u{202e}", 100), "abc\\u{202e}");
-        assert_eq!(printable("abcdef", 3), "abc…");
-    }
-
-    #[test]
-    fn messages_are_bounded() {
-        assert!(clean_message(&"x".repeat(MAX_MESSAGE)).is_ok());
-        assert!(clean_message(&"x".repeat(MAX_MESSAGE + 1)).is_err());
-        assert!(clean_message("  \n").is_err());
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! (`src/main.rs`, `src/cli/`) is a thin front-end that parses flags, calls
 //! into this library and renders the results.
 //!
+//! - [`model`]: the data types every layer shares (entries, notices, stats)
 //! - [`proto`]: frames, messages, byte counting
 //! - [`link`]: silence timeouts, keepalives, `--bwlimit` pacing
 //! - [`tls`]: certificates, TLS configs, fingerprint pinning
@@ -34,6 +35,7 @@ pub mod guard;
 pub mod hub;
 pub mod journal;
 pub mod link;
+pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod proto;

@@ -15,11 +15,12 @@ use crate::auth::{Backoff, Secret, Verifier};
 use crate::engine::delta;
 use crate::engine::partial;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub::{ClientState, Hub, Inbox, Live};
+use crate::hub::{Hub, Inbox, Live};
 use crate::journal::Journal;
+use crate::model::{ClientState, Entry, EntryKind, Meta, Notice, NoticeKind};
 use crate::proto::{
-    AdminAction, Entry, EntryKind, Frame, FrameReader, FrameWriter, GetResume, Meta, Msg, Notice,
-    NoticeKind, Resume, ALPN_FTS, PROTOCOL_VERSION,
+    AdminAction, Frame, FrameReader, FrameWriter, GetResume, Msg, Resume, ALPN_FTS,
+    PROTOCOL_VERSION,
 };
 use crate::store::{Begin, Store, Upload};
 use crate::tls::Identity;
@@ -1027,7 +1028,7 @@ impl Session {
                         action: name.into(),
                         target,
                         ok: true,
-                        detail: crate::hub::printable(&detail, 200),
+                        detail: crate::model::printable(&detail, 200),
                     });
                 }
                 w.msg(&reply).await

@@ -406,7 +406,7 @@ impl Sink {
     /// A resumable part for `target` if it is worth one (the file is at
     /// least [`crate::engine::partial::RESUME_MIN`] bytes and no other
     /// transfer writes it), else a plain temp file.
-    pub fn fresh(target: &std::path::Path, source: &crate::proto::Meta) -> std::io::Result<Sink> {
+    pub fn fresh(target: &std::path::Path, source: &crate::model::Meta) -> std::io::Result<Sink> {
         if source.size >= crate::engine::partial::RESUME_MIN {
             if let Some(p) = crate::engine::partial::PartFile::create(target, source)? {
                 return Ok(Sink::Part(p));
@@ -437,7 +437,7 @@ impl Sink {
     pub fn commit(
         self,
         target: &std::path::Path,
-        meta: &crate::proto::Meta,
+        meta: &crate::model::Meta,
     ) -> std::io::Result<()> {
         match self {
             Sink::Temp(t) => t.commit(target, meta),

@@ -451,7 +451,7 @@ fn hostile_signatures_and_deltas_are_refused() {
         delta.extend_from_slice(&99_000u32.to_be_bytes());
         delta.extend_from_slice(&5000u16.to_be_bytes());
         delta.push(0);
-        let meta = fts::proto::Meta { size: 5000, ..base };
+        let meta = fts::model::Meta { size: 5000, ..base };
         w.msg(&Msg::Put {
             id: 2,
             path: "target".into(),

@@ -4,7 +4,8 @@
 
 mod common;
 use common::*;
-use fts::proto::{FrameReader, Meta, Msg, PROTOCOL_VERSION};
+use fts::model::Meta;
+use fts::proto::{FrameReader, Msg, PROTOCOL_VERSION};
 use std::io::{Read, Write};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

@@ -19,9 +19,9 @@
 mod common;
 use common::*;
 
+use fts::model::{Entry, EntryKind, Meta};
 use fts::proto::{
-    Body, Chunk, Entry, EntryKind, Frame, FrameReader, FrameWriter, Meta, Msg, ALPN_FTS, CHUNK,
-    PROTOCOL_VERSION,
+    Body, Chunk, Frame, FrameReader, FrameWriter, Msg, ALPN_FTS, CHUNK, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;

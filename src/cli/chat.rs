@@ -3,8 +3,7 @@
 use super::{context, output::Output, Global};
 use clap::Args;
 use fts::client::ChatReply;
-use fts::hub::{printable, MAX_MESSAGE, MAX_NAME};
-use fts::proto::{Notice, NoticeKind};
+use fts::model::{clean_message, printable, Notice, NoticeKind, MAX_MESSAGE, MAX_NAME};
 use fts::{Error, Result};
 use std::io::Write;
 use std::sync::Arc;
@@ -68,7 +67,7 @@ fn print_line(s: &str) -> Result<()> {
 pub async fn run(g: &Global, out: &Output, a: ChatArgs) -> Result<()> {
     let remote = fts::remote::parse_remote(&a.remote)?;
     if let Some(m) = &a.message {
-        fts::hub::clean_message(m)?;
+        clean_message(m)?;
         if a.admin && a.to.is_none() {
             return Err(Error::usage(
                 "as admin, say whom to write to with --to CLIENT_ID",
@@ -146,7 +145,7 @@ pub async fn run(g: &Global, out: &Output, a: ChatArgs) -> Result<()> {
                     eprintln!("fts: unknown command {} (/to ID, /quit)", printable(line, 40));
                     continue;
                 }
-                if let Err(e) = fts::hub::clean_message(line) {
+                if let Err(e) = clean_message(line) {
                     out.error(&e);
                     continue;
                 }

@@ -2,7 +2,7 @@
 
 use super::{context, output::rfc3339, output::Output, Global};
 use clap::Args;
-use fts::proto::EntryKind;
+use fts::model::EntryKind;
 use fts::Result;
 use serde::Serialize;
 

@@ -3,9 +3,8 @@
 
 use super::Global;
 use fts::client::Observer;
-use fts::hub::{printable, MAX_MESSAGE, MAX_NAME};
+use fts::model::{printable, Notice, NoticeKind, Stats, MAX_MESSAGE, MAX_NAME};
 use fts::ops::TransferReport;
-use fts::proto::{Notice, NoticeKind};
 use fts::Error;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -267,7 +266,7 @@ fn ago(secs: u64) -> String {
 }
 
 /// The client table (shared by `stats` and `admin clients`).
-pub fn clients_text(s: &fts::hub::Stats) -> String {
+pub fn clients_text(s: &Stats) -> String {
     if s.clients.is_empty() {
         return "no clients connected\n".into();
     }
@@ -307,7 +306,7 @@ pub fn clients_text(s: &fts::hub::Stats) -> String {
 }
 
 /// `stats` for people.
-pub fn stats_text(s: &fts::hub::Stats, with_clients: bool) -> String {
+pub fn stats_text(s: &Stats, with_clients: bool) -> String {
     let v = &s.server;
     let t = &s.totals;
     let mut out = format!(

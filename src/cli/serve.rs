@@ -3,7 +3,7 @@
 use super::{creds::from_flag_or_env, output::Output, Global};
 use clap::Args;
 use fts::auth::Secret;
-use fts::hub::printable;
+use fts::model::printable;
 use fts::server::{LogEvent, ServerOptions};
 use fts::store::LocalStore;
 use fts::tls::Identity;

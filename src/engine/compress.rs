@@ -7,13 +7,15 @@
 //! one behind it from being compressed.
 
 use crate::error::{Error, Result};
-use crate::proto::MAX_DATA;
 
 /// After a chunk of n bytes that did not compress, the next
 /// `SKIP_AFTER_MISS × n` input bytes are sent raw without trying.
 pub const SKIP_AFTER_MISS: u64 = 16;
 /// The default `--compress-level`.
 pub const DEFAULT_LEVEL: i32 = 3;
+/// The most bytes one chunk may expand to; the wire format bounds its data
+/// frames by it (`proto::MAX_DATA`).
+pub const MAX_RAW: usize = 1 << 20;
 
 pub struct Compressor {
     inner: Option<zstd::bulk::Compressor<'static>>,
@@ -56,9 +58,9 @@ impl Compressor {
 }
 
 /// Decompresses one untrusted chunk that claims to expand to `raw_len`
-/// bytes; never allocates more than [`MAX_DATA`].
+/// bytes; never allocates more than [`MAX_RAW`].
 pub fn decompress(bytes: &[u8], raw_len: usize) -> Result<Vec<u8>> {
-    if raw_len > MAX_DATA {
+    if raw_len > MAX_RAW {
         return Err(Error::protocol(format!(
             "compressed chunk claims {raw_len} bytes"
         )));
@@ -107,7 +109,7 @@ mod tests {
         let z = zstd::bulk::compress(&vec![0u8; 100_000], 3).unwrap();
         assert!(decompress(&z, 10).is_err(), "expands beyond the claim");
         assert!(decompress(&z, 200_000).is_err(), "shorter than the claim");
-        assert!(decompress(&z, MAX_DATA + 1).is_err());
+        assert!(decompress(&z, MAX_RAW + 1).is_err());
         assert!(decompress(b"not zstd", 10).is_err());
     }
 }

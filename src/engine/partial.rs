@@ -10,7 +10,7 @@
 //! process killed, server stopped) is kept. Parts older than
 //! [`STALE_AFTER`] are deleted when next looked at.
 
-use crate::proto::Meta;
+use crate::model::Meta;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

@@ -11,7 +11,7 @@ use super::{Begin, Content, Probe, Store, Upload};
 use crate::engine::partial::{self, PartFile};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::proto::{Entry, EntryKind, Meta, PartialInfo};
+use crate::model::{Entry, EntryKind, Meta, PartialInfo};
 use crate::transfer::Sink;
 use std::fs::File;
 use std::io::Write;

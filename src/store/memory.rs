@@ -5,8 +5,8 @@
 use super::{Begin, Content, Probe, Store, Upload};
 use crate::engine::io::{ReadAt, Source};
 use crate::error::{Error, Result};
+use crate::model::{Entry, EntryKind, Meta, PartialInfo};
 use crate::paths::normalize;
-use crate::proto::{Entry, EntryKind, Meta, PartialInfo};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -27,7 +27,7 @@ pub use root::Root as FuzzRoot;
 
 use crate::engine::io::{ReadAt, Source};
 use crate::error::Result;
-use crate::proto::{Entry, Meta, PartialInfo};
+use crate::model::{Entry, Meta, PartialInfo};
 use std::io::{self, Write};
 
 /// Readable content of a stored file: streamed (with seeks) for sending,

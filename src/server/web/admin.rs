@@ -270,7 +270,7 @@ fn done(
                 action: action.into(),
                 target,
                 ok: true,
-                detail: crate::hub::printable(&format!("web: {detail}"), 200),
+                detail: crate::model::printable(&format!("web: {detail}"), 200),
             });
             Json(serde_json::json!({ "clients": n })).into_response()
         }

@@ -12,7 +12,7 @@
 use super::{error_response, Conn};
 use crate::engine::io::read_full;
 use crate::error::{Error, Result};
-use crate::proto::{EntryKind, Meta};
+use crate::model::{EntryKind, Meta};
 use crate::server::LogEvent;
 use crate::store::{Begin, Content};
 use axum::body::Body;

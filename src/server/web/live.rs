@@ -6,7 +6,7 @@
 
 use super::Conn;
 use crate::hub::Hub;
-use crate::proto::Notice;
+use crate::model::Notice;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};

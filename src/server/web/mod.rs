@@ -21,7 +21,7 @@ use super::quota::Quota;
 use super::{LogEvent, Shared};
 use crate::error::{Error, ErrorKind};
 use crate::hub::lock;
-use crate::hub::ClientState;
+use crate::model::ClientState;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -366,7 +366,7 @@ async fn metrics(State(c): State<Conn>) -> Response {
 }
 
 /// The stats as Prometheus text exposition format 0.0.4.
-pub fn exposition(s: &crate::hub::Stats) -> String {
+pub fn exposition(s: &crate::model::Stats) -> String {
     let t = &s.totals;
     let transfers = s
         .clients

@@ -1,0 +1,270 @@
+//! `fts put`: where each local source lands (scp rules), and the upload
+//! rounds that `put` and a sync's push share: probe, choose resume, delta
+//! or whole, send, and send again whole what the server could not rebuild.
+
+use super::report::{not_utf8, FileError, TransferReport};
+use super::{err_text, join_remote, Context};
+use crate::client::{Client, PutHow, PutOp};
+use crate::engine::partial;
+use crate::error::{Error, Result};
+use crate::model::{EntryKind, Meta};
+use crate::remote::Remote;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `fts put`: uploads local files (and with `recursive`, trees).
+pub async fn put(
+    ctx: &Context,
+    sources: &[PathBuf],
+    dest: &Remote,
+    recursive: bool,
+) -> Result<TransferReport> {
+    ctx.with_retries(|| put_once(ctx, sources, dest, recursive))
+        .await
+}
+
+async fn put_once(
+    ctx: &Context,
+    sources: &[PathBuf],
+    dest: &Remote,
+    recursive: bool,
+) -> Result<TransferReport> {
+    let start = Instant::now();
+    let mut report = TransferReport::default();
+    let mut ok_sources = Vec::new();
+    for src in sources {
+        match std::fs::metadata(src) {
+            Err(e) => report.errors.push(FileError::new(
+                src.display().to_string(),
+                Error::local_io(src, e),
+            )),
+            Ok(md) if md.is_dir() && !recursive => report.errors.push(FileError::new(
+                src.display().to_string(),
+                Error::usage(format!("{}: is a directory (use -r)", src.display())),
+            )),
+            Ok(md) => ok_sources.push((src.clone(), md)),
+        }
+    }
+    report.files_total = report.errors.len() as u64;
+    if ok_sources.is_empty() {
+        report.finish(None, start);
+        return Ok(report);
+    }
+    let mut client = ctx.connect(dest).await?;
+    if client.info.read_only {
+        return Err(Error::permission(format!(
+            "{}: the share is read-only",
+            client.server()
+        )));
+    }
+    let dest_entry = client.stat(&dest.path).await?;
+    let dest_is_dir = matches!(&dest_entry, Some(e) if e.kind == EntryKind::Dir);
+    if !dest_is_dir {
+        if dest.path.ends_with('/') {
+            return Err(Error::not_found(format!(
+                "{}: no such directory on the server",
+                dest.path
+            )));
+        }
+        if ok_sources.len() > 1 || !report.errors.is_empty() {
+            return Err(Error::usage(format!(
+                "'{}': the target of several sources must be an existing directory",
+                dest.path
+            )));
+        }
+    }
+    let mut ops = Vec::new();
+    let mut dir_metas = Vec::new();
+    for (src, md) in ok_sources {
+        let target = if dest_is_dir {
+            join_remote(&dest.path, &local_name(&src)?)
+        } else {
+            dest.path.clone()
+        };
+        if !md.is_dir() {
+            report.files_total += 1;
+            report.bytes_total += md.len();
+            ops.push(PutOp::File {
+                local: src,
+                remote: target,
+                how: PutHow::Full,
+            });
+            continue;
+        }
+        ops.push(PutOp::Mkdir {
+            remote: target.clone(),
+        });
+        dir_metas.push((target.clone(), crate::fsutil::meta_of(&md)));
+        let obs = ctx.observer.clone();
+        let mut odd = Vec::new();
+        crate::fsutil::walk(
+            &src,
+            "",
+            true,
+            &mut |path, e| {
+                let remote = join_remote(&target, &e.path);
+                match e.kind {
+                    EntryKind::Dir => {
+                        ops.push(PutOp::Mkdir {
+                            remote: remote.clone(),
+                        });
+                        dir_metas.push((remote, e.meta()));
+                    }
+                    EntryKind::File => {
+                        report.files_total += 1;
+                        report.bytes_total += e.size;
+                        ops.push(PutOp::File {
+                            local: path.to_path_buf(),
+                            remote,
+                            how: PutHow::Full,
+                        });
+                    }
+                    EntryKind::Symlink => obs.notice(&format!(
+                        "skipping symlink {} (use sync to mirror links)",
+                        path.display()
+                    )),
+                }
+                Ok(())
+            },
+            &mut |p| {
+                obs.notice(&format!("skipping {} (name is not UTF-8)", p.display()));
+                odd.push(not_utf8(p));
+            },
+        )?;
+        report.files_total += odd.len() as u64;
+        report.errors.append(&mut odd);
+    }
+    // Directory times last, deepest first, so adding files does not undo them.
+    ops.extend(
+        dir_metas
+            .into_iter()
+            .rev()
+            .map(|(remote, meta)| PutOp::DirMeta { remote, meta }),
+    );
+    ctx.observer
+        .batch_start(report.files_total, report.bytes_total);
+    run_put(&mut client, ctx, ops, &mut report).await?;
+    report.finish(Some(&client), start);
+    let _ = client.close().await;
+    Ok(report)
+}
+
+/// The name a local source is known by (`.` and `..` resolved).
+fn local_name(p: &Path) -> Result<String> {
+    let name = match p.file_name() {
+        Some(n) => n.to_os_string(),
+        None => std::fs::canonicalize(p)
+            .map_err(|e| Error::local_io(p, e))?
+            .file_name()
+            .map(|n| n.to_os_string())
+            .ok_or_else(|| {
+                Error::usage(format!("{}: cannot copy the filesystem root", p.display()))
+            })?,
+    };
+    name.into_string()
+        .map_err(|_| Error::usage(format!("{}: file name is not UTF-8", p.display())))
+}
+
+fn same_version(a: &Meta, b: &Meta) -> bool {
+    (a.size, a.mtime, a.mtime_ns) == (b.size, b.mtime, b.mtime_ns)
+}
+
+/// Upload steps per round: each round costs one probe round trip (which
+/// brings the signatures too), and holds at most this many signatures in
+/// memory.
+const ROUND: usize = 512;
+
+/// Runs upload steps: probes the targets of `Auto` files (pipelined),
+/// picks resume, delta or whole for each, fetches signatures, sends, and
+/// sends whole again whatever the server could not rebuild.
+pub(super) async fn run_put(
+    client: &mut Client,
+    ctx: &Context,
+    ops: Vec<PutOp>,
+    report: &mut TransferReport,
+) -> Result<()> {
+    let mut ops = ops.into_iter().peekable();
+    while ops.peek().is_some() {
+        let mut round: Vec<PutOp> = ops.by_ref().take(ROUND).collect();
+        // Only files big enough for a partial file or a delta to pay off
+        // are probed; small ones just go whole.
+        let autos: Vec<(usize, Meta)> = (0..round.len())
+            .filter_map(|i| match &round[i] {
+                PutOp::File {
+                    how: PutHow::Full,
+                    local,
+                    ..
+                } => std::fs::metadata(local)
+                    .ok()
+                    .filter(|m| m.len() >= partial::RESUME_MIN)
+                    .map(|m| (i, crate::fsutil::meta_of(&m))),
+                _ => None,
+            })
+            .collect();
+        // The server sends its signature with the probe's answer when it
+        // has a version to delta against: no round trip of its own.
+        let targets: Vec<(String, Option<Meta>)> = autos
+            .iter()
+            .map(|(i, mine)| (file_remote(&round[*i]), ctx.transfer.delta.then_some(*mine)))
+            .collect();
+        let probes = client.probe(&targets).await?;
+        for ((i, mine), probe) in autos.into_iter().zip(probes) {
+            let (PutOp::File { how, .. }, Ok(probe)) = (&mut round[i], probe) else {
+                continue;
+            };
+            if let Some(p) = probe
+                .partial
+                .filter(|p| p.len > 0 && same_version(&p.source, &mine))
+            {
+                *how = PutHow::Resume { offset: p.len };
+            } else if let Some((base, signature)) = probe.signature {
+                let is_file = probe.entry.is_some_and(|e| e.kind == EntryKind::File);
+                if ctx.transfer.delta && is_file && base.size > 0 && mine.size > 0 {
+                    *how = PutHow::Delta { base, signature };
+                }
+            }
+        }
+        let locals: Vec<Option<PathBuf>> = round
+            .iter()
+            .map(|op| match op {
+                PutOp::File { local, .. } => Some(local.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcomes = client.put_batch(round, &*ctx.observer).await?;
+        let mut redo = Vec::new();
+        let mut done = Vec::new();
+        for (o, local) in outcomes.into_iter().zip(locals) {
+            match (o.redo, local) {
+                (true, Some(local)) => {
+                    ctx.observer.notice(&format!(
+                        "{}: {}; sending the whole file",
+                        o.path,
+                        err_text(&o)
+                    ));
+                    report.files_redone += 1;
+                    redo.push(PutOp::File {
+                        local,
+                        remote: o.path,
+                        how: PutHow::Full,
+                    });
+                }
+                _ => done.push(o),
+            }
+        }
+        report.absorb(done, ctx.transfer.verbose);
+        if !redo.is_empty() {
+            let again = client.put_batch(redo, &*ctx.observer).await?;
+            report.absorb(again, ctx.transfer.verbose);
+        }
+    }
+    Ok(())
+}
+
+/// The remote path of a file step (only file steps are probed).
+fn file_remote(op: &PutOp) -> String {
+    match op {
+        PutOp::File { remote, .. } => remote.clone(),
+        _ => String::new(),
+    }
+}
