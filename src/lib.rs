@@ -32,8 +32,6 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod guard;
-pub mod hub;
-pub mod journal;
 pub mod link;
 pub mod model;
 pub mod ops;

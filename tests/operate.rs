@@ -414,7 +414,7 @@ fn admin_log_exports_every_category_and_refuses_non_admins() {
         ["time", "category", "event", "client", "addr", "detail"]
     );
     let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
-    for cat in fts::journal::CATEGORIES {
+    for cat in fts::server::journal::CATEGORIES {
         assert!(
             rows.iter().any(|r| &r[1] == *cat),
             "no {cat} event in:\n{}",

@@ -409,7 +409,7 @@ impl Base {
     }
 
     pub fn boxed(src: Box<dyn ReadAt>) -> Result<Base> {
-        let len = src.len().map_err(io_err)?;
+        let len = src.size().map_err(io_err)?;
         Ok(Base {
             src,
             len,

@@ -28,12 +28,12 @@ impl Source for File {
 
 /// Random access to an old copy (the base of a delta).
 pub trait ReadAt: Send + 'static {
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 }
 
 impl ReadAt for File {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -53,4 +53,11 @@ pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+/// Bytes in memory are content too (tests, small generated files).
+impl Source for io::Cursor<Vec<u8>> {
+    fn version(&self) -> Option<(i64, i64, u64)> {
+        Some((0, 0, self.get_ref().len() as u64))
+    }
 }

@@ -3,7 +3,7 @@
 //! progress and for HTTP connections. Also the rate limit on logging
 //! refusals, so a flood of refused connections cannot flood the log.
 
-use crate::hub::lock;
+use crate::server::hub::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

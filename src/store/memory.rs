@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Bytes several holders append to.
+type Buf = Arc<Mutex<Vec<u8>>>;
+
 #[derive(Debug, Clone)]
 enum Node {
     Dir(Meta),
@@ -23,7 +26,7 @@ struct State {
     /// Canonical relative path → node; the root ("") is always a directory.
     nodes: BTreeMap<String, Node>,
     /// Partial data of cut uploads, with the version they belong to.
-    parts: BTreeMap<String, (Arc<Mutex<Vec<u8>>>, Meta)>,
+    parts: BTreeMap<String, (Buf, Meta)>,
     /// Parts an upload is writing right now.
     busy: HashSet<String>,
     /// Bumped on every commit, so a version tells rewrites apart.
@@ -158,7 +161,7 @@ impl Source for MemContent {
 }
 
 impl ReadAt for MemContent {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.data.len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {

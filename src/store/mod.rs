@@ -42,8 +42,8 @@ impl Source for Box<dyn Content> {
 }
 
 impl ReadAt for Box<dyn Content> {
-    fn len(&self) -> io::Result<u64> {
-        (**self).len()
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)

@@ -6,7 +6,7 @@
 //! --admin`, and are logged the same way.
 
 use super::{error_response, lock, problem, Conn};
-use crate::hub::Live;
+use crate::server::hub::Live;
 use crate::server::LogEvent;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

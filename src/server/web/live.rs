@@ -5,8 +5,8 @@
 //! stops; an admin's stream leaves the chat with it.
 
 use super::Conn;
-use crate::hub::Hub;
 use crate::model::Notice;
+use crate::server::hub::Hub;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};

@@ -20,8 +20,8 @@ mod live;
 use super::quota::Quota;
 use super::{LogEvent, Shared};
 use crate::error::{Error, ErrorKind};
-use crate::hub::lock;
 use crate::model::ClientState;
+use crate::server::hub::lock;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -348,7 +348,7 @@ async fn api_stats(State(c): State<Conn>) -> Response {
 
 async fn api_history(State(c): State<Conn>) -> Response {
     axum::Json(serde_json::json!({
-        "every_s": crate::hub::HISTORY_EVERY.as_secs(),
+        "every_s": crate::server::hub::HISTORY_EVERY.as_secs(),
         "samples": c.shared.hub.history(),
     }))
     .into_response()

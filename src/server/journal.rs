@@ -137,7 +137,7 @@ mod tests {
         j.keep = 2;
         for i in 0..40 {
             let cat = if i % 2 == 0 { "auth" } else { "chat" };
-            j.write(&json!({"time": crate::hub::now_rfc3339(), "category": cat, "i": i}));
+            j.write(&json!({"time": crate::server::hub::now_rfc3339(), "category": cat, "i": i}));
         }
         assert!(d.path().join("events.1.jsonl").exists());
         assert!(!d.path().join("events.3.jsonl").exists());

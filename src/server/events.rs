@@ -1,0 +1,118 @@
+//! What the server reports: one [`LogEvent`] per thing that happened,
+//! handed to the [`LogSink`] the caller gave (the CLI renders them as text
+//! or JSON lines) and, with a state directory, kept in the journal.
+
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Everything the server reports; rendered by the CLI as text or JSON.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LogEvent {
+    Listening {
+        addr: String,
+        fingerprint: String,
+        root: String,
+        read_only: bool,
+        max_clients: usize,
+        password_required: bool,
+        admin_enabled: bool,
+    },
+    Connect {
+        client: u64,
+        addr: String,
+        name: String,
+    },
+    Disconnect {
+        client: u64,
+        addr: String,
+        error: Option<String>,
+    },
+    Rejected {
+        addr: String,
+        reason: String,
+    },
+    Auth {
+        client: u64,
+        addr: String,
+        admin: bool,
+        ok: bool,
+    },
+    Upload {
+        client: u64,
+        path: String,
+        bytes: u64,
+    },
+    Download {
+        client: u64,
+        path: String,
+        bytes: u64,
+    },
+    Delete {
+        client: u64,
+        path: String,
+        files: u64,
+        dirs: u64,
+    },
+    /// A chat message (its text is logged: chat is not a secret channel).
+    Chat {
+        client: u64,
+        from: String,
+        to: String,
+        text: String,
+        live: u64,
+        stored: bool,
+    },
+    /// An admin action, or an attempt at one without the rights.
+    Admin {
+        client: u64,
+        action: String,
+        target: Option<u64>,
+        ok: bool,
+        detail: String,
+    },
+    /// A download over HTTPS ended (`complete` false: cut short).
+    WebDownload {
+        addr: String,
+        path: String,
+        bytes: u64,
+        complete: bool,
+    },
+    /// An upload over HTTPS was stored.
+    WebUpload {
+        addr: String,
+        path: String,
+        bytes: u64,
+    },
+    /// A request that failed on the server's side.
+    Error {
+        client: u64,
+        message: String,
+    },
+    Shutdown {
+        sessions: usize,
+    },
+    Stopped,
+}
+
+impl LogEvent {
+    /// The category under which the event is logged and exported.
+    pub fn category(&self) -> &'static str {
+        match self {
+            LogEvent::Listening { .. } | LogEvent::Shutdown { .. } | LogEvent::Stopped => "server",
+            LogEvent::Connect { .. } | LogEvent::Disconnect { .. } => "connect",
+            LogEvent::Rejected { .. } | LogEvent::Error { .. } => "error",
+            LogEvent::Auth { .. } => "auth",
+            LogEvent::Upload { .. }
+            | LogEvent::Download { .. }
+            | LogEvent::WebDownload { .. }
+            | LogEvent::WebUpload { .. } => "transfer",
+            LogEvent::Delete { .. } => "delete",
+            LogEvent::Chat { .. } => "chat",
+            LogEvent::Admin { .. } => "admin",
+        }
+    }
+}
+
+/// Where log events go.
+pub type LogSink = Arc<dyn Fn(LogEvent) + Send + Sync>;

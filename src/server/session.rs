@@ -1,0 +1,449 @@
+//! One fts protocol connection: the version handshake, the login, and the
+//! dispatch of each request to the room that handles it (`share` for the
+//! files, `admin` for admin actions and chat). Notices and kicks from the
+//! hub are slipped in between the frames the session writes.
+
+use super::hub::{Hub, Inbox, Live};
+use super::quota::Held;
+use super::{LogEvent, ServerOptions, Shared, THROTTLED};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::Meta;
+use crate::proto::{Frame, FrameReader, FrameWriter, Msg, PROTOCOL_VERSION};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+/// Serves one fts protocol connection (TLS done, ALPN `fts/1`): the
+/// version handshake, the client's slot, then requests until it leaves,
+/// is kicked or the server stops.
+pub(super) async fn serve<S>(
+    shared: Arc<Shared>,
+    tls: S,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let addr = peer.to_string();
+    let (rh, wh) = tokio::io::split(tls);
+    let (mut r, mut w) = crate::proto::frames(rh, wh, shared.opts.io_timeout);
+    r.set_timeout(shared.opts.handshake_timeout);
+    let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
+        let e = Error::connect(format!(
+            "server full: it already serves its maximum of {} clients, try again later",
+            shared.opts.max_clients
+        ));
+        let _ = w.msg(&Msg::error(None, &e)).await;
+        let _ = w.shutdown().await;
+        shared.refused(&addr, "server full".into());
+        return;
+    };
+    // Sessions that have yet to log in may wait for a person typing at a
+    // prompt, so they get the full I/O timeout; one address may hold only
+    // a few of them, so idling at the login cannot take every slot.
+    let login_slot = match shared.opts.password {
+        Some(_) => match shared.logging_in.take(peer.ip()) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                let e = Error::connect(format!("{why}, try again later"));
+                let _ = w.msg(&Msg::error(None, &e)).await;
+                let _ = w.shutdown().await;
+                shared.refused(&addr, why);
+                return;
+            }
+        },
+        None => None,
+    };
+    let id = shared.next_id();
+    let (name, client_timeout) = match hello(&shared, &mut r, &mut w).await {
+        Ok(n) => n,
+        Err(e) => {
+            shared.log(LogEvent::Rejected {
+                addr,
+                reason: e.message,
+            });
+            return;
+        }
+    };
+    let (live, inbox) = shared.hub.register(id, addr.clone(), &name);
+    shared.log(LogEvent::Connect {
+        client: id,
+        addr: addr.clone(),
+        name: live.name(),
+    });
+    // Notices (warnings, chat) go out between whatever frames the session
+    // is writing, so they arrive even in the middle of a transfer.
+    let Inbox {
+        notices: mut notice_rx,
+        kick: mut kick_rx,
+    } = inbox;
+    // The client's timer runs while this side only reads (a long upload)
+    // or works (hashing, listing, committing): keep proving we are here.
+    let _keepalive = w.keepalive(crate::link::keepalive_interval(
+        shared.opts.io_timeout,
+        client_timeout,
+    ));
+    let mut pusher_w = w.handle();
+    let pusher = tokio::spawn(async move {
+        while let Some(notice) = notice_rx.recv().await {
+            if pusher_w.msg(&Msg::Notice { notice }).await.is_err()
+                || pusher_w.flush().await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut s = Session {
+        shared: shared.clone(),
+        id,
+        peer,
+        live: live.clone(),
+        authed: shared.opts.password.is_none(),
+        admin: false,
+        login_slot,
+    };
+    let kick_w = w.handle();
+    let kicked = async {
+        let reason = loop {
+            if let Some(r) = kick_rx.borrow_and_update().clone() {
+                break r;
+            }
+            if kick_rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        // Take the writer between two frames before dropping the request in
+        // hand, so the client reads a whole `Kicked` message.
+        (reason, kick_w.exclusive().await)
+    };
+    let res = tokio::select! {
+        res = s.run(&mut r, &mut w, stop) => {
+            if res.is_ok() {
+                let _ = w.shutdown().await;
+            }
+            res
+        }
+        (reason, mut ex) = kicked => {
+            let _ = ex.msg(&Msg::Kicked { reason: reason.clone() }).await;
+            let _ = ex.flush().await;
+            // Keep reading (and dropping) what the client still sends for a
+            // moment, so it reads the reason instead of a connection reset.
+            r.drain(Duration::from_secs(2)).await;
+            let _ = ex.shutdown().await;
+            Err(Error::kicked(&reason))
+        }
+    };
+    pusher.abort();
+    shared.hub.unregister(id);
+    shared.log(LogEvent::Disconnect {
+        client: id,
+        addr,
+        error: res.err().map(|e| e.message),
+    });
+}
+
+/// The version handshake; returns the client's display name and how long
+/// it waits through silence.
+async fn hello<R, W>(
+    shared: &Shared,
+    r: &mut Reader<R>,
+    w: &mut Writer<W>,
+) -> Result<(String, Option<Duration>)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let hello = match r.read_msg().await? {
+        Msg::Hello {
+            version,
+            client,
+            name,
+            timeout_ms,
+        } if version == PROTOCOL_VERSION => (
+            name.unwrap_or(client),
+            timeout_ms.map(Duration::from_millis),
+        ),
+        Msg::Hello { version, .. } => {
+            let e = Error::other(format!(
+                "unsupported protocol version {version} (this server speaks {PROTOCOL_VERSION})"
+            ));
+            w.msg(&Msg::error(None, &e)).await?;
+            w.flush().await?;
+            return Err(e);
+        }
+        _ => return Err(Error::protocol("expected hello")),
+    };
+    r.set_timeout(shared.opts.io_timeout);
+    w.msg(&Msg::Welcome {
+        version: PROTOCOL_VERSION,
+        server: format!("fts {}", env!("CARGO_PKG_VERSION")),
+        auth_required: shared.opts.password.is_some(),
+        admin_enabled: shared.opts.admin_password.is_some(),
+        read_only: shared.opts.read_only,
+        timeout_ms: Some(shared.opts.io_timeout.as_millis() as u64),
+    })
+    .await?;
+    w.flush().await?;
+    Ok(hello)
+}
+
+pub(super) struct Session {
+    pub(super) shared: Arc<Shared>,
+    pub(super) id: u64,
+    pub(super) peer: SocketAddr,
+    pub(super) live: Arc<Live>,
+    pub(super) authed: bool,
+    pub(super) admin: bool,
+    /// Held until the session has logged in.
+    pub(super) login_slot: Option<Held>,
+}
+
+pub(super) type Reader<R> = FrameReader<R>;
+pub(super) type Writer<W> = FrameWriter<W>;
+
+impl Session {
+    pub(super) fn opts(&self) -> &ServerOptions {
+        &self.shared.opts
+    }
+
+    pub(super) fn log(&self, e: LogEvent) {
+        self.shared.log(e)
+    }
+
+    pub(super) fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    pub(super) async fn run<R, W>(
+        &mut self,
+        r: &mut Reader<R>,
+        w: &mut Writer<W>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.authed {
+            self.announce_unread(false);
+            r.accept_pings();
+        }
+        loop {
+            let frame = tokio::select! {
+                f = r.read_opt() => f?,
+                _ = stop.changed() => return Ok(()),
+            };
+            let msg = match frame {
+                None => return Ok(()),
+                Some(Frame::Chunk(_)) => return Err(Error::protocol("unexpected data frame")),
+                Some(Frame::Control(m)) => m,
+            };
+            if !self.dispatch(r, w, msg).await? {
+                return Ok(());
+            }
+            w.flush().await?;
+        }
+    }
+
+    /// Hands one request to the room that serves it; `false` when the
+    /// client said goodbye.
+    async fn dispatch<R, W>(
+        &mut self,
+        r: &mut Reader<R>,
+        w: &mut Writer<W>,
+        msg: Msg,
+    ) -> Result<bool>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let done = |id, res: Result<()>| match res {
+            Ok(()) => Msg::Done { id },
+            Err(e) => Msg::error(Some(id), &e),
+        };
+        match msg {
+            Msg::Bye => return Ok(false),
+            Msg::Auth {
+                password,
+                admin_password,
+            } => self.login(r, w, password, admin_password).await?,
+            _ if !self.authed => {
+                let e = Error::auth("authentication required");
+                w.msg(&Msg::error(None, &e)).await?;
+                w.flush().await?;
+                return Err(e);
+            }
+            Msg::Ping => {}
+            Msg::Syncing => self.live.set_syncing(),
+            Msg::StatsReq => {
+                let stats = Box::new(self.hub().stats());
+                w.msg(&Msg::StatsReply { stats }).await?
+            }
+            Msg::Admin { action } => self.admin_action(w, action).await?,
+            Msg::ChatJoin { admin } => self.chat_join(w, admin).await?,
+            Msg::ChatSend { id, to, text } => w.msg(&self.chat_send(id, to, &text)).await?,
+            Msg::Stat { path } => w.msg(&self.stat(&path)).await?,
+            Msg::List {
+                path,
+                recursive,
+                hashes,
+            } => self.list(w, &path, recursive, hashes).await?,
+            Msg::Probe { id, path, source } => self.probe(w, id, &path, source).await?,
+            Msg::Mkdir { id, path } => w.msg(&done(id, self.mkdir(&path))).await?,
+            Msg::Symlink { id, path, target } => {
+                w.msg(&done(id, self.symlink(&path, &target))).await?
+            }
+            Msg::SetMeta {
+                id,
+                path,
+                mtime,
+                mtime_ns,
+                mode,
+            } => {
+                let meta = Meta {
+                    size: 0,
+                    mtime,
+                    mtime_ns,
+                    mode,
+                };
+                w.msg(&done(id, self.set_meta(&path, &meta))).await?
+            }
+            Msg::Put {
+                id,
+                path,
+                meta,
+                resume,
+                delta_base,
+            } => {
+                let reply = self.put(r, id, &path, &meta, resume, delta_base).await?;
+                w.msg(&reply).await?
+            }
+            Msg::Get {
+                id,
+                path,
+                resume,
+                signature,
+            } => self.get(r, w, id, &path, resume, signature).await?,
+            Msg::Remove {
+                id,
+                path,
+                recursive,
+            } => w.msg(&self.remove(id, &path, recursive)).await?,
+            other => {
+                return Err(Error::protocol(format!(
+                    "unexpected message from client: {}",
+                    msg_name(&other)
+                )))
+            }
+        }
+        Ok(true)
+    }
+
+    /// A login attempt; only idling at the login counts against the
+    /// address, a login in the queue for its password check does not.
+    async fn login<R, W>(
+        &mut self,
+        r: &mut Reader<R>,
+        w: &mut Writer<W>,
+        password: Option<String>,
+        admin_password: Option<String>,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        self.login_slot = None;
+        self.auth(w, password, admin_password).await?;
+        if self.authed {
+            r.accept_pings();
+            return Ok(());
+        }
+        match self.shared.logging_in.take(self.peer.ip()) {
+            Ok(h) => self.login_slot = Some(h),
+            Err(why) => return Err(Error::auth(why)),
+        }
+        Ok(())
+    }
+
+    pub(super) async fn auth<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut Writer<W>,
+        password: Option<String>,
+        admin_password: Option<String>,
+    ) -> Result<()> {
+        let (authed_before, admin_before) = (self.authed, self.admin);
+        let ip = self.peer.ip();
+        let shared = self.shared.clone();
+        let mut failure: Option<Error> = None;
+        let throttled = (password.is_some() || admin_password.is_some())
+            && !shared.wait_backoff(self.peer).await;
+        if throttled {
+            failure = Some(Error::auth(THROTTLED));
+        } else if let (Some(secret), false) = (&shared.opts.password, self.authed) {
+            match password {
+                Some(p) => {
+                    self.authed = shared
+                        .check_password(secret, p, self.id, self.peer, false)
+                        .await;
+                    if !self.authed {
+                        failure = Some(Error::auth("wrong password"));
+                    }
+                }
+                None => {
+                    failure = Some(Error::auth("this server requires a password"));
+                    self.log(LogEvent::Auth {
+                        client: self.id,
+                        addr: self.peer.to_string(),
+                        admin: false,
+                        ok: false,
+                    });
+                }
+            }
+        }
+        if let (None, Some(p)) = (&failure, admin_password) {
+            match &shared.opts.admin_password {
+                None => failure = Some(self.admin_needed("admin login")),
+                Some(secret) => {
+                    self.admin = shared
+                        .check_password(secret, p, self.id, self.peer, true)
+                        .await;
+                    if !self.admin {
+                        failure = Some(Error::auth("wrong admin password"));
+                    }
+                }
+            }
+        }
+        let was_authed = self.authed && !authed_before;
+        match failure {
+            Some(e) => {
+                if e.kind == ErrorKind::Auth && !throttled {
+                    shared.login_outcome(ip, false);
+                }
+                w.msg(&Msg::error(None, &e)).await?;
+            }
+            None => {
+                shared.login_outcome(ip, true);
+                w.msg(&Msg::AuthOk { admin: self.admin }).await?;
+                if self.admin {
+                    self.live.set_admin();
+                }
+                if was_authed {
+                    self.announce_unread(false);
+                }
+                if self.admin && !admin_before {
+                    self.announce_unread(true);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn msg_name(m: &Msg) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.get("t").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}

@@ -1,0 +1,450 @@
+//! The session and its dispatch, driven over an in-memory pipe against an
+//! in-memory store: put, get, delta both ways, resume, ls and rm work with
+//! no filesystem below the store boundary.
+
+use super::{session, ServerOptions, Shared};
+use crate::auth::Secret;
+use crate::engine::{delta, partial};
+use crate::model::{EntryKind, Meta};
+use crate::proto::{frames, FrameReader, FrameWriter, GetResume, Msg, Resume, PROTOCOL_VERSION};
+use crate::store::memory::MemStore;
+use crate::transfer::{self, Dest, Received, SendOptions};
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+
+type R = FrameReader<ReadHalf<DuplexStream>>;
+type W = FrameWriter<WriteHalf<DuplexStream>>;
+
+const ADMIN: &str = "admin password for the tests";
+const SEND: SendOptions = SendOptions { compress: None };
+
+fn data(n: usize, seed: u64) -> Vec<u8> {
+    crate::engine::delta::tests::rand_bytes(n, seed)
+}
+
+fn meta_of(d: &[u8], mtime: i64) -> Meta {
+    Meta {
+        size: d.len() as u64,
+        mtime,
+        mtime_ns: 0,
+        mode: 0o640,
+    }
+}
+
+struct Server {
+    store: MemStore,
+    shared: Arc<Shared>,
+    _stop: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+    _state: tempfile::TempDir,
+}
+
+impl Server {
+    fn new() -> Server {
+        let store = MemStore::new();
+        let mut opts = ServerOptions::new(Arc::new(store.clone()));
+        opts.admin_password = Some(Secret::new(ADMIN).unwrap());
+        opts.io_timeout = Duration::from_secs(5);
+        // The certificate is never used over a pipe; Shared wants one.
+        let state = tempfile::tempdir().unwrap();
+        let id = crate::tls::Identity::load_or_create(state.path()).unwrap();
+        let shared = Shared::new(opts, &id, Arc::new(|_| {})).unwrap();
+        let (tx, rx) = watch::channel(false);
+        Server {
+            store,
+            shared,
+            _stop: tx,
+            stop: rx,
+            _state: state,
+        }
+    }
+
+    /// A session over a fresh pipe, past the version handshake.
+    async fn connect(&self) -> (R, W) {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let peer = "127.0.0.1:9".parse().unwrap();
+        tokio::spawn(session::serve(
+            self.shared.clone(),
+            theirs,
+            peer,
+            self.stop.clone(),
+        ));
+        let (r, w) = tokio::io::split(ours);
+        let (mut r, mut w) = frames(r, w, Duration::from_secs(5));
+        r.accept_pings();
+        w.msg(&Msg::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test".into(),
+            name: None,
+            timeout_ms: None,
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        assert!(matches!(r.read_msg().await.unwrap(), Msg::Welcome { .. }));
+        (r, w)
+    }
+}
+
+async fn ask(r: &mut R, w: &mut W, m: Msg) -> Msg {
+    w.msg(&m).await.unwrap();
+    w.flush().await.unwrap();
+    r.read_msg().await.unwrap()
+}
+
+/// Uploads `content` as `path` (whole, from `resume`, or as a delta
+/// against `base`); the server's reply.
+async fn put(
+    r: &mut R,
+    w: &mut W,
+    id: u64,
+    path: &str,
+    content: &[u8],
+    resume: Option<Resume>,
+    base: Option<(Meta, Vec<u8>)>,
+) -> Msg {
+    let meta = meta_of(content, 1_700_000_000);
+    let offset = resume.as_ref().map_or(0, |r| r.offset);
+    w.msg(&Msg::Put {
+        id,
+        path: path.into(),
+        meta,
+        resume,
+        delta_base: base.as_ref().map(|(m, _)| *m),
+    })
+    .await
+    .unwrap();
+    let src = Cursor::new(content.to_vec());
+    let sent = match base {
+        Some((_, sig)) => {
+            let sig = delta::parse_signature(sig).unwrap();
+            transfer::send_delta(w, src, meta.size, sig, SEND, &|_| {}).await
+        }
+        None => {
+            let mut prefix = blake3::Hasher::new();
+            prefix.update(&content[..offset as usize]);
+            transfer::send_file(w, src, offset, meta.size, prefix, SEND, &|_| {}).await
+        }
+    };
+    let (hash, _) = sent.unwrap_or_else(|_| panic!("sending {path} failed"));
+    ask(r, w, Msg::PutEnd { id, hash }).await
+}
+
+/// Downloads `path` (with `have` as the old copy for a delta, or its
+/// first bytes to resume after); the rebuilt content and whether the
+/// server sent a delta.
+async fn get(
+    r: &mut R,
+    w: &mut W,
+    id: u64,
+    path: &str,
+    have: Option<(&[u8], bool)>,
+) -> (Vec<u8>, bool) {
+    let (resume, sig, prefix) = match have {
+        Some((old, true)) => {
+            let sig = delta::signature(&mut Cursor::new(old.to_vec()), old.len() as u64).unwrap();
+            (None, Some(sig), Vec::new())
+        }
+        Some((part, false)) => {
+            let (hash, _) =
+                partial::hash_prefix(&mut Cursor::new(part.to_vec()), part.len() as u64).unwrap();
+            let st = ask(r, w, Msg::Stat { path: path.into() }).await;
+            let Msg::StatReply { entry: Some(e) } = st else {
+                panic!("{st:?}")
+            };
+            let resume = GetResume {
+                offset: part.len() as u64,
+                prefix_hash: hash,
+                source: e.meta(),
+            };
+            (Some(resume), None, part.to_vec())
+        }
+        None => (None, None, Vec::new()),
+    };
+    w.msg(&Msg::Get {
+        id,
+        path: path.into(),
+        resume,
+        signature: sig.as_ref().map(|s| s.len() as u64),
+    })
+    .await
+    .unwrap();
+    if let Some(s) = &sig {
+        w.blob(s).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    let Msg::FileHeader {
+        meta,
+        offset,
+        delta: is_delta,
+        ..
+    } = r.read_msg().await.unwrap()
+    else {
+        panic!("no file header");
+    };
+    let out = Arc::new(std::sync::Mutex::new(prefix));
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut dest = Dest::new(Shared(out.clone()));
+    if let (true, Some((old, _))) = (is_delta, have) {
+        dest = dest.with_base(MemBase(old.to_vec()));
+    }
+    let expect = if is_delta {
+        meta.size
+    } else {
+        meta.size - offset
+    };
+    let mut saved = 0;
+    let got = transfer::receive(r, Some(dest), expect, &|_| {}, &mut saved)
+        .await
+        .unwrap();
+    assert!(matches!(got, Received::Complete(Ok(_))), "{got:?}");
+    assert!(matches!(r.read_msg().await.unwrap(), Msg::FileEnd { .. }));
+    let bytes = out.lock().unwrap().clone();
+    (bytes, is_delta)
+}
+
+/// An old copy in memory, for the client side of a delta download.
+struct MemBase(Vec<u8>);
+
+impl crate::engine::io::ReadAt for MemBase {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let o = offset as usize;
+        buf.copy_from_slice(&self.0[o..o + buf.len()]);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn put_get_ls_and_rm_through_the_memory_store() {
+    let s = Server::new();
+    let (mut r, mut w) = s.connect().await;
+    assert!(matches!(
+        ask(
+            &mut r,
+            &mut w,
+            Msg::Mkdir {
+                id: 1,
+                path: "d".into()
+            }
+        )
+        .await,
+        Msg::Done { id: 1 }
+    ));
+    let small = data(3000, 1);
+    let big = data(3 << 20, 2);
+    assert!(matches!(
+        put(&mut r, &mut w, 2, "d/small", &small, None, None).await,
+        Msg::Done { id: 2 }
+    ));
+    assert!(matches!(
+        put(&mut r, &mut w, 3, "d/big", &big, None, None).await,
+        Msg::Done { id: 3 }
+    ));
+    assert_eq!(s.store.file("d/small").unwrap(), small);
+    assert_eq!(s.store.file("d/big").unwrap(), big);
+
+    let (got, is_delta) = get(&mut r, &mut w, 4, "d/big", None).await;
+    assert!(!is_delta);
+    assert_eq!(got, big);
+
+    w.msg(&Msg::List {
+        path: "".into(),
+        recursive: true,
+        hashes: true,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    let mut listed = Vec::new();
+    loop {
+        match r.read_msg().await.unwrap() {
+            Msg::ListBatch { entries } => listed.extend(entries),
+            Msg::ListEnd => break,
+            m => panic!("{m:?}"),
+        }
+    }
+    let names: Vec<_> = listed.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    assert_eq!(
+        names,
+        [
+            ("d", EntryKind::Dir),
+            ("d/big", EntryKind::File),
+            ("d/small", EntryKind::File)
+        ]
+    );
+    assert_eq!(
+        listed[2].hash.as_deref(),
+        Some(blake3::hash(&small).to_hex().as_str())
+    );
+    assert_eq!(listed[2].mode, 0o640);
+
+    // rm needs the admin password.
+    let refused = ask(
+        &mut r,
+        &mut w,
+        Msg::Remove {
+            id: 5,
+            path: "d".into(),
+            recursive: true,
+        },
+    )
+    .await;
+    assert!(
+        matches!(refused, Msg::Error { id: Some(5), .. }),
+        "{refused:?}"
+    );
+    let ok = ask(
+        &mut r,
+        &mut w,
+        Msg::Auth {
+            password: None,
+            admin_password: Some(ADMIN.into()),
+        },
+    )
+    .await;
+    assert!(matches!(ok, Msg::AuthOk { admin: true }), "{ok:?}");
+    let removed = ask(
+        &mut r,
+        &mut w,
+        Msg::Remove {
+            id: 6,
+            path: "d".into(),
+            recursive: true,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            removed,
+            Msg::Removed {
+                id: 6,
+                files: 2,
+                dirs: 1
+            }
+        ),
+        "{removed:?}"
+    );
+    assert!(s.store.file("d/big").is_none());
+}
+
+#[tokio::test]
+async fn deltas_both_ways_through_the_memory_store() {
+    let s = Server::new();
+    let old = data(2 << 20, 3);
+    let mut new = old.clone();
+    new[70_000..70_010].copy_from_slice(b"0123456789");
+    new.extend_from_slice(&data(5000, 4));
+    s.store.put_file("f", &old, 1_600_000_000);
+    let (mut r, mut w) = s.connect().await;
+
+    // Upload: the probe brings the server's signature.
+    let reply = ask(
+        &mut r,
+        &mut w,
+        Msg::Probe {
+            id: 1,
+            path: "f".into(),
+            source: Some(meta_of(&new, 1_700_000_000)),
+        },
+    )
+    .await;
+    let Msg::ProbeReply {
+        signature: true, ..
+    } = reply
+    else {
+        panic!("{reply:?}")
+    };
+    let Msg::SigReply { base, len, .. } = r.read_msg().await.unwrap() else {
+        panic!("no signature")
+    };
+    let sig = r.read_blob(len, delta::MAX_SIGNATURE).await.unwrap();
+    assert!((sig.len() as u64) < old.len() as u64 / 50);
+    let done = put(&mut r, &mut w, 2, "f", &new, None, Some((base, sig))).await;
+    assert!(matches!(done, Msg::Done { id: 2 }), "{done:?}");
+    assert_eq!(s.store.file("f").unwrap(), new);
+
+    // Download: the client's old copy is the base.
+    let (got, is_delta) = get(&mut r, &mut w, 3, "f", Some((&old, true))).await;
+    assert!(is_delta);
+    assert_eq!(got, new);
+}
+
+#[tokio::test]
+async fn a_cut_upload_resumes_and_a_download_resumes() {
+    let s = Server::new();
+    let content = data(4 << 20, 5);
+    let meta = meta_of(&content, 1_700_000_000);
+    {
+        // Cut after the first 1.5 MiB: the connection just goes away.
+        let (_r, mut w) = s.connect().await;
+        w.msg(&Msg::Put {
+            id: 1,
+            path: "f".into(),
+            meta,
+            resume: None,
+            delta_base: None,
+        })
+        .await
+        .unwrap();
+        w.data(&content[..1 << 20]).await.unwrap();
+        w.data(&content[1 << 20..(3 << 19)]).await.unwrap();
+        w.flush().await.unwrap();
+        let t = std::time::Instant::now();
+        while s.store.partial_len("f") != Some(3 << 19) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                s.store.partial_len("f")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(s.store.file("f").is_none(), "a cut upload became visible");
+    let (mut r, mut w) = s.connect().await;
+    let probe = ask(
+        &mut r,
+        &mut w,
+        Msg::Probe {
+            id: 2,
+            path: "f".into(),
+            source: Some(meta),
+        },
+    )
+    .await;
+    let Msg::ProbeReply {
+        partial: Some(p),
+        signature: false,
+        ..
+    } = probe
+    else {
+        panic!("{probe:?}")
+    };
+    assert_eq!(p.len, 3 << 19);
+    let (hash, _) = partial::hash_prefix(&mut Cursor::new(content.clone()), p.len).unwrap();
+    let resume = Resume {
+        offset: p.len,
+        prefix_hash: hash,
+    };
+    // The old session may still hold the part until its read fails.
+    let done = put(&mut r, &mut w, 3, "f", &content, Some(resume), None).await;
+    assert!(matches!(done, Msg::Done { id: 3 }), "{done:?}");
+    assert_eq!(s.store.file("f").unwrap(), content);
+
+    let (got, _) = get(&mut r, &mut w, 4, "f", Some((&content[..1 << 20], false))).await;
+    assert_eq!(got, content);
+}
