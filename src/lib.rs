@@ -5,8 +5,8 @@
 //! (`src/main.rs`, `src/cli/`) is a thin front-end that parses flags, calls
 //! into this library and renders the results.
 //!
-//! - [`model`]: the data types every layer shares (entries, notices, stats)
-//! - [`proto`]: frames, messages, byte counting
+//! - [`model`]: the plain data every layer shares (entries, notices, stats)
+//! - [`proto`]: messages and bounds; frames and chunks; byte counting
 //! - [`link`]: silence timeouts, keepalives, `--bwlimit` pacing
 //! - [`tls`]: certificates, TLS configs, fingerprint pinning
 //! - [`paths`]: the syntax of remote paths (relative, no `..`)
@@ -16,13 +16,18 @@
 //! - [`engine`]: delta, compression, resumable partial files (no network)
 //! - [`transfer`]: streaming one file with end-to-end hashing
 //! - [`server`]: accept loop, sessions, auth, request handlers
-//! - [`client`]: connecting and typed, pipelined calls
+//! - [`hub`]: the server's live state: clients, totals, chat routing
+//! - [`journal`]: the server's event log on disk
+//! - [`client`]: connecting, typed calls, pipelined upload and download
+//!   batches, chat
 //! - [`guard`]: the client's checks on what a server says
-//! - [`ops`]: put/get/ls/rm planning and reports
+//! - [`ops`]: the client commands, one file each (put, get, ls, rm, sync
+//!   plan/push/pull), and their reports
 //! - [`remote`]: `HOST:PATH` / `fts://` parsing
 //! - [`auth`]: argon2 secrets and login backoff
 //! - [`config`]: config/state directories and known_hosts
 //! - [`credstore`]: stored passwords (system keyring or a 0600 file)
+//! - [`error`]: typed errors and the exit codes they map to
 
 pub mod auth;
 pub mod client;

@@ -1,7 +1,7 @@
 //! Stored credentials: `fts login` / `fts logout` and where commands take
 //! passwords from (flag or environment, then the store, then a prompt on a
 //! terminal only). The file store is tested for real, the keyring through
-//! its mock in `src/credstore.rs`, and here the Linux kernel keyring for
+//! its mock in `src/credstore/`, and here the Linux kernel keyring for
 //! real inside a session keyring, and `auto` mode with whatever this
 //! machine offers (the file, where a process has no session keyring).
 

@@ -27,13 +27,19 @@
 //!
 //! The file is read, changed and rewritten whole; two `fts login`s racing
 //! on one machine can lose one of the two updates (last writer wins).
+//!
+//! This file holds the choice between the two and the [`CredStore`] that
+//! callers use; `system` is the keyring backend, `file` the file backend.
 
+mod file;
+mod system;
+
+use self::file::FileStore;
+use self::system::{system_entry_factory, system_keyring_name, system_probe_cleanup, KeyringStore};
 use crate::client::PasswordKind;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// The keyring service name every fts entry is stored under.
 pub const SERVICE: &str = "fts";
@@ -41,7 +47,6 @@ pub const SERVICE: &str = "fts";
 pub const ENV_STORE: &str = "FTS_CREDENTIAL_STORE";
 /// The fallback file's name inside the config directory.
 pub const FILE_NAME: &str = "credentials";
-const FILE_VERSION: u32 = 1;
 
 /// Makes the keyring entry for a keyring user name (`access@HOST:PORT`).
 /// Injectable so tests can hand in `keyring::mock` entries.
@@ -277,285 +282,6 @@ impl CredStore {
             }
         }
         Ok(removed.iter().filter(|r| **r).count())
-    }
-}
-
-/// The operating system's store, as people know it.
-fn system_keyring_name() -> &'static str {
-    if cfg!(target_os = "linux") {
-        "the Linux kernel keyring (kept in memory: forgotten at reboot)"
-    } else if cfg!(target_os = "macos") {
-        "the macOS keychain"
-    } else if cfg!(windows) {
-        "the Windows Credential Manager"
-    } else {
-        "the system keyring"
-    }
-}
-
-/// Entries in the real OS store. On platforms without a native store the
-/// `keyring` crate silently falls back to its in-memory mock, which would
-/// pass the probe and then forget everything at exit, so those platforms
-/// get no keyring at all.
-fn system_entry_factory() -> EntryFactory {
-    if cfg!(any(target_os = "linux", target_os = "macos", windows)) {
-        Box::new(|user| keyring::Entry::new(SERVICE, user))
-    } else {
-        Box::new(|_| {
-            Err(keyring::Error::NoStorageAccess(
-                "no system keyring support on this platform".into(),
-            ))
-        })
-    }
-}
-
-/// A failed probe can leave its key behind where keyring-rs cannot delete
-/// it. Seen on headless Linux (a process without a session keyring, as
-/// under cron, CI or a container): keyring-rs adds the key to the user
-/// session keyring, then asking for the persistent keyring gives the
-/// process a new session keyring of its own, so the key is no longer
-/// "possessed" and every search for it (which reading and deleting start
-/// with) is denied; keyring-rs reports `NoEntry`. The keyring the key went
-/// into still lets its owner unlink keys, and an unlinked key is collected
-/// by the kernel. Without this every login on such a machine would leak one
-/// key into the user's small key quota (200 keys by default).
-#[cfg(target_os = "linux")]
-fn system_probe_cleanup(entry: &keyring::Entry) {
-    use keyring::keyutils::KeyutilsCredential;
-    let Some(cred) = entry.get_credential().downcast_ref::<KeyutilsCredential>() else {
-        return;
-    };
-    for ring in std::iter::once(cred.session).chain(cred.persistent) {
-        let Ok(links) = ring.get_links(4096) else {
-            continue;
-        };
-        for key in links.iter().filter_map(|n| n.as_key()) {
-            if key
-                .metadata()
-                .is_ok_and(|m| m.get_description() == cred.description)
-            {
-                let _ = ring.unlink_key(key);
-            }
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn system_probe_cleanup(_entry: &keyring::Entry) {}
-
-fn keyring_error(e: keyring::Error) -> Error {
-    Error::other(format!("system keyring: {e}"))
-}
-
-/// The keyring backend. Entries are made once per user name and reused:
-/// the mock store keeps a secret only inside its `Entry`, and reuse costs
-/// nothing with the real stores.
-struct KeyringStore {
-    factory: EntryFactory,
-    entries: Mutex<HashMap<String, Arc<keyring::Entry>>>,
-    /// Removes what a failed probe (given its entry) may have left in the
-    /// real store; a no-op for injected factories.
-    after_failed_probe: fn(&keyring::Entry),
-}
-
-impl KeyringStore {
-    fn new(factory: EntryFactory) -> KeyringStore {
-        KeyringStore {
-            factory,
-            entries: Mutex::new(HashMap::new()),
-            after_failed_probe: |_| {},
-        }
-    }
-
-    fn entry(&self, user: &str) -> keyring::Result<Arc<keyring::Entry>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = entries.get(user) {
-            return Ok(e.clone());
-        }
-        let e = Arc::new((self.factory)(user)?);
-        entries.insert(user.to_string(), e.clone());
-        Ok(e)
-    }
-
-    /// Writes, reads back and deletes a throw-away entry; the error says
-    /// which step failed.
-    fn probe(&self) -> std::result::Result<(), String> {
-        let user = format!("fts-probe-{}", crate::fsutil::random_hex(8));
-        let secret = crate::fsutil::random_hex(16);
-        let entry = self
-            .entry(&user)
-            .map_err(|e| format!("cannot open an entry: {e}"))?;
-        let result = (|| {
-            entry
-                .set_password(&secret)
-                .map_err(|e| format!("cannot store a test entry: {e}"))?;
-            match entry.get_password() {
-                Ok(p) if p == secret => {}
-                Ok(_) => return Err("a test entry read back different".to_string()),
-                Err(e) => return Err(format!("a test entry could not be read back: {e}")),
-            }
-            entry
-                .delete_credential()
-                .map_err(|e| format!("cannot delete a test entry: {e}"))
-        })();
-        if result.is_err() {
-            // Best effort: do not leave the probe entry behind.
-            let _ = entry.delete_credential();
-            (self.after_failed_probe)(&entry);
-        }
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&user);
-        result
-    }
-
-    fn get(&self, user: &str) -> Result<Option<String>> {
-        match self.entry(user).and_then(|e| e.get_password()) {
-            Ok(p) => Ok(Some(p)),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(keyring_error(e)),
-        }
-    }
-
-    fn set(&self, user: &str, password: &str) -> Result<()> {
-        self.entry(user)
-            .and_then(|e| e.set_password(password))
-            .map_err(keyring_error)
-    }
-
-    /// Whether there was an entry to delete.
-    fn delete(&self, user: &str) -> Result<bool> {
-        match self.entry(user).and_then(|e| e.delete_credential()) {
-            Ok(()) => Ok(true),
-            Err(keyring::Error::NoEntry) => Ok(false),
-            Err(e) => Err(keyring_error(e)),
-        }
-    }
-}
-
-/// The file's contents: `{"version":1,"servers":{"HOST:PORT":{"access":…,"admin":…}}}`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct FileData {
-    version: u32,
-    servers: BTreeMap<String, ServerPasswords>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ServerPasswords {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    access: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    admin: Option<String>,
-}
-
-impl ServerPasswords {
-    fn slot(&mut self, kind: PasswordKind) -> &mut Option<String> {
-        match kind {
-            PasswordKind::Access => &mut self.access,
-            PasswordKind::Admin => &mut self.admin,
-        }
-    }
-}
-
-/// The file backend.
-struct FileStore {
-    path: PathBuf,
-}
-
-impl FileStore {
-    fn load(&self) -> Result<FileData> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(FileData {
-                    version: FILE_VERSION,
-                    ..FileData::default()
-                })
-            }
-            Err(e) => return Err(Error::local_io(&self.path, e)),
-        };
-        let data: FileData = serde_json::from_str(&text).map_err(|e| {
-            Error::other(format!(
-                "{}: not a valid credentials file ({e}); remove it and log in again",
-                self.path.display()
-            ))
-        })?;
-        if data.version != FILE_VERSION {
-            return Err(Error::other(format!(
-                "{}: credentials file version {} is not supported (this fts reads version {FILE_VERSION})",
-                self.path.display(),
-                data.version
-            )));
-        }
-        Ok(data)
-    }
-
-    /// Writes atomically with mode 0600; an empty store removes the file.
-    fn save(&self, data: &FileData) -> Result<()> {
-        if data.servers.is_empty() {
-            return match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::local_io(&self.path, e))
-                }
-                _ => Ok(()),
-            };
-        }
-        if let Some(dir) = self.path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::local_io(dir, e))?;
-        }
-        let mut json = serde_json::to_vec_pretty(data)
-            .map_err(|e| Error::other(format!("cannot encode credentials: {e}")))?;
-        json.push(b'\n');
-        crate::fsutil::write_private(&self.path, &json)
-    }
-
-    fn get(&self, server: &str, kind: PasswordKind) -> Result<Option<String>> {
-        let mut data = self.load()?;
-        Ok(data
-            .servers
-            .get_mut(server)
-            .and_then(|s| s.slot(kind).take()))
-    }
-
-    fn set(&self, server: &str, kind: PasswordKind, password: &str) -> Result<()> {
-        let mut data = self.load()?;
-        *data
-            .servers
-            .entry(server.to_string())
-            .or_default()
-            .slot(kind) = Some(password.to_string());
-        self.save(&data)
-    }
-
-    /// Removes `kinds` for `server`; returns the kinds that were there.
-    /// Does not create or rewrite the file when nothing changes.
-    fn remove(&self, server: &str, kinds: &[PasswordKind]) -> Result<Vec<PasswordKind>> {
-        if !self.path.exists() {
-            return Ok(Vec::new());
-        }
-        let mut data = self.load()?;
-        let Some(entry) = data.servers.get_mut(server) else {
-            return Ok(Vec::new());
-        };
-        let removed: Vec<PasswordKind> = kinds
-            .iter()
-            .copied()
-            .filter(|k| entry.slot(*k).take().is_some())
-            .collect();
-        if removed.is_empty() {
-            return Ok(removed);
-        }
-        if entry.access.is_none() && entry.admin.is_none() {
-            data.servers.remove(server);
-        }
-        self.save(&data)?;
-        Ok(removed)
     }
 }
 
