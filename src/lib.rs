@@ -15,9 +15,9 @@
 //! - [`fsutil`]: atomic writes, metadata, directory walks
 //! - [`engine`]: delta, compression, resumable partial files (no network)
 //! - [`transfer`]: streaming one file with end-to-end hashing
-//! - [`server`]: accept loop, sessions, auth, request handlers
-//! - [`hub`]: the server's live state: clients, totals, chat routing
-//! - [`journal`]: the server's event log on disk
+//! - [`server`]: accept loop and TLS, then rooms: sessions and dispatch,
+//!   share requests, admin and chat, events, the hub (live state, totals,
+//!   chat routing), the journal (event log on disk), the web side
 //! - [`client`]: connecting, typed calls, pipelined upload and download
 //!   batches, chat
 //! - [`guard`]: the client's checks on what a server says
