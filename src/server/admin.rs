@@ -3,6 +3,7 @@
 
 use super::session::{Session, Writer};
 use super::LogEvent;
+use super::Shared;
 use crate::error::{Error, Result};
 use crate::model::{Notice, NoticeKind};
 use crate::proto::{AdminAction, Msg};
@@ -98,44 +99,24 @@ impl Session {
             return w.msg(&Msg::error(None, &e)).await;
         }
         let me = format!("admin ({})", self.live.name());
-        let result: Result<(Msg, String)> = match action {
-            AdminAction::Clients => Ok((
-                Msg::StatsReply {
-                    stats: Box::new(self.hub().stats()),
-                },
-                String::new(),
-            )),
-            AdminAction::Kick { client, reason } => {
-                let reason = if reason.trim().is_empty() {
-                    "no reason given".to_string()
-                } else {
-                    reason
-                };
-                self.hub()
-                    .kick(client, &reason)
-                    .map(|()| (Msg::AdminOk { clients: 1 }, reason))
-            }
+        let result: Result<Msg> = match action {
+            AdminAction::Clients => Ok(Msg::StatsReply {
+                stats: Box::new(self.hub().stats()),
+            }),
+            AdminAction::Kick { client, reason } => self
+                .shared
+                .kick(self.id, client, &reason, None)
+                .map(|n| Msg::AdminOk { clients: n }),
             AdminAction::Warn { client, text } => self
-                .hub()
-                .warn(client, &text, &me)
-                .map(|n| (Msg::AdminOk { clients: n }, text)),
+                .shared
+                .warn(self.id, client, &text, &me, None)
+                .map(|n| Msg::AdminOk { clients: n }),
             AdminAction::Log { since_s, category } => {
                 return self.export_log(w, since_s, category).await;
             }
         };
         match result {
-            Ok((reply, detail)) => {
-                if name != "clients" {
-                    self.log(LogEvent::Admin {
-                        client: self.id,
-                        action: name.into(),
-                        target,
-                        ok: true,
-                        detail: crate::model::printable(&detail, 200),
-                    });
-                }
-                w.msg(&reply).await
-            }
+            Ok(reply) => w.msg(&reply).await,
             Err(e) => w.msg(&Msg::error(None, &e)).await,
         }
     }
@@ -225,5 +206,61 @@ impl Session {
             }
             Err(e) => Msg::error(Some(id), &e),
         }
+    }
+}
+
+/// The one way to kick or warn, for fts admins and the web's admin page
+/// alike: the action, then its `Admin` event in the log. `via` names the
+/// route when it is not the fts protocol (`"web"`).
+impl Shared {
+    pub(super) fn kick(
+        &self,
+        by: u64,
+        client: u64,
+        reason: &str,
+        via: Option<&str>,
+    ) -> Result<u64> {
+        let reason = if reason.trim().is_empty() {
+            "no reason given"
+        } else {
+            reason
+        };
+        self.hub.kick(client, reason)?;
+        self.admin_done(by, "kick", Some(client), reason, via);
+        Ok(1)
+    }
+
+    pub(super) fn warn(
+        &self,
+        by: u64,
+        client: Option<u64>,
+        text: &str,
+        from: &str,
+        via: Option<&str>,
+    ) -> Result<u64> {
+        let n = self.hub.warn(client, text, from)?;
+        self.admin_done(by, "warn", client, text, via);
+        Ok(n)
+    }
+
+    fn admin_done(
+        &self,
+        by: u64,
+        action: &str,
+        target: Option<u64>,
+        detail: &str,
+        via: Option<&str>,
+    ) {
+        let detail = match via {
+            Some(v) => format!("{v}: {detail}"),
+            None => detail.to_string(),
+        };
+        self.log(LogEvent::Admin {
+            client: by,
+            action: action.into(),
+            target,
+            ok: true,
+            detail: crate::model::printable(&detail, 200),
+        });
     }
 }

@@ -225,13 +225,7 @@ pub(super) async fn kick(
         Ok(l) => l,
         Err(r) => return r.into_response(),
     };
-    let reason = if k.reason.trim().is_empty() {
-        "no reason given".to_string()
-    } else {
-        k.reason
-    };
-    let r = c.shared.hub.kick(k.id, &reason).map(|()| 1);
-    done(&c, &live, "kick", Some(k.id), &reason, r)
+    answer(c.shared.kick(live.id, k.id, &k.reason, Some("web")))
 }
 
 #[derive(Deserialize)]
@@ -250,30 +244,16 @@ pub(super) async fn warn(
         Ok(l) => l,
         Err(r) => return r.into_response(),
     };
-    let r = c.shared.hub.warn(w.id, &w.text, "admin (web)");
-    done(&c, &live, "warn", w.id, &w.text, r)
+    answer(
+        c.shared
+            .warn(live.id, w.id, &w.text, "admin (web)", Some("web")),
+    )
 }
 
-/// Logs an admin action's outcome and answers `{"clients": n}`.
-fn done(
-    c: &Conn,
-    live: &Live,
-    action: &str,
-    target: Option<u64>,
-    detail: &str,
-    r: crate::error::Result<u64>,
-) -> Response {
+/// `{"clients": n}`, or the error.
+fn answer(r: crate::error::Result<u64>) -> Response {
     match r {
-        Ok(n) => {
-            c.shared.log(LogEvent::Admin {
-                client: live.id,
-                action: action.into(),
-                target,
-                ok: true,
-                detail: crate::model::printable(&format!("web: {detail}"), 200),
-            });
-            Json(serde_json::json!({ "clients": n })).into_response()
-        }
+        Ok(n) => Json(serde_json::json!({ "clients": n })).into_response(),
         Err(e) => error_response(&e),
     }
 }
