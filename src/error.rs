@@ -24,7 +24,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The process exit code for this kind (DESIGN.md §2).
+    /// The process exit code for this kind (the table in README.md, "Exit
+    /// codes").
     pub fn exit_code(self) -> i32 {
         match self {
             ErrorKind::Other => 1,

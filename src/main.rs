@@ -3,8 +3,8 @@
 mod cli;
 
 fn main() {
-    // One crypto provider for the whole process (DESIGN.md §4: two enabled
-    // providers make rustls panic when a config is built without one).
+    // One crypto provider for the whole process: with two enabled in the
+    // dependency tree, rustls panics when a config is built without one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::process::exit(cli::main());
 }
