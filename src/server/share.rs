@@ -60,19 +60,20 @@ impl Session {
     ) -> Result<()> {
         let store = self.opts().store.clone();
         let rel_s = rel.to_string();
-        // Walking (and hashing) a big tree is blocking work.
-        let listing =
-            tokio::task::spawn_blocking(move || listing(&*store, &rel_s, recursive, hashes))
-                .await
-                .map_err(|e| Error::other(format!("listing failed: {e}")))?;
-        let entries = match listing {
-            Ok(v) => v,
-            Err(e) => return w.msg(&Msg::error(None, &e)).await,
-        };
+        // Walking (and hashing) a big tree is blocking work; entries come
+        // through a short channel and go out in batches as they come, so
+        // a huge tree costs the server one batch of memory, not the tree.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::model::Entry>(1024);
+        let walker = tokio::task::spawn_blocking(move || {
+            store.list(&rel_s, recursive, hashes, &mut |e| {
+                tx.blocking_send(e)
+                    .map_err(|_| Error::other("listing cancelled"))
+            })
+        });
         // Batches stay well under MAX_CONTROL: paths are at most MAX_PATH.
         let mut batch = Vec::new();
         let mut bytes = 0;
-        for e in entries {
+        while let Some(e) = rx.recv().await {
             bytes += e.path.len() + e.target.as_ref().map_or(0, |t| t.len()) + 200;
             batch.push(e);
             if bytes > 24 * 1024 {
@@ -83,8 +84,14 @@ impl Session {
                 bytes = 0;
             }
         }
+        let walked = walker
+            .await
+            .map_err(|e| Error::other(format!("listing failed: {e}")))?;
         if !batch.is_empty() {
             w.msg(&Msg::ListBatch { entries: batch }).await?;
+        }
+        if let Err(e) = walked {
+            return w.msg(&Msg::error(None, &e)).await;
         }
         w.msg(&Msg::ListEnd).await
     }
