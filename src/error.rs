@@ -21,6 +21,11 @@ pub enum ErrorKind {
     Partial,
     /// The server's admin disconnected this client (`fts admin kick`).
     Kicked,
+    /// Ctrl-C (SIGINT) stopped the command.
+    Interrupted,
+    /// Whoever read our output went away (`fts admin log | head -1`): a
+    /// quiet success, as for other Unix tools.
+    OutputClosed,
 }
 
 impl ErrorKind {
@@ -38,6 +43,8 @@ impl ErrorKind {
             ErrorKind::Integrity => 8,
             ErrorKind::Partial => 9,
             ErrorKind::Kicked => 10,
+            ErrorKind::Interrupted => 130,
+            ErrorKind::OutputClosed => 0,
         }
     }
 
@@ -53,6 +60,8 @@ impl ErrorKind {
             ErrorKind::Integrity => "integrity",
             ErrorKind::Partial => "partial",
             ErrorKind::Kicked => "kicked",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::OutputClosed => "output_closed",
         }
     }
 }
@@ -108,6 +117,13 @@ impl Error {
             ErrorKind::Kicked,
             format!("disconnected by the server's admin: {reason}"),
         )
+    }
+    /// A failed write of the command's output to stdout.
+    pub fn stdout(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Self::new(ErrorKind::OutputClosed, "stdout was closed");
+        }
+        Self::other(format!("writing to stdout: {e}"))
     }
     pub fn protocol(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Other, format!("protocol error: {}", m.into()))
@@ -197,6 +213,8 @@ mod tests {
             (ErrorKind::Integrity, 8),
             (ErrorKind::Partial, 9),
             (ErrorKind::Kicked, 10),
+            (ErrorKind::Interrupted, 130),
+            (ErrorKind::OutputClosed, 0),
         ];
         for (k, c) in table {
             assert_eq!(k.exit_code(), c, "{k}");

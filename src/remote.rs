@@ -3,8 +3,18 @@
 //! `fts://[::1]:PORT/PATH`. Anything else is local; a local path that
 //! contains `:` is written `./a:b` (a colon after the first `/` is never a
 //! host separator, as in scp).
+//!
+//! `HOST:7390:` and `HOST:7390` look like a port after the host and are
+//! refused (scp would copy to a file named `7390:` on the default port);
+//! the port goes in a URL, `fts://HOST:7390/`, and a remote file whose
+//! name is all digits is written `HOST:./7390`. The path of an `fts://`
+//! URL is percent-decoded (`new%20name.txt`).
 
 use crate::error::{Error, Result};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// What the path of an `fts://` URL shows encoded (so that it parses back).
+const URL_PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'#').add(b'?');
 
 /// The port `fts serve` listens on and clients dial when none is given.
 pub const DEFAULT_PORT: u16 = 7387;
@@ -38,7 +48,8 @@ impl Remote {
 
 impl std::fmt::Display for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "fts://{}/{}", self.host_port(), self.path)
+        let path = utf8_percent_encode(&self.path, URL_PATH);
+        write!(f, "fts://{}/{path}", self.host_port())
     }
 }
 
@@ -63,6 +74,7 @@ pub fn parse_location(s: &str) -> Result<Location> {
             .strip_prefix(':')
             .ok_or_else(|| Error::usage(format!("'{s}': expected ':' after ']'")))?;
         check_host(host, s)?;
+        check_not_port(s, &format!("[{host}]"), path)?;
         return Ok(Location::Remote(Remote {
             host: host.to_string(),
             port: DEFAULT_PORT,
@@ -73,6 +85,7 @@ pub fn parse_location(s: &str) -> Result<Location> {
         (Some(c), slash) if slash.is_none_or(|sl| c < sl) && c > 0 => {
             let host = &s[..c];
             check_host(host, s)?;
+            check_not_port(s, host, &s[c + 1..])?;
             Ok(Location::Remote(Remote {
                 host: host.to_string(),
                 port: DEFAULT_PORT,
@@ -91,6 +104,23 @@ pub fn parse_remote(s: &str) -> Result<Remote> {
             "'{s}' is not a remote location (expected HOST:PATH or fts://HOST[:PORT]/PATH)"
         ))),
     }
+}
+
+/// Refuses a scp-style path that starts with a port number (`7390` or
+/// `7390:…`): almost always `HOST:PORT` typed where a URL was meant.
+fn check_not_port(whole: &str, host: &str, path: &str) -> Result<()> {
+    let (head, rest) = match path.split_once(':') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    let rest = rest.unwrap_or("");
+    Err(Error::usage(format!(
+        "'{whole}' looks like HOST:PORT; a port goes in a URL: fts://{host}:{head}/{rest} \
+         (for a remote file named '{head}', write {host}:./{head})"
+    )))
 }
 
 fn check_host(host: &str, whole: &str) -> Result<()> {
@@ -131,6 +161,9 @@ fn parse_url(rest: &str, whole: &str) -> Result<Remote> {
         }
     };
     check_host(host, whole)?;
+    let path = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Error::usage(format!("'{whole}': the path is not UTF-8 once decoded")))?;
     let port = match port {
         None => DEFAULT_PORT,
         Some(p) => p
@@ -224,6 +257,48 @@ mod tests {
             };
             assert_eq!(parse_remote(&r.to_string()).unwrap(), r, "{s}");
         }
+    }
+
+    #[test]
+    fn port_looking_paths_are_refused() {
+        for s in [
+            "localhost:7390:",
+            "localhost:7399",
+            "h:22:dir/x",
+            "[::1]:7387:",
+        ] {
+            let e = parse_location(s).unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::Usage, "{s}");
+            assert!(e.message.contains("fts://"), "{s}: {}", e.message);
+        }
+        assert_eq!(
+            parse_location("h:./7390").unwrap(),
+            r("h", DEFAULT_PORT, "./7390")
+        );
+        assert_eq!(
+            parse_location("h:7390x").unwrap(),
+            r("h", DEFAULT_PORT, "7390x")
+        );
+        assert!(parse_location("localhost:7390:")
+            .unwrap_err()
+            .message
+            .contains("fts://localhost:7390/"));
+    }
+
+    #[test]
+    fn url_paths_are_percent_decoded_and_shown_encoded() {
+        let x = parse_remote("fts://h:9/new%20name.txt").unwrap();
+        assert_eq!(x.path, "new name.txt");
+        assert_eq!(x.to_string(), "fts://h:9/new%20name.txt");
+        assert_eq!(parse_remote("fts://h/%C3%BC").unwrap().path, "ü");
+        assert_eq!(parse_remote("fts://h/100%25").unwrap().path, "100%");
+        assert!(parse_remote("fts://h/%FF").is_err());
+        let odd = Remote {
+            host: "h".into(),
+            port: 5,
+            path: "a b%c#d?e".into(),
+        };
+        assert_eq!(parse_remote(&odd.to_string()).unwrap(), odd);
     }
 
     #[test]

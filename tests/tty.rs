@@ -382,7 +382,7 @@ fn progress_bars_only_on_a_terminal() {
     wire.set_slow(false);
     let (code, screen) = t.finish();
     assert_eq!(code, 0, "{screen}");
-    assert!(screen.contains("1 of 1 files transferred"), "{screen}");
+    assert!(screen.contains("1 of 1 file transferred"), "{screen}");
     // The bar is cleared when the transfer ends; only the summary stays.
     assert!(
         !has_bar_traces(&screen),
@@ -413,7 +413,7 @@ fn progress_bars_only_on_a_terminal() {
         wire.set_slow(false);
         let (code, screen) = t.finish();
         assert_eq!(code, 0, "{command}:\n{screen}");
-        assert!(screen.contains("1 of 1 files transferred"), "{screen}");
+        assert!(screen.contains("1 of 1 file transferred"), "{screen}");
         let recorded = t.recording();
         assert!(
             !has_bar_traces(&recorded),

@@ -131,10 +131,7 @@ pub async fn run(g: &Global, out: &Output, cmd: AdminCommand) -> Result<()> {
         AdminCommand::Log(a) => {
             let csv = a.format == LogFormat::Csv;
             let mut so = std::io::stdout().lock();
-            let mut put = |line: String| {
-                so.write_all(line.as_bytes())
-                    .map_err(|e| Error::other(format!("writing the log: {e}")))
-            };
+            let mut put = |line: String| so.write_all(line.as_bytes()).map_err(Error::stdout);
             if csv {
                 put(csv_line(&CSV_HEADER.map(String::from)))?;
             }

@@ -61,7 +61,7 @@ fn print_line(s: &str) -> Result<()> {
     let mut so = std::io::stdout().lock();
     writeln!(so, "{s}")
         .and_then(|_| so.flush())
-        .map_err(|e| Error::other(format!("writing to stdout: {e}")))
+        .map_err(Error::stdout)
 }
 
 pub async fn run(g: &Global, out: &Output, a: ChatArgs) -> Result<()> {

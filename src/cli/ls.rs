@@ -31,6 +31,9 @@ struct LsEntry {
     is_dir: bool,
     kind: EntryKind,
     mode: String,
+    /// A symlink's target, as `ls -l` shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
 }
 
 fn mode_string(kind: EntryKind, mode: u32) -> String {
@@ -62,6 +65,7 @@ pub async fn run(g: &Global, out: &Output, a: LsArgs) -> Result<()> {
                 mode: format!("{:04o}", e.mode),
                 size: e.size,
                 kind: e.kind,
+                target: e.target,
                 path: e.path,
             })
             .collect();
@@ -76,12 +80,15 @@ pub async fn run(g: &Global, out: &Output, a: LsArgs) -> Result<()> {
         };
         if a.long {
             let t = rfc3339(e.mtime);
+            let link = match (&e.kind, &e.target) {
+                (EntryKind::Symlink, Some(to)) => format!(" -> {to}"),
+                _ => String::new(),
+            };
             out.line(&format!(
-                "{} {:>12} {} {}",
+                "{} {:>12} {} {name}{link}",
                 mode_string(e.kind, e.mode),
                 e.size,
                 t,
-                name
             ));
         } else {
             out.line(&name);

@@ -122,7 +122,8 @@ pub fn main() -> i32 {
         Ok(rt) => rt,
         Err(e) => return out.error(&Error::other(format!("cannot start runtime: {e}"))),
     };
-    let result = rt.block_on(async {
+    let serving = matches!(cli.command, Command::Serve(_));
+    let work = async {
         match cli.command {
             Command::Serve(a) => serve::run(&cli.global, &out, a).await,
             Command::Put(a) => put::run(&cli.global, &out, a).await,
@@ -136,6 +137,19 @@ pub fn main() -> i32 {
             Command::Login(a) => login::run(&cli.global, &out, a).await,
             Command::Logout(a) => logout::run(&cli.global, &out, a).await,
             Command::GenerateDocs(a) => docs::run(a),
+        }
+    };
+    let result = rt.block_on(async {
+        if serving {
+            // The server stops gracefully on SIGINT by itself.
+            return work.await;
+        }
+        tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => Err(Error::new(
+                fts::ErrorKind::Interrupted,
+                "interrupted (Ctrl-C); a transfer that was cut resumes when run again",
+            )),
         }
     });
     // Do not wait for blocking file threads of a failed transfer.

@@ -57,6 +57,9 @@ impl Output {
     /// Reports an error and returns its exit code.
     pub fn error(&self, e: &Error) -> i32 {
         let code = e.kind.exit_code();
+        if e.kind == fts::ErrorKind::OutputClosed {
+            return code;
+        }
         if self.json {
             let v = serde_json::json!({"error": {"kind": e.kind, "message": e.message, "exit_code": code}});
             eprintln!("{v}");
@@ -79,8 +82,16 @@ impl Output {
             // A lone failure is reported once, as the command's error.
             if r.errors.len() > 1 || r.files_transferred > 0 {
                 for e in &r.errors {
-                    eprintln!("fts: {}: {}", e.path, e.message);
+                    eprintln!("fts: {}", failure_line(e));
                 }
+            }
+            // When nothing moved and everything failed (a local error, a
+            // missing source), the error says it all: no summary first.
+            let all_failed = r.files_transferred == 0
+                && !r.errors.is_empty()
+                && r.errors.len() as u64 >= r.files_total;
+            if all_failed && !r.dry_run && r.files_deleted == 0 {
+                return;
             }
             if let Some(files) = (!r.files.is_empty()).then_some(&r.files) {
                 for f in files {
@@ -89,11 +100,7 @@ impl Output {
                     self.line(&format!("{what:>7} {}", f.path));
                 }
             }
-            let rate = if r.elapsed_s > 0.0 {
-                r.bytes_transferred as f64 / r.elapsed_s
-            } else {
-                0.0
-            };
+            let rate = run_rate(r);
             let mut extra = Vec::new();
             if r.files_skipped > 0 {
                 extra.push(format!("{} unchanged", r.files_skipped));
@@ -110,10 +117,10 @@ impl Output {
                 format!(" ({})", extra.join(", "))
             };
             self.line(&format!(
-                "{}{} of {} files {}{extra}, {} in {:.2}s ({}/s)",
+                "{}{} of {} {}{extra}, {} in {:.2}s ({}/s)",
                 if r.dry_run { "dry run: " } else { "" },
                 r.files_transferred,
-                r.files_total,
+                count(r.files_total, "file"),
                 if r.dry_run {
                     "would be transferred"
                 } else {
@@ -311,7 +318,7 @@ pub fn stats_text(s: &Stats, with_clients: bool) -> String {
     let t = &s.totals;
     let mut out = format!(
         "fts {} serving {} ({}), up {}, {} of {} clients connected\n\
-         sent {} in {} files, received {} in {} files\n\
+         sent {} in {}, received {} in {}\n\
          saved {} by delta, {} by compression; {} connections, {} failed logins\n",
         v.version,
         v.root,
@@ -324,9 +331,9 @@ pub fn stats_text(s: &Stats, with_clients: bool) -> String {
         v.clients_connected,
         v.max_clients,
         HumanBytes(t.bytes_sent),
-        t.files_sent,
+        count(t.files_sent, "file"),
         HumanBytes(t.bytes_received),
-        t.files_received,
+        count(t.files_received, "file"),
         HumanBytes(t.saved_by_delta_bytes),
         HumanBytes(t.saved_by_compression_bytes),
         t.connections,
@@ -337,4 +344,58 @@ pub fn stats_text(s: &Stats, with_clients: bool) -> String {
         out.push_str(&clients_text(s));
     }
     out
+}
+
+/// Bytes per second this run moved: a resumed prefix was not sent again,
+/// so it does not count.
+fn run_rate(r: &TransferReport) -> f64 {
+    if r.elapsed_s > 0.0 {
+        r.bytes_transferred.saturating_sub(r.resumed_bytes) as f64 / r.elapsed_s
+    } else {
+        0.0
+    }
+}
+
+/// `1 file`, `2 files`, `1 directory`, `0 directories`.
+pub fn count(n: u64, what: &str) -> String {
+    match (n, what.strip_suffix('y')) {
+        (1, _) => format!("{n} {what}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {what}s"),
+    }
+}
+
+/// One failed path for people: its message, prefixed with the path only
+/// when the message does not name it already.
+pub fn failure_line(e: &fts::ops::FileError) -> String {
+    if e.message.contains(&e.path) {
+        e.message.clone()
+    } else {
+        format!("{}: {}", e.path, e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_leaves_out_resumed_bytes() {
+        let r = TransferReport {
+            bytes_transferred: 300,
+            resumed_bytes: 200,
+            elapsed_s: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(run_rate(&r), 50.0);
+    }
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(2, "file"), "2 files");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(1, "directory"), "1 directory");
+        assert_eq!(count(3, "directory"), "3 directories");
+    }
 }

@@ -31,11 +31,12 @@ pub async fn run(g: &Global, out: &Output, a: RmArgs) -> Result<()> {
         out.json(&report);
     } else {
         for e in &report.errors {
-            eprintln!("fts: {}: {}", e.path, e.message);
+            eprintln!("fts: {}", super::output::failure_line(e));
         }
         out.line(&format!(
-            "removed {} files, {} directories",
-            report.files_deleted, report.dirs_deleted
+            "removed {}, {}",
+            super::output::count(report.files_deleted, "file"),
+            super::output::count(report.dirs_deleted, "directory")
         ));
     }
     report.status()

@@ -120,14 +120,24 @@ impl Client {
                     } else {
                         known_hosts.path().display().to_string()
                     };
+                    // Where the expectation came from decides the advice.
+                    let fix = if explicit.is_some() {
+                        "Check the fingerprint you passed with --fingerprint against the server's \
+                         (`fts serve` prints it when it starts)."
+                            .to_string()
+                    } else {
+                        format!(
+                            "If you trust the new certificate, remove the line for {server} from {} \
+                             or pass --fingerprint {got}.",
+                            known_hosts.path().display()
+                        )
+                    };
                     return Err(Error::tls(format!(
                         "SERVER IDENTITY MISMATCH for {server}\n  \
                          expected ({source}): {expected}\n  \
                          presented by server: {got}\n\
                          Someone may be intercepting the connection, or the server's certificate was replaced.\n\
-                         Nothing was transferred. If you trust the new certificate, remove the line for {server} \
-                         from {} or pass --fingerprint {got}.",
-                        known_hosts.path().display()
+                         Nothing was transferred. {fix}"
                     )));
                 }
                 return Err(match e.kind() {

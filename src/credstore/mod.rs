@@ -183,7 +183,7 @@ impl CredStore {
                 file_reason: None,
             }),
             Err(why) if self.selection == Selection::Auto => {
-                Ok(file(format!("no working system keyring ({why})")))
+                Ok(file(format!("no working system keyring: {why}")))
             }
             Err(why) => Err(Error::other(format!(
                 "{ENV_STORE}=keyring, but the system keyring does not work: {why}"

@@ -111,19 +111,23 @@ impl KeyringStore {
         let secret = crate::fsutil::random_hex(16);
         let entry = self
             .entry(&user)
-            .map_err(|e| format!("cannot open an entry: {e}"))?;
+            .map_err(|e| format!("it cannot open an entry (the keyring says: {e})"))?;
         let result = (|| {
-            entry
-                .set_password(&secret)
-                .map_err(|e| format!("cannot store a test entry: {e}"))?;
+            entry.set_password(&secret).map_err(|e| {
+                format!("it refused to store a test secret (the keyring says: {e})")
+            })?;
             match entry.get_password() {
                 Ok(p) if p == secret => {}
-                Ok(_) => return Err("a test entry read back different".to_string()),
-                Err(e) => return Err(format!("a test entry could not be read back: {e}")),
+                Ok(_) => return Err("a test secret read back different".to_string()),
+                Err(e) => {
+                    return Err(format!(
+                        "a test secret could not be read back (the keyring says: {e})"
+                    ))
+                }
             }
             entry
                 .delete_credential()
-                .map_err(|e| format!("cannot delete a test entry: {e}"))
+                .map_err(|e| format!("a test secret could not be deleted (the keyring says: {e})"))
         })();
         if result.is_err() {
             // Best effort: do not leave the probe entry behind.
