@@ -173,6 +173,10 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => fts::config::state_dir()?,
     };
+    // One server per state directory: a second one would overwrite the
+    // first one's totals and interleave their event logs. Held until this
+    // function returns; the kernel drops it if the process dies.
+    let _lock = fts::config::StateLock::acquire(&state_dir)?;
     let identity = match (&a.cert, &a.key) {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
         _ => Identity::load_or_create(&state_dir)?,

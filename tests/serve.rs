@@ -1,0 +1,103 @@
+//! Starting `fts serve` and what a new user sees of it (issue 15): one
+//! server per state directory, a busy port, the banner, plain `http://` on
+//! the TLS port, and failed downloads in the event log.
+
+mod common;
+
+use common::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// `fts serve ROOT --listen 127.0.0.1:0 EXTRA...` with server HOME `home`,
+/// run to its end (it is expected to refuse to start).
+fn serve_fails(root: &std::path::Path, home: &std::path::Path, extra: &[&str]) -> Out {
+    let mut c = fts_cmd(home);
+    c.arg("serve").arg(root).args(extra);
+    if !extra.contains(&"--listen") {
+        c.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must give up by itself, at once.
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the second server kept running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_second_server_on_one_state_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let mut first = Server::start(&a, &home, &[]);
+    let state = home.join(".local/state/fts");
+    assert_eq!(
+        std::fs::read_to_string(state.join("lock")).unwrap().trim(),
+        first.pid().to_string()
+    );
+
+    // Another share, same state directory: refused before it listens,
+    // naming the owner, exit 1; as JSON too.
+    let out = serve_fails(&b, &home, &[]);
+    out.code(1);
+    let pid = format!("PID {}", first.pid());
+    assert!(
+        out.stderr.contains(&pid) && out.stderr.contains("state directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    let out = serve_fails(&b, &home, &["--json"]);
+    out.code(1);
+    assert_eq!(out.err_json()["error"]["kind"], "other");
+    assert!(out.err_message().contains(&pid), "{}", out.stderr);
+    // The same directory named by --state-dir or FTS_STATE_DIR is the same
+    // directory.
+    let other_home = tmp.path().join("other-home");
+    let out = serve_fails(&b, &other_home, &["--state-dir", state.to_str().unwrap()]);
+    out.code(1);
+    assert!(out.stderr.contains(&pid), "{}", out.stderr);
+    // A state directory of its own is fine.
+    let second = Server::start(&b, &other_home, &[]);
+    drop(second);
+
+    // The first server's totals are its own: an upload is counted once the
+    // refused starts are gone.
+    let c = Client::new();
+    let f = tmp.path().join("f.bin");
+    random_file(&f, 300_000, 1);
+    c.run(&["put", f.to_str().unwrap(), &first.url("")]).ok();
+    first.terminate();
+    let totals: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("totals.json")).unwrap()).unwrap();
+    assert_eq!(totals["bytes_received"], 300_000, "{totals}");
+
+    // A server killed outright leaves a stale PID in the lock file but no
+    // lock: the next start is not blocked.
+    let killed = Server::start(&a, &home, &[]);
+    let dead = killed.pid();
+    unsafe_kill(dead, "KILL");
+    drop(killed);
+    assert_eq!(
+        std::fs::read_to_string(state.join("lock")).unwrap().trim(),
+        dead.to_string()
+    );
+    let again = Server::start(&a, &home, &[]);
+    assert_eq!(
+        std::fs::read_to_string(state.join("lock")).unwrap().trim(),
+        again.pid().to_string()
+    );
+}
