@@ -101,3 +101,32 @@ fn a_second_server_on_one_state_directory_is_refused() {
         again.pid().to_string()
     );
 }
+
+#[test]
+fn a_port_in_use_is_not_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let first = Server::start(&root, &tmp.path().join("home-a"), &[]);
+    let taken = format!("127.0.0.1:{}", first.port);
+    let out = serve_fails(&root, &tmp.path().join("home-b"), &["--listen", &taken]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("already in use") && out.stderr.contains(&taken),
+        "{}",
+        out.stderr
+    );
+    let out = serve_fails(
+        &root,
+        &tmp.path().join("home-b"),
+        &["--json", "--listen", &taken],
+    );
+    out.code(1);
+    assert_eq!(out.err_json()["error"]["kind"], "other");
+    // What is wrong with the command line still is a usage error.
+    for bad in ["nonsense", "127.0.0.1:99999", "127.0.0.1"] {
+        let out = serve_fails(&root, &tmp.path().join("home-b"), &["--listen", bad]);
+        out.code(2);
+        assert!(out.stderr.contains("--listen"), "{bad}: {}", out.stderr);
+    }
+}
