@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -129,4 +130,53 @@ fn a_port_in_use_is_not_a_usage_error() {
         out.code(2);
         assert!(out.stderr.contains("--listen"), "{bad}: {}", out.stderr);
     }
+}
+
+/// The first two lines `fts serve` prints without --json.
+fn banner(extra: &[&str]) -> (String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = fts_cmd(tmp.path());
+    c.arg("serve")
+        .arg(tmp.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    (first.trim().to_string(), second.trim().to_string())
+}
+
+#[test]
+fn the_banner_says_whether_admin_is_enabled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let admin = secret_file(tmp.path(), "admin", "admin pw");
+    let access = secret_file(tmp.path(), "access", "access pw");
+
+    let (first, second) = banner(&[]);
+    assert!(
+        first.contains("(read-write, no password: open to anyone who can connect, no admin password (rm and admin actions disabled))"),
+        "{first}"
+    );
+    assert!(second.starts_with("fingerprint SHA256:"), "{second}");
+
+    let (first, _) = banner(&[
+        "--read-only",
+        "--password-file",
+        access.to_str().unwrap(),
+        "--admin-password-file",
+        admin.to_str().unwrap(),
+    ]);
+    assert!(
+        first.contains("(read-only, password required, admin enabled)"),
+        "{first}"
+    );
+    // The JSON line keeps saying it too.
+    let s = Setup::new(&["--admin-password-file", admin.to_str().unwrap()]);
+    assert_eq!(s.server.events()[0]["admin_enabled"], true);
 }

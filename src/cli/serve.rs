@@ -262,12 +262,13 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                 root,
                 read_only,
                 password_required,
+                admin_enabled,
                 ..
             } => {
                 let mut so = std::io::stdout().lock();
                 let _ = writeln!(
                     so,
-                    "fts {} serving {root} on {addr} ({}, {})\nfingerprint {fingerprint}",
+                    "fts {} serving {root} on {addr} ({}, {}, {})\nfingerprint {fingerprint}",
                     env!("CARGO_PKG_VERSION"),
                     if *read_only {
                         "read-only"
@@ -278,6 +279,11 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                         "password required"
                     } else {
                         "no password: open to anyone who can connect"
+                    },
+                    if *admin_enabled {
+                        "admin enabled"
+                    } else {
+                        "no admin password (rm and admin actions disabled)"
                     },
                 );
                 let _ = so.flush();
