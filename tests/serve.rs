@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use fts::proto::{Msg, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -179,4 +180,94 @@ fn the_banner_says_whether_admin_is_enabled() {
     // The JSON line keeps saying it too.
     let s = Setup::new(&["--admin-password-file", admin.to_str().unwrap()]);
     assert_eq!(s.server.events()[0]["admin_enabled"], true);
+}
+
+#[test]
+fn a_refused_download_logs_an_error_event() {
+    let s = Setup::new(&[]);
+    let outside = s.tmp.path().join("outside.txt");
+    std::fs::write(&outside, b"secret").unwrap();
+    std::os::unix::fs::symlink(&outside, s.root().join("out")).unwrap();
+    std::fs::create_dir(s.root().join("dir")).unwrap();
+    let fifo = s.root().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(s.root().join("ok"), b"fine").unwrap();
+
+    // What the client asks for directly: each refusal reaches it as an
+    // error, the session goes on, and each is an `error` event.
+    let replies = block_on(async {
+        let ((mut r, mut w), welcome) = raw_session(&s, PROTOCOL_VERSION).await;
+        assert!(matches!(welcome, Msg::Welcome { .. }), "{welcome:?}");
+        let mut replies = Vec::new();
+        for (id, path) in [(1, "out"), (2, "nope"), (3, "dir"), (4, "fifo")] {
+            w.msg(&Msg::Get {
+                id,
+                path: path.into(),
+                resume: None,
+                signature: None,
+            })
+            .await
+            .unwrap();
+            w.flush().await.unwrap();
+            replies.push(r.read_msg().await.unwrap());
+        }
+        w.msg(&Msg::Get {
+            id: 5,
+            path: "ok".into(),
+            resume: None,
+            signature: None,
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        assert!(
+            matches!(r.read_msg().await.unwrap(), Msg::FileHeader { id: 5, .. }),
+            "the session did not go on"
+        );
+        replies
+    });
+    let kinds: Vec<_> = replies
+        .iter()
+        .map(|m| match m {
+            Msg::Error { kind, .. } => kind.as_str(),
+            m => panic!("not refused: {m:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["permission", "not_found", "other", "other"]);
+    for m in &replies {
+        let Msg::Error { message, .. } = m else {
+            unreachable!()
+        };
+        s.server.wait_event(message, |v| {
+            v["event"] == "error"
+                && v["category"] == "error"
+                && v["client"].as_u64().is_some_and(|c| c > 0)
+                && v["message"] == message.as_str()
+        });
+    }
+
+    // The same through the CLI.
+    let dest = s.local("got");
+    let out = s.run(&["get", &s.url("fifo"), dest.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    let errors = || {
+        s.server
+            .events()
+            .into_iter()
+            .filter(|v| v["event"] == "error")
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while errors() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no error event for the CLI's get: {:#?}",
+            s.server.events()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
