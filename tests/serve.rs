@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use fts::proto::{Msg, PROTOCOL_VERSION};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,82 @@ fn the_banner_says_whether_admin_is_enabled() {
     // The JSON line keeps saying it too.
     let s = Setup::new(&["--admin-password-file", admin.to_str().unwrap()]);
     assert_eq!(s.server.events()[0]["admin_enabled"], true);
+}
+
+/// Sends `request` over plain TCP to the TLS port; the whole answer.
+fn plain(s: &Setup, request: &str) -> Resp {
+    let mut sock = std::net::TcpStream::connect(&s.server.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw).unwrap(); // the server closes after it
+    parse_response(&raw)
+}
+
+#[test]
+fn plain_http_on_the_tls_port_is_told_to_use_https() {
+    let s = Setup::new(&[]);
+    std::fs::write(s.root().join("f"), b"x").unwrap();
+    let port = s.server.port;
+
+    // A browser typing http://HOST:PORT/... is sent to https:// (same
+    // host, this port, same path).
+    let r = plain(
+        &s,
+        &format!(
+            "GET /files/a%20b?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: t\r\n\r\n"
+        ),
+    );
+    assert!(r.head.starts_with("HTTP/1.1 301 "), "{}", r.head);
+    let to = format!("https://127.0.0.1:{port}/files/a%20b?x=1");
+    assert_eq!(r.header("location").as_deref(), Some(to.as_str()));
+    assert!(r.text().contains(&format!("use {to}")), "{}", r.text());
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+
+    // Anything else: 400, with the hint.
+    let r = plain(
+        &s,
+        "POST /api/admin/login HTTP/1.1\r\nHost: example.org\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(r.head.starts_with("HTTP/1.1 400 "), "{}", r.head);
+    assert!(
+        r.text()
+            .contains(&format!("HTTPS only: use https://example.org:{port}/")),
+        "{}",
+        r.text()
+    );
+    assert!(r.header("location").is_none());
+    let r = plain(&s, "GET / HTTP/1.0\r\n\r\n");
+    assert!(r.head.starts_with("HTTP/1.1 400 "), "{}", r.head);
+
+    // curl says the same.
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.starts_with("HTTP/1.1 301"), "{text}");
+        assert!(!text.contains("HTTP/0.9"), "{text}");
+    }
+
+    s.server.wait_event("plain HTTP logged", |v| {
+        v["event"] == "rejected"
+            && v["reason"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("plain HTTP on the TLS port")
+    });
+    // TLS on the same port is served as ever.
+    s.run(&["ls", &s.url("")]).ok();
+    let (code, _, body) = https_get(&s, "/files/f", None);
+    assert_eq!((code, body.as_str()), (200, "x"));
 }
 
 #[test]

@@ -16,6 +16,7 @@
 mod admin;
 pub(crate) mod files;
 mod live;
+pub(super) mod plain;
 
 use super::quota::Quota;
 use super::{LogEvent, Shared};
