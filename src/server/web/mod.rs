@@ -15,6 +15,7 @@
 
 mod admin;
 pub(crate) mod files;
+mod index;
 mod live;
 pub(super) mod plain;
 
@@ -201,6 +202,7 @@ fn router(conn: Conn) -> Router {
         .route("/api/events", get(live::events))
         .route("/api/ls", get(files::ls))
         .route("/files", get(files::download))
+        .route("/files/", get(files::download).put(files::upload))
         .route("/files/{*path}", get(files::download).put(files::upload))
         .route("/api/admin/login", post(admin::login))
         .route("/api/admin/logout", post(admin::logout))
