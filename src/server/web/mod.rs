@@ -6,7 +6,9 @@
 //! the access-password gate (HTTP Basic, any user name), same-origin and
 //! security headers, the embedded dashboard assets, `/api/stats`,
 //! `/metrics`, `/api/history`. Admin sessions live in [`admin`], the live
-//! event stream in [`live`], browsing, downloads and uploads in [`files`].
+//! event stream in [`live`], browsing, downloads and uploads in [`files`],
+//! the HTML directory index in [`index`]; [`plain`] answers plain `http://`
+//! requests before any TLS.
 //!
 //! Bounds: at most [`MAX_CONNS`] HTTP connections, [`MAX_CONNS_PER_IP`]
 //! from one address; request headers within `http_timeout` and 64 KiB;
