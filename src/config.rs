@@ -2,7 +2,8 @@
 //! the credentials file that [`crate::credstore`] falls back to) and the
 //! server's state directory (its certificate). Both come from
 //! `directories`, so `HOME=$(mktemp -d)` isolates a test; `FTS_CONFIG_DIR`
-//! / `FTS_STATE_DIR` override them.
+//! / `FTS_STATE_DIR` override them. One server at a time owns a state
+//! directory: [`StateLock`].
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,86 @@ pub fn state_dir() -> Result<PathBuf> {
     Ok(p.state_dir()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| p.data_local_dir().to_path_buf()))
+}
+
+/// The lock that makes one running server the owner of a state directory
+/// (its totals, event log and certificate): `STATE/lock`, held with
+/// `flock(LOCK_EX)` for as long as this value lives and holding the
+/// owner's PID for the error message of the next one. The kernel drops
+/// the lock when the process dies, however it dies, so a killed server
+/// leaves nothing that blocks the next start (the stale PID in the file
+/// is simply overwritten).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of `dir` (created if missing), or fails at once
+    /// (exit 1) naming the PID of the server that holds it.
+    pub fn acquire(dir: &Path) -> Result<StateLock> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).map_err(|e| Error::local_io(dir, e))?;
+        let path = dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::local_io(&path, e))?;
+        match try_lock(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                let who = if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+                    format!("another fts serve (PID {pid})")
+                } else {
+                    "another fts serve".to_string()
+                };
+                return Err(Error::other(format!(
+                    "{who} is already using the state directory {}; stop it, or give this \
+                     server a directory of its own with --state-dir (or FTS_STATE_DIR)",
+                    dir.display()
+                )));
+            }
+            Err(e) => return Err(Error::local_io(&path, e)),
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(|e| Error::local_io(&path, e))?;
+        Ok(StateLock { _file: file })
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: true when taken, false when another open
+/// file description holds it.
+#[cfg(target_os = "linux")]
+fn try_lock(f: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor this File owns.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Elsewhere (libc is a dependency on Linux only) the state directory is
+/// not locked.
+#[cfg(not(target_os = "linux"))]
+fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 /// The known-hosts file: one `HOST:PORT SHA256:…` per line, like OpenSSH.
@@ -96,5 +177,23 @@ mod tests {
         kh.set("h:1", "SHA256:c").unwrap();
         assert_eq!(kh.get("h:1").unwrap().as_deref(), Some("SHA256:c"));
         assert_eq!(kh.get("h:2").unwrap().as_deref(), Some("SHA256:b"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn state_lock_is_exclusive_and_released_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("state");
+        let held = StateLock::acquire(&dir).unwrap();
+        let pid = std::fs::read_to_string(dir.join("lock")).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        let e = StateLock::acquire(&dir).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Other);
+        assert!(
+            e.message.contains(&format!("PID {}", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        StateLock::acquire(&dir).unwrap();
     }
 }

@@ -345,9 +345,24 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let addr = peer.to_string();
-    let tls = match tokio::time::timeout(shared.opts.handshake_timeout, shared.acceptor.accept(tcp))
-        .await
-    {
+    let deadline = tokio::time::Instant::now() + shared.opts.handshake_timeout;
+    // A plain http:// request gets a plain answer (see web::plain); TLS,
+    // an early close or an error go on to the handshake, which says what
+    // is wrong with them as before.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
+        Err(_) => {
+            shared.refused(&addr, "TLS handshake timed out".into());
+            return;
+        }
+        Ok(Ok(1..)) if web::plain::looks_like_http(first[0]) => {
+            let what = web::plain::answer(tcp, deadline).await;
+            shared.refused(&addr, what);
+            return;
+        }
+        Ok(_) => {}
+    }
+    let tls = match tokio::time::timeout_at(deadline, shared.acceptor.accept(tcp)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             shared.refused(&addr, format!("TLS handshake failed: {e}"));

@@ -167,12 +167,55 @@ fn human(e: &LogEvent) -> String {
     }
 }
 
+/// Binds `--listen`. An address that does not parse or resolve is a usage
+/// error (2). A port already in use is not: the command line is fine, the
+/// machine is busy, so it is "other" (1), like the state directory being
+/// taken. It is not 6 either, which is the client's "could not reach the
+/// server / connection lost", the class `--retries` and scripts retry.
+/// Binding a privileged port without the right is a permission error (5).
+async fn listen(spec: &str) -> Result<tokio::net::TcpListener> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(spec)
+        .await
+        .map_err(|e| {
+            Error::usage(format!(
+                "--listen {spec}: not an address to listen on ({e}); give ADDR:PORT, e.g. 0.0.0.0:7387"
+            ))
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(e) = last else {
+        return Err(Error::usage(format!(
+            "--listen {spec}: no address to listen on"
+        )));
+    };
+    Err(match e.kind() {
+        std::io::ErrorKind::AddrInUse => Error::other(format!(
+            "cannot listen on {spec}: the port is already in use (another fts serve, or another \
+             program, is listening there); stop it or choose another port with --listen"
+        )),
+        std::io::ErrorKind::PermissionDenied => Error::permission(format!(
+            "cannot listen on {spec}: {e} (ports below 1024 need privileges; choose another with --listen)"
+        )),
+        _ => Error::other(format!("cannot listen on {spec}: {e}")),
+    })
+}
+
 pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     let store = std::sync::Arc::new(LocalStore::open(&a.root)?);
     let state_dir = match &a.state_dir {
         Some(d) => d.clone(),
         None => fts::config::state_dir()?,
     };
+    // One server per state directory: a second one would overwrite the
+    // first one's totals and interleave their event logs. Held until this
+    // function returns; the kernel drops it if the process dies.
+    let _lock = fts::config::StateLock::acquire(&state_dir)?;
     let identity = match (&a.cert, &a.key) {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
         _ => Identity::load_or_create(&state_dir)?,
@@ -187,9 +230,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     // the usual soft limit of 1024 is below what the caps allow in total.
     // Best effort: the accept loop backs off when descriptors run out.
     let _ = rlimit::increase_nofile_limit(65_536);
-    let listener = tokio::net::TcpListener::bind(&a.listen)
-        .await
-        .map_err(|e| Error::usage(format!("cannot listen on {}: {e}", a.listen)))?;
+    let listener = listen(&a.listen).await?;
     let mut opts = ServerOptions::new(store);
     opts.read_only = a.read_only;
     opts.max_clients = a.max_clients as usize;
@@ -221,12 +262,13 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                 root,
                 read_only,
                 password_required,
+                admin_enabled,
                 ..
             } => {
                 let mut so = std::io::stdout().lock();
                 let _ = writeln!(
                     so,
-                    "fts {} serving {root} on {addr} ({}, {})\nfingerprint {fingerprint}",
+                    "fts {} serving {root} on {addr} ({}, {}, {})\nfingerprint {fingerprint}",
                     env!("CARGO_PKG_VERSION"),
                     if *read_only {
                         "read-only"
@@ -237,6 +279,11 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                         "password required"
                     } else {
                         "no password: open to anyone who can connect"
+                    },
+                    if *admin_enabled {
+                        "admin enabled"
+                    } else {
+                        "no admin password (rm and admin actions disabled)"
                     },
                 );
                 let _ = so.flush();

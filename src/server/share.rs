@@ -433,11 +433,11 @@ impl Session {
         };
         let (mut file, meta) = match self.store().open(rel) {
             Ok(x) => x,
-            Err(e) => return w.msg(&Msg::error(Some(id), &e)).await,
+            Err(e) => return self.refuse_get(w, id, e).await,
         };
         let sig = match sig.map(delta::parse_signature).transpose() {
             Ok(s) => s,
-            Err(e) => return w.msg(&Msg::error(Some(id), &e)).await,
+            Err(e) => return self.refuse_get(w, id, e).await,
         };
         // Resume only from a prefix of this very version of the file.
         let mut start = (0, blake3::Hasher::new());
@@ -505,16 +505,25 @@ impl Session {
                 });
                 Ok(())
             }
-            Err(SendError::Local(e)) => {
-                let e = e.context(format!("'{rel}'"));
-                self.log(LogEvent::Error {
-                    client: self.id,
-                    message: e.message.clone(),
-                });
-                w.msg(&Msg::error(Some(id), &e)).await
-            }
+            Err(SendError::Local(e)) => self.refuse_get(w, id, e.context(format!("'{rel}'"))).await,
             Err(SendError::Net(e)) => Err(e),
         }
+    }
+
+    /// A download that failed on our side (not found, permission, not a
+    /// regular file, a read error…): logged like a failed upload, then
+    /// told to the client, whose session goes on.
+    async fn refuse_get<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        id: u64,
+        e: Error,
+    ) -> Result<()> {
+        self.log(LogEvent::Error {
+            client: self.id,
+            message: e.message.clone(),
+        });
+        w.msg(&Msg::error(Some(id), &e)).await
     }
 
     pub(super) fn remove(&self, id: u64, rel: &str, recursive: bool) -> Msg {

@@ -150,7 +150,17 @@ impl Root {
     /// Opens an existing entry for reading (see [`Root::confirm`]).
     pub fn open_entry(&self, rel: &str) -> Result<(PathBuf, File)> {
         let p = self.resolve_existing(rel)?;
-        let f = File::open(&p).map_err(|e| Error::local_io(Path::new(rel), e))?;
+        let mut how = std::fs::OpenOptions::new();
+        how.read(true);
+        // Without O_NONBLOCK, opening a FIFO someone left in the share
+        // would block until a writer comes, holding the request forever;
+        // with it the open returns and the caller's type check refuses it
+        // (O_NONBLOCK means nothing to regular files and directories).
+        #[cfg(target_os = "linux")]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut how, libc::O_NONBLOCK);
+        let f = how
+            .open(&p)
+            .map_err(|e| Error::local_io(Path::new(rel), e))?;
         self.confirm(&f, rel)?;
         Ok((p, f))
     }

@@ -46,7 +46,9 @@ pub fn rel_from_uri(path: &str, prefix: &str) -> Result<String> {
     crate::paths::normalize(&parts.join("/"))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::other(format!("server task failed: {e}")))?
@@ -152,7 +154,9 @@ impl Drop for Sending {
 }
 
 /// `GET /files/PATH` (and HEAD): the file, or the part of it a Range asks
-/// for; a directory redirects to the dashboard's view of it.
+/// for. A directory is served as a plain HTML index at `/files/DIR/` (see
+/// [`super::index`]); without the trailing slash it redirects there, as
+/// web servers do, so that the index's relative links resolve.
 pub(super) async fn download(
     State(c): State<Conn>,
     method: Method,
@@ -175,12 +179,15 @@ pub(super) async fn download(
     .await;
     let (file, meta, shown): (Box<dyn Content>, Meta, String) = match opened {
         Ok(Some(x)) => x,
+        Ok(None) if uri.path().ends_with('/') => return super::index::page(&c, rel).await,
         Ok(None) => {
-            let to = format!(
-                "/#files:{}",
-                percent_encoding::utf8_percent_encode(&rel, percent_encoding::NON_ALPHANUMERIC)
-            );
-            return (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+            // The path as the client sent it (still percent-encoded; hyper
+            // let no CR/LF into it), plus the slash.
+            let to = format!("{}/", uri.path());
+            return match HeaderValue::from_str(&to) {
+                Ok(v) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, v)]).into_response(),
+                Err(_) => error_response(&Error::usage("bad path")),
+            };
         }
         Err(e) => return error_response(&e),
     };

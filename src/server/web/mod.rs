@@ -6,7 +6,9 @@
 //! the access-password gate (HTTP Basic, any user name), same-origin and
 //! security headers, the embedded dashboard assets, `/api/stats`,
 //! `/metrics`, `/api/history`. Admin sessions live in [`admin`], the live
-//! event stream in [`live`], browsing, downloads and uploads in [`files`].
+//! event stream in [`live`], browsing, downloads and uploads in [`files`],
+//! the HTML directory index in [`index`]; [`plain`] answers plain `http://`
+//! requests before any TLS.
 //!
 //! Bounds: at most [`MAX_CONNS`] HTTP connections, [`MAX_CONNS_PER_IP`]
 //! from one address; request headers within `http_timeout` and 64 KiB;
@@ -15,7 +17,9 @@
 
 mod admin;
 pub(crate) mod files;
+mod index;
 mod live;
+pub(super) mod plain;
 
 use super::quota::Quota;
 use super::{LogEvent, Shared};
@@ -200,6 +204,7 @@ fn router(conn: Conn) -> Router {
         .route("/api/events", get(live::events))
         .route("/api/ls", get(files::ls))
         .route("/files", get(files::download))
+        .route("/files/", get(files::download).put(files::upload))
         .route("/files/{*path}", get(files::download).put(files::upload))
         .route("/api/admin/login", post(admin::login))
         .route("/api/admin/logout", post(admin::logout))
