@@ -125,6 +125,12 @@ fn man_page_synopses_are_commands_and_references_exist() {
             );
         }
     }
+    let put = pages.iter().find(|(f, _)| f == "fts-put.1").unwrap();
+    assert!(
+        put.1.contains("[OPTIONS] <LOCAL>... <REMOTE>"),
+        "fts-put.1: {}",
+        section(&put.1, "SYNOPSIS").unwrap()
+    );
 }
 
 #[test]
@@ -156,5 +162,86 @@ fn help_lists_exit_status_environment_and_files() {
     let out = common::run(c);
     for want in ["FTS_STATE_DIR", "FTS_CONFIG_DIR"] {
         assert!(out.stdout.contains(want), "`fts -h` lacks {want:?}");
+    }
+}
+
+#[test]
+fn put_and_get_usage_name_each_argument_once() {
+    let home = tempfile::tempdir().unwrap();
+    for (cmd, usage) in [
+        ("put", "Usage: fts put [OPTIONS] <LOCAL>... <REMOTE>\n"),
+        ("get", "Usage: fts get [OPTIONS] <REMOTE>... <LOCAL>\n"),
+    ] {
+        for flag in ["-h", "--help"] {
+            let mut c = common::fts_cmd(home.path());
+            c.args([cmd, flag]);
+            let out = common::run(c);
+            out.ok();
+            assert!(
+                out.stdout.contains(usage),
+                "fts {cmd} {flag}:\n{}",
+                out.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn put_and_get_still_take_sources_then_one_target() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = common::fts_cmd(home.path());
+        c.arg("--json").args(args);
+        common::run(c)
+    };
+    // One argument is not enough (and the error does not double names).
+    let out = run(&["put", "a"]);
+    out.code(2);
+    assert!(
+        out.stderr.contains("Usage: fts put [OPTIONS] <LOCAL>... <REMOTE>\n")
+            && !out.stderr.contains("REMOTE> <"),
+        "{}",
+        out.stderr
+    );
+    run(&["get", "host:a"]).code(2);
+    run(&["put"]).code(2);
+    // The last argument is the target, everything before it a source.
+    let out = run(&["put", "a", "b", "c"]);
+    out.code(2);
+    assert!(
+        out.err_message().contains("'c': the last argument of put"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["put", "a", "host:b", "host:c"]);
+    out.code(2);
+    assert!(
+        out.err_message()
+            .contains("'host:b': put sources must be local"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["get", "host:a", "host:b", "host:c"]);
+    out.code(2);
+    assert!(
+        out.err_message()
+            .contains("'host:c': the last argument of get"),
+        "{}",
+        out.stderr
+    );
+    // Flags before, between groups of at least two paths, after; `--`.
+    for args in [
+        &["put", "-r", "a", "b", "c"][..],
+        &["put", "a", "b", "-r", "x", "c"],
+        &["put", "a", "b", "c", "--no-delta"],
+        &["put", "a", "--", "-b", "c"],
+    ] {
+        let out = run(args);
+        out.code(2);
+        assert!(
+            out.err_message().contains("'c': the last argument of put"),
+            "{args:?}: {}",
+            out.stderr
+        );
     }
 }

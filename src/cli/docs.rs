@@ -154,6 +154,24 @@ pub fn after_long_help() -> String {
     s.trim_end().to_string()
 }
 
+/// A help template with the Arguments section written out as `args`
+/// (name, help), for `put` and `get`: their sources and target are one
+/// clap list (at least two values, the last one the target), which clap
+/// can only show as `<X> <X>...`. Use with an `override_usage`.
+pub fn args_template(args: &[(&str, &str)]) -> String {
+    let header = clap::builder::Styles::default().get_header().render();
+    let reset = clap::builder::Styles::default().get_header().render_reset();
+    let w = args.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut rows = String::new();
+    for (name, help) in args {
+        rows.push_str(&format!("  {name:<w$}  {help}\n"));
+    }
+    format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n\
+         {header}Arguments:{reset}\n{rows}\n{header}Options:{reset}\n{{options}}{{after-help}}"
+    )
+}
+
 fn write(path: &Path, data: &[u8]) -> Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::local_io(d, e))?;
