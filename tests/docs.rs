@@ -198,7 +198,8 @@ fn put_and_get_still_take_sources_then_one_target() {
     let out = run(&["put", "a"]);
     out.code(2);
     assert!(
-        out.stderr.contains("Usage: fts put [OPTIONS] <LOCAL>... <REMOTE>\n")
+        out.stderr
+            .contains("Usage: fts put [OPTIONS] <LOCAL>... <REMOTE>\n")
             && !out.stderr.contains("REMOTE> <"),
         "{}",
         out.stderr

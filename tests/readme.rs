@@ -122,9 +122,15 @@ fn mask(s: &str) -> String {
             "sent <bytes>, received <bytes>",
         ),
         ("\"wire_bytes_sent\":[0-9]+", "\"wire_bytes_sent\":<n>"),
-        ("\"wire_bytes_received\":[0-9]+", "\"wire_bytes_received\":<n>"),
+        (
+            "\"wire_bytes_received\":[0-9]+",
+            "\"wire_bytes_received\":<n>",
+        ),
         ("\"elapsed_s\":[0-9.]+", "\"elapsed_s\":<n>"),
-        ("[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]+", "<addr>"),
+        (
+            "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]+",
+            "<addr>",
+        ),
         ("\\([A-Za-z0-9._-]+@[A-Za-z0-9._-]+\\)", "(<name>)"),
     ];
     let mut s = s.trim_end().to_string();
@@ -251,7 +257,9 @@ fn the_tour_prints_what_the_readme_shows() {
     let stderr = collect(child.stderr.take().unwrap());
     let _server = KillOnDrop(child);
     let want = serve_expected.lines().count();
-    wait_for("the server's banner", || stdout.lock().unwrap().len() >= want);
+    wait_for("the server's banner", || {
+        stdout.lock().unwrap().len() >= want
+    });
     // Anything else it prints before the first client comes is banner too.
     std::thread::sleep(Duration::from_millis(300));
     let banner: Vec<String> = stdout.lock().unwrap().clone();
@@ -399,7 +407,9 @@ fn help(args: &[&str]) -> String {
 fn help_table(help: &str, title: &str) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut lines = help.lines().skip_while(|l| *l != format!("{title}:"));
-    lines.next().unwrap_or_else(|| panic!("no '{title}:' in help"));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no '{title}:' in help"));
     for line in lines.take_while(|l| !l.is_empty()) {
         let t = line.trim_start();
         if line.len() - t.len() == 2 {
@@ -414,7 +424,10 @@ fn help_table(help: &str, title: &str) -> Vec<(String, String)> {
 }
 
 fn words(s: &str) -> String {
-    s.replace('`', "").split_whitespace().collect::<Vec<_>>().join(" ")
+    s.replace('`', "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
@@ -433,7 +446,10 @@ fn the_exit_code_table_is_the_one_fts_help_prints() {
         .into_iter()
         .map(|(c, t)| (c, words(&t)))
         .collect();
-    assert_eq!(table, help, "README.md's exit codes differ from `fts --help`");
+    assert_eq!(
+        table, help,
+        "README.md's exit codes differ from `fts --help`"
+    );
     for code in ["10", "130"] {
         assert!(table.iter().any(|(c, _)| c == code), "exit code {code}");
     }
@@ -526,7 +542,8 @@ fn every_flag_is_in_the_readme() {
             if global.iter().any(|(_, g)| *g == long) {
                 continue;
             }
-            let named = mentions(&usage, &long) || short.as_ref().is_some_and(|s| mentions(&usage, s));
+            let named =
+                mentions(&usage, &long) || short.as_ref().is_some_and(|s| mentions(&usage, s));
             if !named {
                 missing.push(format!("fts {name}: {long} is not in Usage"));
             }
@@ -551,7 +568,10 @@ fn the_readme_s_two_commands_are_install_and_tests_run_sh() {
         .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(cmds, ["cargo install --path . --locked", "tests/run.sh"]);
-    for place in [&text, &std::fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap()] {
+    for place in [
+        &text,
+        &std::fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap(),
+    ] {
         for (i, _) in place.match_indices("cargo install --path .") {
             assert!(
                 place[i..].starts_with("cargo install --path . --locked"),
@@ -566,7 +586,11 @@ fn the_readme_s_two_commands_are_install_and_tests_run_sh() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    assert_eq!(run, [r#"exec "$(dirname "$0")/../tests/run.sh""#], ".ci/run");
+    assert_eq!(
+        run,
+        [r#"exec "$(dirname "$0")/../tests/run.sh""#],
+        ".ci/run"
+    );
 }
 
 /// A fake machine for tests/run.sh: a copy of the script in an empty
@@ -597,10 +621,8 @@ impl FakeMachine {
             stub(t, &format!("echo \"{t} $*\" >> '{}'", log.display()));
         }
         stub("id", &format!("echo {uid}"));
-        for real in ["dirname"] {
-            let path = which(real);
-            std::os::unix::fs::symlink(path, bin.join(real)).unwrap();
-        }
+        // The one other program the script runs.
+        std::os::unix::fs::symlink(which("dirname"), bin.join("dirname")).unwrap();
         FakeMachine { tmp }
     }
 
@@ -667,8 +689,12 @@ fn tests_run_sh_installs_what_is_missing_then_runs_cargo_test() {
     // Everything there: just the tests.
     if chromium.is_empty() {
         let m = FakeMachine::new(&["tmux", "curl", "node"], 1000);
-        std::fs::create_dir_all(m.tmp.path().join("tree/tests/browser/node_modules/playwright-core"))
-            .unwrap();
+        std::fs::create_dir_all(
+            m.tmp
+                .path()
+                .join("tree/tests/browser/node_modules/playwright-core"),
+        )
+        .unwrap();
         assert_eq!(m.run(&[]), ["cargo test --locked"]);
     }
 }
