@@ -31,7 +31,7 @@ fn have_tmux() -> bool {
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED: tmux is not installed, so the password prompt and the progress bars \
-             are not tested; install tmux to run tests/tty.rs (.ci/run does)"
+             are not tested; install tmux to run tests/tty.rs (tests/run.sh does)"
         );
     }
     ok

@@ -14,14 +14,22 @@ use fts::{Error, Result};
 /// only after their BLAKE3 hash checks out; mtime and permission bits are
 /// kept.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "fts get [OPTIONS] <REMOTE>... <LOCAL>",
+    help_template = super::docs::args_template(&[
+        ("<REMOTE>...", "Remote files or directories to download (HOST:PATH or fts://…, all on one server)"),
+        ("<LOCAL>", "The local target"),
+    ])
+)]
 pub struct GetArgs {
     /// Copy directories recursively.
     #[arg(short, long)]
     pub recursive: bool,
     #[command(flatten)]
     pub transfer: super::TransferArgs,
-    /// Remote sources (HOST:PATH or fts://…, all on one server), then the local target.
-    #[arg(required = true, num_args = 2.., value_name = "REMOTE... LOCAL")]
+    /// REMOTE... LOCAL: remote sources (HOST:PATH or fts://…, all on one
+    /// server), then the local target.
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
 }
 

@@ -32,14 +32,9 @@ use std::time::Duration;
 /// `HOST:PATH` (default port 7387; `HOST:` is the share root) or
 /// `fts://HOST[:PORT]/PATH`; IPv6 as `[::1]:PATH`. A local path containing
 /// `:` is written `./a:b`.
-///
-/// Exit codes: 0 success, 1 other error, 2 usage error, 3 not found,
-/// 4 authentication failed or required, 5 permission denied, 6 could not
-/// connect / connection lost / timeout, 7 server identity mismatch or TLS
-/// failure, 8 integrity check failed, 9 partial (some files failed),
-/// 10 disconnected by the server's admin (kick).
 #[derive(Debug, Parser)]
-#[command(name = "fts", version, about, long_about, propagate_version = true)]
+#[command(name = "fts", version, about, long_about, propagate_version = true,
+          after_help = docs::after_help(), after_long_help = docs::after_long_help())]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

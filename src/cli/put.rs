@@ -14,14 +14,22 @@ use std::path::PathBuf;
 /// place only after their BLAKE3 hash checks out; mtime and permission bits
 /// are kept.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "fts put [OPTIONS] <LOCAL>... <REMOTE>",
+    help_template = super::docs::args_template(&[
+        ("<LOCAL>...", "Local files or directories to upload"),
+        ("<REMOTE>", "The remote target (HOST:PATH or fts://HOST[:PORT]/PATH)"),
+    ])
+)]
 pub struct PutArgs {
     /// Copy directories recursively.
     #[arg(short, long)]
     pub recursive: bool,
     #[command(flatten)]
     pub transfer: super::TransferArgs,
-    /// Local files or directories, then the remote target (HOST:PATH or fts://…).
-    #[arg(required = true, num_args = 2.., value_name = "LOCAL... REMOTE")]
+    /// LOCAL... REMOTE: local files or directories, then the remote target
+    /// (HOST:PATH or fts://…).
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
 }
 
