@@ -88,6 +88,10 @@ pub const FILES: &[(&str, &str)] = &[
         "The server's self-signed certificate and key, made on first start (not used with --cert/--key).",
     ),
     (
+        "~/.local/state/fts/lock",
+        "Held by a running fts serve (it contains its PID): a second server on the same state directory refuses to start.",
+    ),
+    (
         "~/.local/state/fts/totals.json",
         "The server's lifetime totals, written every 2 s when they changed.",
     ),
