@@ -117,7 +117,12 @@ pub fn main() -> i32 {
         Ok(rt) => rt,
         Err(e) => return out.error(&Error::other(format!("cannot start runtime: {e}"))),
     };
-    let serving = matches!(cli.command, Command::Serve(_));
+    // These end on Ctrl-C by design (a server stops gracefully, `stats
+    // --watch` and `chat` run until interrupted) and handle it themselves.
+    let own_ctrl_c = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Stats(_) | Command::Chat(_)
+    );
     let work = async {
         match cli.command {
             Command::Serve(a) => serve::run(&cli.global, &out, a).await,
@@ -135,8 +140,7 @@ pub fn main() -> i32 {
         }
     };
     let result = rt.block_on(async {
-        if serving {
-            // The server stops gracefully on SIGINT by itself.
+        if own_ctrl_c {
             return work.await;
         }
         tokio::select! {
