@@ -437,6 +437,8 @@ mod tests {
         let notice = store.notice().unwrap().unwrap();
         assert!(notice.contains("no working system keyring"), "{notice}");
         assert!(notice.contains("no D-Bus"), "{notice}");
+        // Which step failed, in words, with the keyring's own text quoted.
+        assert!(notice.contains("(the keyring says: "), "{notice}");
         assert!(notice.contains(&path.display().to_string()), "{notice}");
         assert!(store.describe().unwrap().contains("0600"));
 
