@@ -825,6 +825,23 @@ EOF
     die "rsync daemon did not come up on 127.0.0.1:$RSYNCD_PORT (port in use? set RSYNCD_PORT, or RSYNCD=0 to skip it)"
 }
 
+# make_small_tree DIR COUNT SECTION: COUNT random SMALL_SIZE-byte files,
+# 100 per directory (DIR/d000/f000 …), checked by count.
+make_small_tree() {
+    local tree=$1 count=$2 section=$3 ndirs left i n dir
+    ndirs=$(((count + 99) / 100))
+    left=$count
+    for ((i = 0; i < ndirs; i++)); do
+        n=$((left < 100 ? left : 100))
+        left=$((left - n))
+        printf -v dir '%s/d%03d' "$tree" "$i"
+        mkdir -p "$dir"
+        head -c $((n * SMALL_SIZE)) /dev/urandom | split -b "$SMALL_SIZE" -a 3 -d - "$dir/f"
+    done
+    n=$(find "$tree" -type f | wc -l)
+    ((n == count)) || die "$section: created $n files, expected $count"
+}
+
 section_smallfiles() {
     local tree=$WORK/tree
     local -A TIMES=() WIRE=() SOCK=() CMDLINE=()
@@ -837,17 +854,8 @@ section_smallfiles() {
     fi
 
     log "smallfiles: creating $SMALL_FILES files of $SMALL_SIZE bytes"
+    make_small_tree "$tree" "$SMALL_FILES" smallfiles
     ndirs=$(((SMALL_FILES + 99) / 100))
-    left=$SMALL_FILES
-    for ((i = 0; i < ndirs; i++)); do
-        n=$((left < 100 ? left : 100))
-        left=$((left - n))
-        printf -v dir '%s/d%03d' "$tree" "$i"
-        mkdir -p "$dir"
-        head -c $((n * SMALL_SIZE)) /dev/urandom | split -b "$SMALL_SIZE" -a 3 -d - "$dir/f"
-    done
-    n=$(find "$tree" -type f | wc -l)
-    ((n == SMALL_FILES)) || die "smallfiles: created $n files, expected $SMALL_FILES"
     # Warm the cache for the source tree (data and metadata).
     find "$tree" -type f -exec cat {} + >/dev/null
 
@@ -1157,17 +1165,7 @@ section_wan() {
     log "wan: $WAN_DELAY_MS ms one way, $rate_bps B/s each way; fts via $fts_addr, sshd via 127.0.0.1:$ssh_port"
 
     log "wan: creating $WAN_FILES files of $SMALL_SIZE bytes, a ${WAN_DELTA_MB} MiB and a ${WAN_UPLOAD_MB} MiB random file"
-    ndirs=$(((WAN_FILES + 99) / 100))
-    left=$WAN_FILES
-    for ((i = 0; i < ndirs; i++)); do
-        n=$((left < 100 ? left : 100))
-        left=$((left - n))
-        printf -v dir '%s/d%03d' "$tree" "$i"
-        mkdir -p "$dir"
-        head -c $((n * SMALL_SIZE)) /dev/urandom | split -b "$SMALL_SIZE" -a 3 -d - "$dir/f"
-    done
-    n=$(find "$tree" -type f | wc -l)
-    ((n == WAN_FILES)) || die "wan: created $n files, expected $WAN_FILES"
+    make_small_tree "$tree" "$WAN_FILES" wan
     # The delta file as in the delta section: the old version a day old,
     # the source with three 10-byte edits off block boundaries.
     mkdir -p "$w/dsrc" "$w/usrc"
