@@ -174,6 +174,7 @@ async fn session(tls: SrvTls, script: &Script) -> fts::Result<()> {
     w.flush().await?;
     // The client's keepalives are not part of any script.
     r.accept_pings();
+    let mut orphans_sent = false;
     while let Some(frame) = r.read_opt().await? {
         let Frame::Control(m) = frame else {
             return Err(fts::Error::protocol("unexpected data frame"));
@@ -193,6 +194,45 @@ async fn session(tls: SrvTls, script: &Script) -> fts::Result<()> {
                         })
                         .await?;
                     }
+                    w.msg(&Msg::ListEnd).await?;
+                }
+                Listing::Endless => endless(&mut w).await?,
+            },
+            // A sync asks one directory at a time: each scripted entry goes
+            // with the nearest directory above it that the script lists (so
+            // an entry below a link comes with the link), and with the first
+            // answer those below no listed directory at all (the top's own
+            // entries, and lies).
+            Msg::ListDir { path, .. } => match &script.listing {
+                Listing::Entries(v) => {
+                    let parent = |p: &str| p.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                    let dirs: std::collections::HashSet<&str> = v
+                        .iter()
+                        .filter(|e| e.kind == EntryKind::Dir)
+                        .map(|e| e.path.as_str())
+                        .collect();
+                    let home = |p: &str| {
+                        let mut up = parent(p);
+                        loop {
+                            if dirs.contains(up.as_str()) {
+                                return Some(up);
+                            }
+                            if up.is_empty() {
+                                return None;
+                            }
+                            up = parent(&up);
+                        }
+                    };
+                    let mine: Vec<Entry> = v
+                        .iter()
+                        .filter(|e| match home(&e.path) {
+                            Some(d) => d == path,
+                            None => !orphans_sent,
+                        })
+                        .cloned()
+                        .collect();
+                    orphans_sent = true;
+                    w.msg(&Msg::ListBatch { entries: mine }).await?;
                     w.msg(&Msg::ListEnd).await?;
                 }
                 Listing::Endless => endless(&mut w).await?,
@@ -531,7 +571,8 @@ fn strs(v: &[String]) -> Vec<&str> {
 // Cases 1-5: listings that lie about names and structure
 
 /// Listings no fts server sends, refused by `get -r`, a `sync` pull and
-/// `ls -r` alike, before anything is written (DEST stays empty).
+/// `ls -r` alike, before any file is written (DEST stays empty, but for
+/// the directories a sync made above the lie).
 #[test]
 fn lying_listings_are_refused_before_anything_is_written() {
     let outside_abs = format!("{}/evil", "/tmp/fts-hostile-outside");
@@ -643,15 +684,19 @@ fn lying_listings_are_refused_before_anything_is_written() {
     ];
     for (name, top, entries, needle) in cases {
         let env = Env::new(Script::new(Listing::Entries(entries)));
-        for cmd in [Cmd::GetR, Cmd::SyncPull, Cmd::LsR] {
+        for cmd in [Cmd::GetR, Cmd::LsR, Cmd::SyncPull] {
             let args = cmd.args(&env, top);
             let out = env.refused(&strs(&args), 1, needle);
             assert_eq!(out.err_json()["error"]["kind"], "other", "{name} / {cmd:?}");
-            assert!(
-                env.dest_tree().is_empty(),
-                "{name} / {cmd:?} wrote into DEST: {:?}",
-                env.dest_tree()
-            );
+            // A sync reads the tree a directory at a time (as rsync's
+            // incremental recursion does), so it may already have made the
+            // directories of an honest part above the lie; never a file.
+            let written = env.dest_tree();
+            let ok = match cmd {
+                Cmd::SyncPull => written.iter().all(|p| p.ends_with('/')),
+                _ => written.is_empty(),
+            };
+            assert!(ok, "{name} / {cmd:?} wrote into DEST: {written:?}");
         }
     }
 }
@@ -675,7 +720,7 @@ fn stat_answers_about_another_path_are_refused() {
         )]))
         .stat("top", Some(answer));
         let env = Env::new(script);
-        for cmd in [Cmd::GetR, Cmd::SyncPull, Cmd::LsR] {
+        for cmd in [Cmd::GetR, Cmd::LsR, Cmd::SyncPull] {
             let args = cmd.args(&env, "top");
             env.refused(&strs(&args), 1, "the server answered for");
             assert!(env.dest_tree().is_empty(), "{name} / {cmd:?}");

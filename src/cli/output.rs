@@ -166,6 +166,8 @@ struct Bars {
     mp: MultiProgress,
     total: Mutex<Option<ProgressBar>>,
     file: Mutex<Option<ProgressBar>>,
+    /// Files a growing batch (a sync's) has found so far.
+    found: std::sync::atomic::AtomicU64,
 }
 
 impl Bars {
@@ -182,6 +184,7 @@ impl Bars {
             mp,
             total: Mutex::new(None),
             file: Mutex::new(None),
+            found: Default::default(),
         }
     }
 
@@ -220,6 +223,19 @@ impl Observer for Bars {
             pb.set_message(format!("total ({files} files)"));
             *self.total.lock().unwrap_or_else(|p| p.into_inner()) = Some(pb);
         }
+    }
+
+    fn batch_grow(&self, files: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let found = self.found.fetch_add(files, Relaxed) + files;
+        if !self.enabled {
+            return;
+        }
+        let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+        let pb =
+            total.get_or_insert_with(|| self.mp.add(ProgressBar::new(0).with_style(Self::style())));
+        pb.inc_length(bytes);
+        pb.set_message(format!("total ({found} files so far)"));
     }
 
     fn file_start(&self, path: &str, size: u64) {

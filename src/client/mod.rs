@@ -49,6 +49,8 @@ pub trait Credentials: Send + Sync {
 pub trait Observer: Send + Sync {
     fn notice(&self, _msg: &str) {}
     fn batch_start(&self, _files: u64, _bytes: u64) {}
+    /// More work joins the batch (a sync finds it as it walks).
+    fn batch_grow(&self, _files: u64, _bytes: u64) {}
     fn file_start(&self, _path: &str, _size: u64) {}
     fn bytes(&self, _n: u64) {}
     fn file_done(&self, _path: &str, _ok: bool) {}
@@ -137,6 +139,51 @@ impl Client {
             }
             m = self.r.read_msg().await?;
         }
+    }
+
+    /// The direct entries of several remote directories, asked for back
+    /// to back (one round trip for all): for each, `None` when the server's
+    /// copy has the given digest, else its entries (with `hashes`, each
+    /// file's BLAKE3), or the error the server gave for that directory.
+    /// Each listing is held to its own [`crate::guard::ListBudget`].
+    pub async fn list_dirs(
+        &mut self,
+        dirs: &[(String, Option<String>)],
+        hashes: bool,
+    ) -> Result<Vec<Result<Option<Vec<Entry>>>>> {
+        for (path, digest) in dirs {
+            self.w
+                .msg(&Msg::ListDir {
+                    path: path.clone(),
+                    digest: digest.clone(),
+                    hashes,
+                })
+                .await?;
+        }
+        self.w.flush().await?;
+        let mut out = Vec::with_capacity(dirs.len());
+        for _ in dirs {
+            let mut entries = Vec::new();
+            let mut budget = crate::guard::ListBudget::default();
+            let one = loop {
+                match self.r.read_msg().await? {
+                    Msg::DirSame if entries.is_empty() => break Ok(None),
+                    Msg::ListBatch { entries: batch } => {
+                        budget.take(&batch)?;
+                        entries.extend(batch)
+                    }
+                    Msg::ListEnd => break Ok(Some(std::mem::take(&mut entries))),
+                    Msg::Error { kind, message, .. } => break Err(reply_error(kind, message)),
+                    m => {
+                        return Err(Error::protocol(format!(
+                            "unexpected reply to a directory listing: {m:?}"
+                        )))
+                    }
+                }
+            };
+            out.push(one);
+        }
+        Ok(out)
     }
 
     /// Says that the requests that follow belong to a sync.

@@ -27,7 +27,7 @@ use crate::model::{Entry, Meta, Notice, PartialInfo, Stats};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; checked in `Hello`/`Welcome`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// ALPN id of the fts protocol on the shared TLS port.
 pub const ALPN_FTS: &[u8] = b"fts/1";
 /// Largest control message accepted from a peer.
@@ -99,6 +99,17 @@ pub enum Msg {
         path: String,
         recursive: bool,
         /// Include each file's BLAKE3 (expensive: reads every file).
+        #[serde(default)]
+        hashes: bool,
+    },
+    /// One directory's direct entries, for a sync: answered by `DirSame`
+    /// when `digest` (the client's [`crate::model::DirDigest`] of its own
+    /// copy) matches the server's, else like a non-recursive `List`.
+    /// Several may be sent back to back; replies come in order.
+    ListDir {
+        path: String,
+        #[serde(default)]
+        digest: Option<String>,
         #[serde(default)]
         hashes: bool,
     },
@@ -190,6 +201,8 @@ pub enum Msg {
         entries: Vec<Entry>,
     },
     ListEnd,
+    /// The directory asked about by `ListDir` has the client's digest.
+    DirSame,
     /// With `signature`, a `SigReply` (or an `Error`) for the same id
     /// follows.
     ProbeReply {

@@ -290,6 +290,11 @@ impl Session {
                 recursive,
                 hashes,
             } => self.list(w, &path, recursive, hashes).await?,
+            Msg::ListDir {
+                path,
+                digest,
+                hashes,
+            } => self.list_dir(w, &path, digest, hashes).await?,
             Msg::Probe { id, path, source } => self.probe(w, id, &path, source).await?,
             Msg::Mkdir { id, path } => w.msg(&done(id, self.mkdir(&path))).await?,
             Msg::Symlink { id, path, target } => {

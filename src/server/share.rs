@@ -96,6 +96,48 @@ impl Session {
         w.msg(&Msg::ListEnd).await
     }
 
+    /// One directory for a sync: `DirSame` when the client's digest of
+    /// its copy matches ours, else the directory's entries. The digest is
+    /// computed in a first pass that keeps nothing, so a huge directory
+    /// costs no memory either way.
+    pub(super) async fn list_dir<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut Writer<W>,
+        rel: &str,
+        digest: Option<String>,
+        hashes: bool,
+    ) -> Result<()> {
+        match self.store().stat(rel) {
+            Ok(Some(e)) if e.kind == EntryKind::Dir => {}
+            Ok(_) => {
+                let e = Error::not_found(format!("{rel}: no such directory"));
+                return w.msg(&Msg::error(None, &e)).await;
+            }
+            Err(e) => return w.msg(&Msg::error(None, &e)).await,
+        }
+        if let Some(theirs) = digest.filter(|_| !hashes) {
+            let store = self.opts().store.clone();
+            let rel_s = rel.to_string();
+            let ours = tokio::task::spawn_blocking(move || {
+                let mut d = crate::model::DirDigest::default();
+                store
+                    .list(&rel_s, false, false, &mut |e| {
+                        d.add(&e);
+                        Ok(())
+                    })
+                    .map(|()| d.finish())
+            })
+            .await
+            .map_err(|e| Error::other(format!("listing failed: {e}")))?;
+            match ours {
+                Ok(ours) if ours == theirs => return w.msg(&Msg::DirSame).await,
+                Ok(_) => {}
+                Err(e) => return w.msg(&Msg::error(None, &e)).await,
+            }
+        }
+        self.list(w, rel, false, hashes).await
+    }
+
     /// What is at an upload target: the file, and a resumable partial file.
     /// Answers a probe; with the client's `source` version, also sends the
     /// signature of our file when the client will want to send a delta.

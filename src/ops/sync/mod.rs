@@ -1,16 +1,23 @@
-//! `fts sync SRC DST`: both trees are read first, a plan says what will
-//! change (`plan`), and then one side is brought to match: the remote one
-//! by uploads (`push`) or the local one by downloads (`pull`).
+//! `fts sync SRC DST`: DST becomes a mirror of SRC's contents, one side
+//! remote. Like rsync's incremental recursion, the trees are never held
+//! whole: the sync walks them a wave of directories at a time. For each
+//! directory it reads both sides' direct entries (a remote directory whose
+//! [`crate::model::DirDigest`] matches the local copy costs one digest, not
+//! a listing), decides what changes there (`plan`), and carries that out
+//! (`push` uploads to a remote DST, `pull` downloads into a local one)
+//! before the next wave. Memory is bounded by the widest directory and the
+//! directories waiting to be visited, not by the file count.
 
 mod plan;
 mod pull;
 mod push;
 
-use super::report::TransferReport;
+use super::report::{not_utf8, FileError, TransferReport};
 use super::{Context, Excludes};
 use crate::client::Observer;
 use crate::error::{Error, Result};
-use crate::model::Entry;
+use crate::model::{DirDigest, Entry, Meta};
+use plan::DirPlan;
 use std::path::{Path, PathBuf};
 
 /// `fts sync SRC DST`: makes DST a mirror of SRC's contents. Exactly one
@@ -31,61 +38,175 @@ pub async fn sync(
     }
 }
 
-/// One side of a tree: relative path → entry (and local path, for local trees).
-type Tree = std::collections::BTreeMap<String, (Entry, Option<PathBuf>)>;
+/// One entry of a directory on one side, its path relative to the top of
+/// the sync, and (on the local side) where it is on disk.
+pub(super) type Item = (Entry, Option<PathBuf>);
 
-/// The local tree below `root`, and the paths whose names are not UTF-8
-/// (the protocol carries UTF-8 names only), which are left out.
-fn local_tree(root: &Path, ex: &Excludes, obs: &dyn Observer) -> Result<(Tree, Vec<PathBuf>)> {
-    let mut t = Tree::new();
-    let mut odd = Vec::new();
-    if !root.exists() {
-        return Ok((t, odd));
-    }
-    crate::fsutil::walk(
-        root,
-        "",
-        true,
-        &mut |p, e| {
-            if !ex.excluded(&e.path) {
-                t.insert(e.path.clone(), (e, Some(p.to_path_buf())));
+/// A directory still to visit.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    /// Relative to the top of the sync; `""` is the top.
+    pub(super) rel: String,
+    /// The source's metadata for it, given to the destination's copy once
+    /// its contents are in place.
+    pub(super) meta: Meta,
+    pub(super) dst: Dst,
+}
+
+/// What the destination has where a directory is to be mirrored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dst {
+    /// Nothing (or it is being made now): everything below is new, and
+    /// there is nothing to read on the destination side.
+    Absent,
+    /// A directory; `same_meta` when its mode and mtime already match.
+    Present { same_meta: bool },
+}
+
+/// Both sides of one directory, as read for a wave. `dst` is `None` when
+/// the two are known to be the same (the digests matched).
+pub(super) struct Sides {
+    pub(super) src: Vec<Item>,
+    pub(super) dst: Option<Vec<Item>>,
+}
+
+/// Directories visited per wave: one round trip lists them all.
+const WAVE: usize = 64;
+
+/// The two ends of a sync, as the walk sees them.
+trait Mirror {
+    /// Reads both sides of each directory of the wave (in order); an error
+    /// for one directory leaves that directory and what is below it out.
+    async fn read(
+        &mut self,
+        wave: &[Pending],
+        report: &mut TransferReport,
+    ) -> Result<Vec<Result<Sides>>>;
+    /// Carries out (or, in a dry run, reports) the wave's plans.
+    async fn apply(
+        &mut self,
+        plans: Vec<(Pending, DirPlan)>,
+        report: &mut TransferReport,
+    ) -> Result<()>;
+}
+
+/// Walks both trees from `top`, one wave of directories at a time, in
+/// name order (depth first, as `fsutil::walk` lists).
+async fn mirror(
+    m: &mut impl Mirror,
+    top: Pending,
+    ctx: &Context,
+    ex: &Excludes,
+    report: &mut TransferReport,
+) -> Result<()> {
+    let mut stack = vec![top];
+    while !stack.is_empty() {
+        let n = stack.len().saturating_sub(WAVE);
+        let wave: Vec<Pending> = stack.drain(n..).rev().collect();
+        let sides = m.read(&wave, report).await?;
+        let mut plans = Vec::with_capacity(wave.len());
+        let mut next = Vec::new();
+        for (p, side) in wave.into_iter().zip(sides) {
+            match side {
+                Err(e) => report.errors.push(FileError::new(shown(&p.rel), e)),
+                Ok(Sides { src, dst }) => {
+                    let mut plan = match dst {
+                        None => DirPlan::unchanged(&src, ex, report),
+                        Some(dst) => plan::plan_dir(&src, &dst, &ctx.transfer, ex, report),
+                    };
+                    next.append(&mut plan.subdirs);
+                    plans.push((p, plan));
+                }
             }
+        }
+        stack.extend(next.into_iter().rev());
+        m.apply(plans, report).await?;
+    }
+    Ok(())
+}
+
+/// How a relative path is named in errors (`.` for the top).
+fn shown(rel: &str) -> String {
+    if rel.is_empty() {
+        ".".into()
+    } else {
+        rel.to_string()
+    }
+}
+
+/// The direct entries of local directory `rel` below `root`, in name
+/// order, with their paths relative to `root`. Names that are not UTF-8
+/// (the protocol carries UTF-8 names only) are reported and left out.
+fn local_dir(
+    root: &Path,
+    rel: &str,
+    obs: &dyn Observer,
+    report: &mut Vec<FileError>,
+) -> Result<Vec<Item>> {
+    let dir = crate::paths::components(rel)?
+        .iter()
+        .fold(root.to_path_buf(), |p, c| p.join(c));
+    let mut out = Vec::new();
+    crate::fsutil::walk(
+        &dir,
+        rel,
+        false,
+        &mut |p, e| {
+            out.push((e, Some(p.to_path_buf())));
             Ok(())
         },
         &mut |p| {
             obs.notice(&format!("skipping {} (name is not UTF-8)", p.display()));
-            odd.push(p.to_path_buf());
+            report.push(not_utf8(p));
         },
     )?;
-    Ok((t, odd))
+    Ok(out)
 }
 
-fn remote_tree(entries: Vec<Entry>, prefix: &str, ex: &Excludes) -> Result<Tree> {
-    let mut t = Tree::new();
-    for mut e in entries {
-        let rel = if prefix.is_empty() {
-            e.path.clone()
-        } else {
-            match e
-                .path
-                .strip_prefix(prefix)
-                .and_then(|r| r.strip_prefix('/'))
-            {
-                Some(r) => r.to_string(),
-                None => {
-                    return Err(Error::protocol(format!(
-                        "listing returned foreign path {}",
-                        e.path
-                    )))
-                }
-            }
-        };
-        crate::paths::components(&rel)
-            .map_err(|_| Error::protocol(format!("server sent unsafe path {:?}", e.path)))?;
-        if !ex.excluded(&rel) {
-            e.path = rel.clone();
-            t.insert(rel, (e, None));
-        }
-    }
-    Ok(t)
+/// The local directories of a wave, read on a blocking thread: for each,
+/// its entries (or the error that leaves it out), and the non-UTF-8 names
+/// met (errors of the run).
+async fn local_dirs(
+    root: &Path,
+    rels: Vec<String>,
+    obs: std::sync::Arc<dyn Observer>,
+) -> Result<(Vec<Result<Vec<Item>>>, Vec<FileError>)> {
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut odd = Vec::new();
+        let dirs = rels
+            .iter()
+            .map(|rel| local_dir(&root, rel, &*obs, &mut odd))
+            .collect();
+        (dirs, odd)
+    })
+    .await
+    .map_err(|e| Error::other(format!("reading local directories failed: {e}")))
+}
+
+/// The digest of one side's directory, as the server computes its own.
+fn digest(items: &[Item]) -> String {
+    let mut d = DirDigest::default();
+    items.iter().for_each(|(e, _)| d.add(e));
+    d.finish()
+}
+
+/// A remote directory's listing, checked (every entry canonical, directly
+/// in `dir`, once) and renamed relative to the top of the sync (`rel` is
+/// `dir`'s own relative name).
+fn remote_dir(entries: Vec<Entry>, dir: &str, rel: &str) -> Result<Vec<Item>> {
+    // The recursive check first: it names what is wrong with an entry
+    // below a file or a link more precisely than "not directly in".
+    crate::guard::check_listing(dir, &entries, true)?;
+    crate::guard::check_listing(dir, &entries, false)?;
+    let mut out: Vec<Item> = entries
+        .into_iter()
+        .map(|mut e| {
+            let name = crate::guard::listed_rel(dir, &e.path)?.to_string();
+            e.path = crate::fsutil::join_rel(rel, &name);
+            Ok((e, None))
+        })
+        .collect::<Result<_>>()?;
+    out.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    Ok(out)
 }

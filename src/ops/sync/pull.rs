@@ -1,10 +1,10 @@
-//! A sync whose destination is local: deletions, directories and links
-//! made here, files fetched as one download run, and nothing below the
-//! destination touched through a symlink.
+//! A sync whose destination is local: each wave's deletions, directories
+//! and links made here, its files fetched as one download run, and nothing
+//! below the destination touched through a symlink.
 
-use super::plan::{dry_run_report, files_under, plan_sync};
-use super::{local_tree, remote_tree};
-use crate::client::{Action, GetOp};
+use super::plan::{dry_run_note, needs_meta, DirPlan};
+use super::{digest, local_dirs, mirror, remote_dir, Dst, Mirror, Pending, Sides};
+use crate::client::{Action, Client, GetOp};
 use crate::error::{Error, Result};
 use crate::guard;
 use crate::model::EntryKind;
@@ -12,7 +12,7 @@ use crate::ops::get::{get_how, run_get};
 use crate::ops::report::{FileError, TransferReport};
 use crate::ops::{join_remote, Context, Excludes};
 use crate::remote::Remote;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub(super) async fn pull_once(
@@ -35,114 +35,269 @@ pub(super) async fn pull_once(
             src.path
         )));
     }
-    let listing = client.list(&top.path, true, ctx.transfer.checksum).await?;
-    guard::check_listing(&top.path, &listing, true)?;
-    let remote = remote_tree(listing, &top.path, ex)?;
-    if dst.exists() && !dst.is_dir() {
-        return Err(Error::usage(format!(
-            "{}: exists and is not a directory",
-            dst.display()
-        )));
-    }
-    // Local names that are not UTF-8 cannot match a remote one: left alone.
-    let (local, _) = local_tree(dst, ex, &*ctx.observer)?;
-    let plan = plan_sync(&remote, &local, ctx, &mut report);
-    if ctx.transfer.dry_run {
-        dry_run_report(&plan, ctx, &mut report);
-        report.finish(Some(&client), start);
-        let _ = client.close().await;
-        return Ok(report);
-    }
-    let at = |rel: &str| {
-        crate::paths::components(rel).map(|c| c.iter().fold(dst.to_path_buf(), |p, c| p.join(c)))
+    let top_dst = match std::fs::metadata(dst) {
+        Ok(md) if md.is_dir() => Dst::Present { same_meta: false },
+        Ok(_) => {
+            return Err(Error::usage(format!(
+                "{}: exists and is not a directory",
+                dst.display()
+            )))
+        }
+        Err(_) => Dst::Absent,
     };
-    std::fs::create_dir_all(dst).map_err(|e| Error::local_io(dst, e))?;
-    let local_fail = |rel: &str, e: Error, report: &mut TransferReport| {
-        report.errors.push(FileError::new(rel, e))
+    let start_at = Pending {
+        rel: String::new(),
+        meta: top.meta(),
+        dst: top_dst,
     };
-    // Nothing below DEST is written, removed or re-stamped through a
-    // symlink, whether this sync made it or it was there before.
-    let through_link = |rel: &str, last: bool| guard::no_symlink_below(dst, rel, last);
-    for (rel, dir) in plan.deletes.iter().chain(&plan.replace) {
-        let p = at(rel)?;
-        if let Err(e) = through_link(rel, false) {
-            local_fail(rel, e, &mut report);
-            continue;
+    let mut pull = Pull {
+        ctx,
+        client,
+        top: top.path.clone(),
+        dst,
+        made_top: false,
+    };
+    mirror(&mut pull, start_at, ctx, ex, &mut report).await?;
+    if !ctx.transfer.dry_run {
+        if let Err(e) = crate::fsutil::apply_meta_path(dst, &top.meta()) {
+            report.errors.push(FileError::new(
+                dst.display().to_string(),
+                Error::local_io(dst, e),
+            ));
         }
-        let n = files_under(&local, rel);
-        let res = if *dir {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        match res {
-            Ok(()) if plan.deletes.iter().any(|(r, _)| r == rel) => {
-                report.files_deleted += n;
-                report.note(ctx.transfer.verbose, rel, Action::Delete);
-            }
-            Ok(()) => {}
-            Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
-        }
-    }
-    for rel in &plan.mkdirs {
-        let p = at(rel)?;
-        if let Err(e) = through_link(rel, true) {
-            local_fail(rel, e, &mut report);
-            continue;
-        }
-        match std::fs::create_dir_all(&p) {
-            Ok(()) => report.note(ctx.transfer.verbose, rel, Action::Mkdir),
-            Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
-        }
-    }
-    for (rel, target) in &plan.links {
-        let p = at(rel)?;
-        if let Err(e) = through_link(rel, false) {
-            local_fail(rel, e, &mut report);
-            continue;
-        }
-        match crate::fsutil::replace_with_symlink(&p, target) {
-            Ok(()) => report.note(ctx.transfer.verbose, rel, Action::Symlink),
-            Err(e) => local_fail(rel, Error::local_io(&p, e), &mut report),
-        }
-    }
-    let mut ops = Vec::new();
-    for (rel, e, _) in plan.files {
-        let local = at(&rel)?;
-        if let Err(err) = through_link(&rel, false) {
-            local_fail(&rel, err, &mut report);
-            continue;
-        }
-        let how = get_how(ctx, &local, &e);
-        ops.push(GetOp {
-            remote: join_remote(&top.path, &rel),
-            local,
-            how,
-        });
-    }
-    ctx.observer
-        .batch_start(ops.len() as u64, report.bytes_total);
-    run_get(&mut client, ctx, ops, &mut report).await?;
-    for (rel, meta) in plan.dir_metas.into_iter().rev() {
-        let p = at(&rel)?;
-        // (A directory that is a symlink was reported when it was made.)
-        if through_link(&rel, true).is_err() {
-            continue;
-        }
-        if let Err(e) = crate::fsutil::apply_meta_path(&p, &meta) {
-            report
-                .errors
-                .push(FileError::new(rel, Error::local_io(&p, e)));
-        }
-    }
-    if let Err(e) = crate::fsutil::apply_meta_path(dst, &top.meta()) {
-        report.errors.push(FileError::new(
-            dst.display().to_string(),
-            Error::local_io(dst, e),
-        ));
     }
     report.relativize(&top.path);
-    report.finish(Some(&client), start);
-    let _ = client.close().await;
+    report.finish(Some(&pull.client), start);
+    let _ = pull.client.close().await;
     Ok(report)
+}
+
+struct Pull<'a> {
+    ctx: &'a Context,
+    client: Client,
+    /// The remote directory being mirrored (as the server names it).
+    top: String,
+    dst: &'a Path,
+    /// DEST itself is made only once the first listing checked out.
+    made_top: bool,
+}
+
+impl Pull<'_> {
+    fn at(&self, rel: &str) -> Result<PathBuf> {
+        Ok(crate::paths::components(rel)?
+            .iter()
+            .fold(self.dst.to_path_buf(), |p, c| p.join(c)))
+    }
+
+    /// Does one wave's local work (deletions, directories, links) for
+    /// `plan`, and returns its downloads.
+    fn local_steps(&self, plan: &DirPlan, report: &mut TransferReport) -> Result<Vec<GetOp>> {
+        let v = self.ctx.transfer.verbose;
+        let fail = |rel: &str, e: Error, report: &mut TransferReport| {
+            report.errors.push(FileError::new(rel, e))
+        };
+        // Nothing below DEST is written, removed or re-stamped through a
+        // symlink, whether this sync made it or it was there before.
+        let through_link = |rel: &str, last: bool| guard::no_symlink_below(self.dst, rel, last);
+        let deletes = plan.deletes.iter().map(|d| (d, true));
+        for ((rel, dir), counted) in deletes.chain(plan.replace.iter().map(|d| (d, false))) {
+            let p = self.at(rel)?;
+            if let Err(e) = through_link(rel, false) {
+                fail(rel, e, report);
+                continue;
+            }
+            let n = if *dir { files_below(&p) } else { 1 };
+            let res = if *dir {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match res {
+                Ok(()) if counted => {
+                    report.files_deleted += n;
+                    report.note(v, rel, Action::Delete);
+                }
+                Ok(()) => {}
+                Err(e) => fail(rel, Error::local_io(&p, e), report),
+            }
+        }
+        for rel in &plan.mkdirs {
+            let p = self.at(rel)?;
+            if let Err(e) = through_link(rel, true) {
+                fail(rel, e, report);
+                continue;
+            }
+            match std::fs::create_dir_all(&p) {
+                Ok(()) => report.note(v, rel, Action::Mkdir),
+                Err(e) => fail(rel, Error::local_io(&p, e), report),
+            }
+        }
+        for (rel, target) in &plan.links {
+            let p = self.at(rel)?;
+            if let Err(e) = through_link(rel, false) {
+                fail(rel, e, report);
+                continue;
+            }
+            match crate::fsutil::replace_with_symlink(&p, target) {
+                Ok(()) => report.note(v, rel, Action::Symlink),
+                Err(e) => fail(rel, Error::local_io(&p, e), report),
+            }
+        }
+        let mut ops = Vec::new();
+        for (rel, e, _) in &plan.files {
+            let local = self.at(rel)?;
+            if let Err(err) = through_link(rel, false) {
+                fail(rel, err, report);
+                continue;
+            }
+            let how = get_how(self.ctx, &local, e);
+            ops.push(GetOp {
+                remote: join_remote(&self.top, rel),
+                local,
+                how,
+            });
+        }
+        Ok(ops)
+    }
+}
+
+/// Files (not directories) at or below a local path, for the count of a
+/// deletion.
+fn files_below(p: &Path) -> u64 {
+    let (mut n, mut odd) = (0, 0);
+    let _ = crate::fsutil::walk(
+        p,
+        "",
+        true,
+        &mut |_, e| {
+            n += u64::from(e.kind != EntryKind::Dir);
+            Ok(())
+        },
+        &mut |_| odd += 1,
+    );
+    n + odd
+}
+
+impl Mirror for Pull<'_> {
+    async fn read(
+        &mut self,
+        wave: &[Pending],
+        _report: &mut TransferReport,
+    ) -> Result<Vec<Result<Sides>>> {
+        // Local copies are read where they exist; names that are not UTF-8
+        // cannot match a remote one and are left alone.
+        let rels = wave
+            .iter()
+            .filter(|p| p.dst != Dst::Absent)
+            .map(|p| p.rel.clone())
+            .collect();
+        let (read, _) = local_dirs(self.dst, rels, self.ctx.observer.clone()).await?;
+        let mut read = read.into_iter();
+        let locals: Vec<Result<Vec<_>>> = wave
+            .iter()
+            .map(|p| match p.dst {
+                Dst::Absent => Ok(Vec::new()),
+                Dst::Present { .. } => read.next().unwrap_or_else(|| Ok(Vec::new())),
+            })
+            .collect();
+        let checksum = self.ctx.transfer.checksum;
+        let asks: Vec<(String, Option<String>)> = wave
+            .iter()
+            .zip(&locals)
+            .filter(|(_, l)| l.is_ok())
+            .map(|(p, l)| {
+                let d = match (p.dst, l) {
+                    (Dst::Present { .. }, Ok(l)) if !checksum => Some(digest(l)),
+                    _ => None,
+                };
+                (join_remote(&self.top, &p.rel), d)
+            })
+            .collect();
+        let mut replies = self.client.list_dirs(&asks, checksum).await?.into_iter();
+        let mut out = Vec::with_capacity(wave.len());
+        for (p, local) in wave.iter().zip(locals) {
+            let local = match local {
+                Ok(l) => l,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let reply = replies
+                .next()
+                .ok_or_else(|| Error::other("a directory listing went missing"))?;
+            out.push(match reply {
+                Ok(None) => Ok(Sides {
+                    src: local,
+                    dst: None,
+                }),
+                Ok(Some(entries)) => {
+                    let remote = join_remote(&self.top, &p.rel);
+                    Ok(Sides {
+                        src: remote_dir(entries, &remote, &p.rel)?,
+                        dst: Some(local),
+                    })
+                }
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn apply(
+        &mut self,
+        plans: Vec<(Pending, DirPlan)>,
+        report: &mut TransferReport,
+    ) -> Result<()> {
+        let ctx = self.ctx;
+        if ctx.transfer.dry_run {
+            for (_, plan) in &plans {
+                dry_run_note(
+                    plan,
+                    &ctx.transfer,
+                    report,
+                    &mut |rel, dir| match (dir, self.at(rel)) {
+                        (true, Ok(p)) => files_below(&p),
+                        _ => 1,
+                    },
+                );
+            }
+            return Ok(());
+        }
+        if !self.made_top {
+            std::fs::create_dir_all(self.dst).map_err(|e| Error::local_io(self.dst, e))?;
+            self.made_top = true;
+        }
+        let mut ops = Vec::new();
+        for (_, plan) in &plans {
+            ops.append(&mut self.local_steps(plan, report)?);
+        }
+        if !ops.is_empty() {
+            let files = ops.len() as u64;
+            let size = plans
+                .iter()
+                .flat_map(|(_, p)| &p.files)
+                .map(|(_, e, _)| e.size)
+                .sum();
+            ctx.observer.batch_grow(files, size);
+            run_get(&mut self.client, ctx, ops, report).await?;
+        }
+        // A directory's own times last: what was done in it changed them.
+        for (p, plan) in &plans {
+            if p.rel.is_empty() || !needs_meta(p, plan) {
+                continue;
+            }
+            // (A directory that is a symlink was reported when it was made.)
+            if guard::no_symlink_below(self.dst, &p.rel, true).is_err() {
+                continue;
+            }
+            let path = self.at(&p.rel)?;
+            if let Err(e) = crate::fsutil::apply_meta_path(&path, &p.meta) {
+                report
+                    .errors
+                    .push(FileError::new(p.rel.clone(), Error::local_io(&path, e)));
+            }
+        }
+        Ok(())
+    }
 }

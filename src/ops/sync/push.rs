@@ -1,15 +1,16 @@
-//! A sync whose destination is remote: the plan carried out as one
-//! pipelined series of upload steps.
+//! A sync whose destination is remote: each wave's plans carried out as
+//! one pipelined series of upload steps.
 
-use super::plan::{dry_run_report, plan_sync};
-use super::{local_tree, remote_tree, Tree};
-use crate::client::{PutHow, PutOp};
+use super::plan::{dry_run_note, needs_meta, DirPlan};
+use super::{digest, local_dirs, mirror, remote_dir, Dst, Mirror, Pending, Sides};
+use crate::client::{Client, PutHow, PutOp};
 use crate::error::{Error, Result};
 use crate::model::EntryKind;
 use crate::ops::put::run_put;
-use crate::ops::report::{not_utf8, TransferReport};
+use crate::ops::report::TransferReport;
 use crate::ops::{join_remote, Context, Excludes};
 use crate::remote::Remote;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -28,9 +29,6 @@ pub(super) async fn push_once(
             src.display()
         )));
     }
-    let (local, odd) = local_tree(src, ex, &*ctx.observer)?;
-    report.files_total += odd.len() as u64;
-    report.errors.extend(odd.iter().map(|p| not_utf8(p)));
     let mut client = ctx.connect(dst).await?;
     client.syncing().await?;
     if client.info.read_only && !ctx.transfer.dry_run {
@@ -40,14 +38,13 @@ pub(super) async fn push_once(
         )));
     }
     let base = crate::paths::normalize(&dst.path).map_err(|e| e.context(&dst.path))?;
-    let dst_entry = client.stat(&dst.path).await?;
-    let remote = match &dst_entry {
-        None => Tree::new(),
-        Some(e) if e.kind == EntryKind::Dir => remote_tree(
-            client.list(&dst.path, true, ctx.transfer.checksum).await?,
-            &e.path,
-            ex,
-        )?,
+    let top_meta = crate::fsutil::meta_of(&md);
+    let top_dst = match client.stat(&dst.path).await? {
+        None => Dst::Absent,
+        Some(e) if e.kind == EntryKind::Dir => Dst::Present {
+            same_meta: (e.mode, e.mtime, e.mtime_ns)
+                == (top_meta.mode, top_meta.mtime, top_meta.mtime_ns),
+        },
         Some(_) => {
             return Err(Error::usage(format!(
                 "'{}' exists on the server and is not a directory",
@@ -55,71 +52,182 @@ pub(super) async fn push_once(
             )))
         }
     };
-    let plan = plan_sync(&local, &remote, ctx, &mut report);
-    if ctx.transfer.dry_run {
-        dry_run_report(&plan, ctx, &mut report);
-        report.finish(Some(&client), start);
-        let _ = client.close().await;
-        return Ok(report);
-    }
-    if !plan.deletes.is_empty() || !plan.replace.is_empty() {
-        client.elevate().await?;
-    }
-    let at = |rel: &str| join_remote(&base, rel);
-    let mut ops = Vec::new();
-    if dst_entry.is_none() {
-        ops.push(PutOp::Mkdir {
-            remote: base.clone(),
-        });
-    }
-    ops.extend(
-        plan.deletes
-            .iter()
-            .chain(&plan.replace)
-            .map(|(rel, dir)| PutOp::Remove {
-                remote: at(rel),
-                recursive: *dir,
-            }),
-    );
-    ops.extend(
-        plan.mkdirs
-            .iter()
-            .map(|rel| PutOp::Mkdir { remote: at(rel) }),
-    );
-    ops.extend(plan.files.into_iter().filter_map(|(rel, _, local)| {
-        local.map(|local| PutOp::File {
-            local,
-            remote: at(&rel),
-            how: PutHow::Full,
-        })
-    }));
-    ops.extend(plan.links.into_iter().map(|(rel, target)| PutOp::Symlink {
-        remote: at(&rel),
-        target,
-    }));
-    ops.extend(
-        plan.dir_metas
-            .into_iter()
-            .rev()
-            .map(|(rel, meta)| PutOp::DirMeta {
-                remote: at(&rel),
-                meta,
-            }),
-    );
-    // The share root's own mode and times are the server owner's business.
-    if !base.is_empty() && !ops.is_empty() {
-        ops.push(PutOp::DirMeta {
-            remote: base.clone(),
-            meta: crate::fsutil::meta_of(&md),
-        });
-    }
-    ctx.observer.batch_start(
-        report.files_total - report.files_skipped,
-        report.bytes_total,
-    );
-    run_put(&mut client, ctx, ops, &mut report).await?;
-    report.relativize(&base);
-    report.finish(Some(&client), start);
-    let _ = client.close().await;
+    let top = Pending {
+        rel: String::new(),
+        meta: top_meta,
+        dst: top_dst,
+    };
+    let mut push = Push {
+        ctx,
+        client,
+        src,
+        base,
+    };
+    mirror(&mut push, top, ctx, ex, &mut report).await?;
+    report.relativize(&push.base);
+    report.finish(Some(&push.client), start);
+    let _ = push.client.close().await;
     Ok(report)
+}
+
+struct Push<'a> {
+    ctx: &'a Context,
+    client: Client,
+    src: &'a Path,
+    /// The remote directory that mirrors `src` (canonical).
+    base: String,
+}
+
+impl Push<'_> {
+    fn at(&self, rel: &str) -> String {
+        join_remote(&self.base, rel)
+    }
+
+    /// Files below a remote directory a dry run would delete.
+    async fn files_below(&mut self, rel: &str) -> Result<u64> {
+        let path = self.at(rel);
+        let listing = self.client.list(&path, true, false).await?;
+        Ok(listing.iter().filter(|e| e.kind != EntryKind::Dir).count() as u64)
+    }
+}
+
+impl Mirror for Push<'_> {
+    async fn read(
+        &mut self,
+        wave: &[Pending],
+        report: &mut TransferReport,
+    ) -> Result<Vec<Result<Sides>>> {
+        let rels = wave.iter().map(|p| p.rel.clone()).collect();
+        let (locals, odd) = local_dirs(self.src, rels, self.ctx.observer.clone()).await?;
+        report.files_total += odd.len() as u64;
+        report.errors.extend(odd);
+        let checksum = self.ctx.transfer.checksum;
+        // Only directories the server has are asked about.
+        let asks: Vec<(String, Option<String>)> = wave
+            .iter()
+            .zip(&locals)
+            .filter(|(p, l)| p.dst != Dst::Absent && l.is_ok())
+            .map(|(p, l)| {
+                let d = l.as_ref().ok().filter(|_| !checksum).map(|l| digest(l));
+                (self.at(&p.rel), d)
+            })
+            .collect();
+        let mut replies = if asks.is_empty() {
+            Vec::new()
+        } else {
+            self.client.list_dirs(&asks, checksum).await?
+        }
+        .into_iter();
+        let mut out = Vec::with_capacity(wave.len());
+        for (p, local) in wave.iter().zip(locals) {
+            let src = match local {
+                Ok(src) => src,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            if p.dst == Dst::Absent {
+                out.push(Ok(Sides {
+                    src,
+                    dst: Some(Vec::new()),
+                }));
+                continue;
+            }
+            let reply = replies
+                .next()
+                .ok_or_else(|| Error::other("a directory listing went missing"))?;
+            out.push(match reply {
+                Ok(None) => Ok(Sides { src, dst: None }),
+                Ok(Some(entries)) => Ok(Sides {
+                    src,
+                    dst: Some(remote_dir(entries, &self.at(&p.rel), &p.rel)?),
+                }),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn apply(
+        &mut self,
+        plans: Vec<(Pending, DirPlan)>,
+        report: &mut TransferReport,
+    ) -> Result<()> {
+        let ctx = self.ctx;
+        if ctx.transfer.dry_run {
+            for (_, plan) in &plans {
+                let mut below = HashMap::new();
+                for (rel, dir) in &plan.deletes {
+                    let n = if *dir {
+                        self.files_below(rel).await?
+                    } else {
+                        1
+                    };
+                    below.insert(rel.clone(), n);
+                }
+                dry_run_note(plan, &ctx.transfer, report, &mut |rel, _| {
+                    below.get(rel).copied().unwrap_or(0)
+                });
+            }
+            return Ok(());
+        }
+        if plans
+            .iter()
+            .any(|(_, p)| !p.deletes.is_empty() || !p.replace.is_empty())
+        {
+            self.client.elevate().await?;
+        }
+        let mut ops = Vec::new();
+        let (mut files, mut bytes) = (0, 0);
+        for (p, plan) in &plans {
+            if p.rel.is_empty() && p.dst == Dst::Absent {
+                ops.push(PutOp::Mkdir {
+                    remote: self.base.clone(),
+                });
+            }
+            ops.extend(
+                plan.deletes
+                    .iter()
+                    .chain(&plan.replace)
+                    .map(|(rel, dir)| PutOp::Remove {
+                        remote: self.at(rel),
+                        recursive: *dir,
+                    }),
+            );
+            ops.extend(plan.mkdirs.iter().map(|rel| PutOp::Mkdir {
+                remote: self.at(rel),
+            }));
+            for (rel, e, local) in &plan.files {
+                if let Some(local) = local {
+                    files += 1;
+                    bytes += e.size;
+                    ops.push(PutOp::File {
+                        local: local.clone(),
+                        remote: self.at(rel),
+                        how: PutHow::Full,
+                    });
+                }
+            }
+            ops.extend(plan.links.iter().map(|(rel, target)| PutOp::Symlink {
+                remote: self.at(rel),
+                target: target.clone(),
+            }));
+        }
+        // A directory's own times last: what was done in it changed them.
+        // (The share root's own mode and times are the server owner's.)
+        for (p, plan) in &plans {
+            if needs_meta(p, plan) && !(p.rel.is_empty() && self.base.is_empty()) {
+                ops.push(PutOp::DirMeta {
+                    remote: self.at(&p.rel),
+                    meta: p.meta,
+                });
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        ctx.observer.batch_grow(files, bytes);
+        run_put(&mut self.client, ctx, ops, report).await
+    }
 }
