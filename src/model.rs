@@ -262,6 +262,55 @@ pub struct ClientRow {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn directory_digests_see_what_a_sync_compares_and_nothing_else() {
+        let e = |path: &str, kind, size, mtime, mode, target: Option<&str>| Entry {
+            path: path.into(),
+            kind,
+            size,
+            mtime,
+            mtime_ns: 7,
+            mode,
+            target: target.map(str::to_string),
+            hash: None,
+        };
+        let digest = |v: &[Entry]| {
+            let mut d = DirDigest::default();
+            v.iter().for_each(|x| d.add(x));
+            d.finish()
+        };
+        let base = vec![
+            e("top/a", EntryKind::File, 3, 10, 0o644, None),
+            e("top/d", EntryKind::Dir, 0, 11, 0o755, None),
+            e("top/l", EntryKind::Symlink, 1, 12, 0o777, Some("a")),
+        ];
+        // Where the directory sits does not matter, nor a file's mode or
+        // a link's times: a sync does not compare them.
+        let mut same = base.clone();
+        same.iter_mut()
+            .for_each(|x| x.path = x.path.replace("top/", "elsewhere/deep/"));
+        same[0].mode = 0o600;
+        same[2].mtime = 99;
+        assert_eq!(digest(&base), digest(&same));
+        let changed: Vec<Box<dyn Fn(&mut Vec<Entry>)>> = vec![
+            Box::new(|v| v[0].size = 4),
+            Box::new(|v| v[0].mtime_ns = 8),
+            Box::new(|v| v[1].mode = 0o700),
+            Box::new(|v| v[1].mtime = 1),
+            Box::new(|v| v[2].target = Some("b".into())),
+            Box::new(|v| v[0].kind = EntryKind::Dir),
+            Box::new(|v| v[0].path = "top/b".into()),
+            Box::new(|v| {
+                v.pop();
+            }),
+        ];
+        for (i, change) in changed.iter().enumerate() {
+            let mut v = base.clone();
+            change(&mut v);
+            assert_ne!(digest(&base), digest(&v), "change {i}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -181,6 +181,12 @@ pub struct TransferArgs {
     /// within 10% over any 5 s.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
+    /// Keep up to N files in flight at once, each on its own connection
+    /// (like rclone's --transfers): faster over links with a long round
+    /// trip, or when one connection cannot fill the link.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
 }
 
 /// `10M` → 10 MiB/s.
@@ -231,6 +237,7 @@ pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Re
     if let Some(t) = t {
         transfer.delta = !t.no_delta;
         transfer.retries = t.retries;
+        transfer.parallel = usize::from(t.parallel);
         connect.send.compress = t.compress();
         connect.bwlimit = t.bwlimit;
     }

@@ -209,6 +209,8 @@ impl Client {
             admin: false,
             next_id: 1,
             send: opts.send,
+            remote: remote.clone(),
+            extra: Vec::new(),
         };
         if c.info.auth_required {
             let pw = c.creds.password(PasswordKind::Access, &c.server)?;

@@ -86,11 +86,29 @@ pub struct Client {
     admin: bool,
     next_id: u64,
     send: SendOptions,
+    /// Where this connection goes, for the extra connections of
+    /// `--parallel`.
+    remote: crate::remote::Remote,
+    /// Extra connections to the same server (`--parallel`), kept for the
+    /// life of this one.
+    pub(crate) extra: Vec<Client>,
 }
 
 impl Client {
+    /// Bytes on the wire, sent and received, of this connection and its
+    /// extra ones.
     pub fn wire(&self) -> (u64, u64) {
-        (self.counters.sent(), self.counters.received())
+        self.extra.iter().fold(
+            (self.counters.sent(), self.counters.received()),
+            |(s, r), c| {
+                let (s2, r2) = c.wire();
+                (s + s2, r + r2)
+            },
+        )
+    }
+
+    pub fn remote(&self) -> &crate::remote::Remote {
+        &self.remote
     }
 
     pub fn server(&self) -> &str {
@@ -297,6 +315,9 @@ impl Client {
 
     /// Says goodbye and closes the connection cleanly.
     pub async fn close(mut self) -> Result<()> {
+        for c in std::mem::take(&mut self.extra) {
+            let _ = Box::pin(c.close()).await;
+        }
         self.w.msg(&Msg::Bye).await?;
         self.w.shutdown().await
     }

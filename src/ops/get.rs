@@ -188,8 +188,22 @@ async fn get_once(
     Ok(report)
 }
 
-/// Runs downloads, sending whole again what could not be rebuilt.
+/// Runs downloads, shared out over the connections of `--parallel`.
 pub(super) async fn run_get(
+    client: &mut Client,
+    ctx: &Context,
+    ops: Vec<GetOp>,
+    report: &mut TransferReport,
+) -> Result<()> {
+    super::parallel::share_out(client, ctx, ops, report, async |c, share, rep| {
+        run_get_on(c, ctx, share, rep).await
+    })
+    .await
+}
+
+/// Runs a download batch on one connection, and fetches whole again what
+/// did not verify as a delta or resume.
+async fn run_get_on(
     client: &mut Client,
     ctx: &Context,
     ops: Vec<GetOp>,

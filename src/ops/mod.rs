@@ -15,6 +15,7 @@
 mod excludes;
 mod get;
 mod ls;
+mod parallel;
 mod put;
 mod report;
 mod rm;
@@ -52,6 +53,8 @@ pub struct TransferOptions {
     pub retries: u32,
     /// Record one entry per path in the report (`files`).
     pub verbose: bool,
+    /// Files in flight at once, each on its own connection (`--parallel`).
+    pub parallel: usize,
 }
 
 impl Default for TransferOptions {
@@ -64,6 +67,7 @@ impl Default for TransferOptions {
             excludes: Vec::new(),
             retries: 0,
             verbose: false,
+            parallel: 1,
         }
     }
 }

@@ -172,12 +172,41 @@ fn same_version(a: &Meta, b: &Meta) -> bool {
 /// Upload steps per round: each round costs one probe round trip (which
 /// brings the signatures too), and holds at most this many signatures in
 /// memory.
-const ROUND: usize = 512;
+const ROUND: usize = 4096;
 
-/// Runs upload steps: probes the targets of `Auto` files (pipelined),
-/// picks resume, delta or whole for each, fetches signatures, sends, and
-/// sends whole again whatever the server could not rebuild.
+/// Runs upload steps. With `--parallel`, directories, links and removals
+/// go first and in order on one connection, the files are shared out over
+/// the connections, and directory times come last.
 pub(super) async fn run_put(
+    client: &mut Client,
+    ctx: &Context,
+    ops: Vec<PutOp>,
+    report: &mut TransferReport,
+) -> Result<()> {
+    if ctx.transfer.parallel <= 1 {
+        return run_put_on(client, ctx, ops, report).await;
+    }
+    let (mut first, mut files, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    for op in ops {
+        match op {
+            PutOp::File { .. } => files.push(op),
+            PutOp::DirMeta { .. } => last.push(op),
+            _ => first.push(op),
+        }
+    }
+    run_put_on(client, ctx, first, report).await?;
+    super::parallel::share_out(client, ctx, files, report, async |c, share, rep| {
+        run_put_on(c, ctx, share, rep).await
+    })
+    .await?;
+    run_put_on(client, ctx, last, report).await
+}
+
+/// Runs upload steps on one connection: probes the targets of big files
+/// (pipelined), picks resume, delta or whole for each, fetches
+/// signatures, sends, and sends whole again whatever the server could not
+/// rebuild.
+async fn run_put_on(
     client: &mut Client,
     ctx: &Context,
     ops: Vec<PutOp>,

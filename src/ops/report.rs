@@ -121,6 +121,24 @@ impl TransferReport {
         }
     }
 
+    /// Adds what another connection of the same run did (`--parallel`);
+    /// wire bytes and time are the run's, set by `finish`.
+    pub(super) fn merge(&mut self, o: TransferReport) {
+        self.files_total += o.files_total;
+        self.files_transferred += o.files_transferred;
+        self.files_skipped += o.files_skipped;
+        self.files_deleted += o.files_deleted;
+        self.bytes_total += o.bytes_total;
+        self.bytes_transferred += o.bytes_transferred;
+        self.literal_bytes += o.literal_bytes;
+        self.matched_bytes += o.matched_bytes;
+        self.resumed_bytes += o.resumed_bytes;
+        self.saved_by_compression_bytes += o.saved_by_compression_bytes;
+        self.files_redone += o.files_redone;
+        self.errors.extend(o.errors);
+        self.files.extend(o.files);
+    }
+
     /// Makes paths relative to the top of a sync (`prefix`), dropping the
     /// entry for the top itself.
     pub(super) fn relativize(&mut self, prefix: &str) {

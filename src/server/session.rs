@@ -11,9 +11,12 @@ use crate::model::Meta;
 use crate::proto::{Frame, FrameReader, FrameWriter, Msg, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+
+/// Longest time replies wait in the buffer for more to go with them.
+const HOLD_REPLIES: Duration = Duration::from_millis(5);
 
 /// Serves one fts protocol connection (TLS done, ALPN `fts/1`): the
 /// version handshake, the client's slot, then requests until it leaves,
@@ -230,20 +233,53 @@ impl Session {
             self.announce_unread(false);
             r.accept_pings();
         }
+        // Since when replies wait unsent in the buffer.
+        let mut unflushed: Option<Instant> = None;
         loop {
-            let frame = tokio::select! {
-                f = r.read_opt() => f?,
-                _ = stop.changed() => return Ok(()),
+            // Replies wait in the buffer while the next request is already
+            // here (a pipelined batch of small files), and go out once the
+            // client has nothing more queued: one write for many replies
+            // instead of one per file. (Reads are cancel-safe, so the first
+            // poll may be dropped.)
+            let ready = if unflushed.is_some() {
+                tokio::select! {
+                    biased;
+                    f = r.read_opt() => Some(f?),
+                    _ = std::future::ready(()) => None,
+                }
+            } else {
+                None
+            };
+            let frame = match ready {
+                Some(f) => f,
+                None => {
+                    if unflushed.take().is_some() {
+                        w.flush().await?;
+                    }
+                    tokio::select! {
+                        f = r.read_opt() => f?,
+                        _ = stop.changed() => return Ok(()),
+                    }
+                }
             };
             let msg = match frame {
                 None => return Ok(()),
                 Some(Frame::Chunk(_)) => return Err(Error::protocol("unexpected data frame")),
                 Some(Frame::Control(m)) => m,
             };
+            // The client waits for those replies, and its timeout counts
+            // silence: they go out before anything that takes long (a big
+            // upload to receive) and at least every few milliseconds.
+            let long = matches!(&msg, Msg::Put { meta, .. } if meta.size >= 256 * 1024);
+            if unflushed.is_some_and(|t| long || t.elapsed() >= HOLD_REPLIES) {
+                unflushed = None;
+                w.flush().await?;
+            }
             if !self.dispatch(r, w, msg).await? {
+                w.flush().await?;
                 return Ok(());
             }
-            w.flush().await?;
+            unflushed.get_or_insert_with(Instant::now);
         }
     }
 

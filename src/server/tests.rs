@@ -293,6 +293,39 @@ async fn put_get_ls_and_rm_through_the_memory_store() {
     );
     assert_eq!(listed[2].mode, 0o640);
 
+    // A sync's directory question: the same digest settles it in one
+    // reply; another digest gets the entries; a file is not a directory.
+    let mut digest = crate::model::DirDigest::default();
+    listed[1..].iter().for_each(|e| digest.add(e));
+    let list_dir = |digest: Option<String>| Msg::ListDir {
+        path: "d".into(),
+        digest,
+        hashes: false,
+    };
+    w.msg(&list_dir(Some(digest.finish()))).await.unwrap();
+    w.msg(&list_dir(Some("0".repeat(32)))).await.unwrap();
+    w.msg(&Msg::ListDir {
+        path: "d/big".into(),
+        digest: None,
+        hashes: false,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    assert!(matches!(r.read_msg().await.unwrap(), Msg::DirSame));
+    let Msg::ListBatch { entries } = r.read_msg().await.unwrap() else {
+        panic!("expected the entries of d");
+    };
+    assert_eq!(entries.len(), 2);
+    assert!(matches!(r.read_msg().await.unwrap(), Msg::ListEnd));
+    assert!(matches!(
+        r.read_msg().await.unwrap(),
+        Msg::Error {
+            kind: crate::error::ErrorKind::NotFound,
+            ..
+        }
+    ));
+
     // rm needs the admin password.
     let refused = ask(
         &mut r,

@@ -358,7 +358,13 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(extra: &[&str]) -> Setup {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::new_in(&std::env::temp_dir(), extra)
+    }
+
+    /// [`Setup::new`] with its files below `base` (e.g. tmpfs, for a test
+    /// of many files).
+    pub fn new_in(base: &Path, extra: &[&str]) -> Setup {
+        let tmp = tempfile::tempdir_in(base).unwrap();
         let root = tmp.path().join("root");
         let shome = tmp.path().join("server-home");
         std::fs::create_dir_all(&root).unwrap();
