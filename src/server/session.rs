@@ -103,6 +103,7 @@ pub(super) async fn serve<S>(
         authed: shared.opts.password.is_none(),
         admin: false,
         login_slot,
+        held: super::acks::Held::default(),
     };
     let kick_w = w.handle();
     let kicked = async {
@@ -198,6 +199,8 @@ pub(super) struct Session {
     pub(super) admin: bool,
     /// Held until the session has logged in.
     pub(super) login_slot: Option<Held>,
+    /// Upload acknowledgements waiting for a durability pass.
+    pub(super) held: super::acks::Held,
 }
 
 pub(super) type Reader<R> = FrameReader<R>;
@@ -231,17 +234,48 @@ impl Session {
             r.accept_pings();
         }
         loop {
-            let frame = tokio::select! {
-                f = r.read_opt() => f?,
-                _ = stop.changed() => return Ok(()),
+            let frame = if self.held.is_empty() {
+                tokio::select! {
+                    f = r.read_opt() => f?,
+                    _ = stop.changed() => return Ok(()),
+                }
+            } else {
+                // Acknowledgements are waiting for a durability pass: go on
+                // only with a request that is already (nearly) here;
+                // otherwise the input ran dry and they go out now.
+                tokio::select! {
+                    f = tokio::time::timeout(super::acks::LINGER, r.read_opt()) => match f {
+                        Ok(f) => f?,
+                        Err(_) => {
+                            self.release(w).await?;
+                            w.flush().await?;
+                            continue;
+                        }
+                    },
+                    _ = stop.changed() => {
+                        self.release(w).await?;
+                        return Ok(());
+                    }
+                }
             };
             let msg = match frame {
-                None => return Ok(()),
+                None => {
+                    self.release(w).await?;
+                    return Ok(());
+                }
                 Some(Frame::Chunk(_)) => return Err(Error::protocol("unexpected data frame")),
                 Some(Frame::Control(m)) => m,
             };
+            // Replies go out in request order: whatever is not a put waits
+            // until the held acknowledgements are out.
+            if !matches!(msg, Msg::Put { .. }) {
+                self.release(w).await?;
+            }
             if !self.dispatch(r, w, msg).await? {
                 return Ok(());
+            }
+            if self.held.full() {
+                self.release(w).await?;
             }
             w.flush().await?;
         }
@@ -318,7 +352,7 @@ impl Session {
                 delta_base,
             } => {
                 let reply = self.put(r, id, &path, &meta, resume, delta_base).await?;
-                w.msg(&reply).await?
+                self.put_reply(w, reply, &path, meta.size).await?
             }
             Msg::Get {
                 id,

@@ -5,6 +5,8 @@
 //! descriptor, so a symlink swapped in between check and use is caught.
 //! Writes go to an unnamed temporary file, or for big uploads to a
 //! resumable `.NAME.fts-part`, renamed over the target only on commit.
+//! Committed files are made durable in batches by `fsutil::make_durable`
+//! (one `syncfs` per batch on Linux).
 
 use super::root::Root;
 use super::{Begin, Content, Probe, Store, Upload};
@@ -59,10 +61,6 @@ impl Upload for LocalUpload {
     fn writer(&self) -> Result<Box<dyn Write + Send>> {
         let f = self.sink.file().try_clone().map_err(io_at(&self.rel))?;
         Ok(Box::new(f))
-    }
-
-    fn sync(&self) -> Result<()> {
-        self.sink.file().sync_all().map_err(io_at(&self.rel))
     }
 
     fn commit(self: Box<Self>, meta: &Meta) -> Result<()> {
@@ -206,6 +204,16 @@ impl Store for LocalStore {
         fsutil::check_link_target(&parent, link_target)?;
         let path = self.root.resolve_for_write(rel)?;
         fsutil::replace_with_symlink(&path, link_target).map_err(io_at(rel))
+    }
+
+    fn make_durable(&self, rels: &[String]) -> Result<()> {
+        let paths = rels
+            .iter()
+            .map(|rel| self.root.resolve_for_write(rel))
+            .collect::<Result<Vec<_>>>()?;
+        fsutil::make_durable(&paths).map(drop).map_err(|e| {
+            Error::local_io(Path::new(&self.location()), e).context("making uploads durable")
+        })
     }
 
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
