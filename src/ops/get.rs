@@ -198,7 +198,11 @@ pub(super) async fn run_get(
     let outcomes = client.get_batch(ops.clone(), &*ctx.observer).await?;
     let mut redo = Vec::new();
     let mut done = Vec::new();
+    let mut written = Vec::new();
     for (o, op) in outcomes.into_iter().zip(ops) {
+        if o.result.is_ok() && o.is_file() {
+            written.push(op.local.clone());
+        }
         if o.redo {
             ctx.observer.notice(&format!(
                 "{}: {}; fetching the whole file",
@@ -216,9 +220,38 @@ pub(super) async fn run_get(
     }
     report.absorb(done, ctx.transfer.verbose);
     if !redo.is_empty() {
-        let again = client.get_batch(redo, &*ctx.observer).await?;
+        let again = client.get_batch(redo.clone(), &*ctx.observer).await?;
+        for (o, op) in again.iter().zip(redo) {
+            if o.result.is_ok() && o.is_file() {
+                written.push(op.local);
+            }
+        }
         report.absorb(again, ctx.transfer.verbose);
     }
+    if ctx.transfer.fsync {
+        make_durable(written, report).await?;
+    }
+    Ok(())
+}
+
+/// Makes the downloaded `files` durable, all in one pass per filesystem,
+/// before the command may report success; a failed pass fails the run,
+/// since the files may not survive a power cut.
+async fn make_durable(files: Vec<PathBuf>, report: &mut TransferReport) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let count = files.len() as u64;
+    let passes = tokio::task::spawn_blocking(move || {
+        crate::fsutil::make_durable(&files).map_err(|e| {
+            let at = files.first().map_or(Path::new("."), |f| f.as_path());
+            Error::local_io(at, e).context("making the downloaded files durable")
+        })
+    })
+    .await
+    .map_err(|e| Error::other(format!("durability pass failed: {e}")))??;
+    report.fsync_passes += passes;
+    report.files_fsynced += count;
     Ok(())
 }
 

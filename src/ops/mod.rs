@@ -52,6 +52,8 @@ pub struct TransferOptions {
     pub retries: u32,
     /// Record one entry per path in the report (`files`).
     pub verbose: bool,
+    /// Make downloaded files durable (fsync) before reporting success.
+    pub fsync: bool,
 }
 
 impl Default for TransferOptions {
@@ -64,6 +66,7 @@ impl Default for TransferOptions {
             excludes: Vec::new(),
             retries: 0,
             verbose: false,
+            fsync: true,
         }
     }
 }
