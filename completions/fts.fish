@@ -63,6 +63,7 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -l name -d 'Your name in 
 complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l read-only -d 'Refuse uploads, directory changes and removals'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l no-compress -d 'Do not compress downloads on the wire'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l no-fsync -d 'Acknowledge uploads without first making them durable (no fsync): faster, but a power cut may lose files a client was told are stored'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s v -l verbose -d 'Say more (repeatable)'
@@ -95,6 +96,7 @@ complete -c fts -n "__fish_fts_using_subcommand get" -l admin-password-file -d '
 complete -c fts -n "__fish_fts_using_subcommand get" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -s r -l recursive -d 'Copy directories recursively'
+complete -c fts -n "__fish_fts_using_subcommand get" -l no-fsync -d 'Report success without first making the downloaded files durable (no fsync): faster, but a power cut right after may lose them'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-compress -d 'Do not compress data on the wire'
 complete -c fts -n "__fish_fts_using_subcommand get" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
@@ -140,6 +142,7 @@ complete -c fts -n "__fish_fts_using_subcommand sync" -l timeout -d 'Give up whe
 complete -c fts -n "__fish_fts_using_subcommand sync" -l delete -d 'Delete files in DST that are not in SRC'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s n -l dry-run -d 'Show what would be transferred or deleted; change nothing'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s c -l checksum -d 'Compare file contents (BLAKE3) instead of size and mtime'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l no-fsync -d 'When pulling, report success without first making the downloaded files durable (no fsync). A push is made durable by the server (see `fts serve --no-fsync`)'
 complete -c fts -n "__fish_fts_using_subcommand sync" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
 complete -c fts -n "__fish_fts_using_subcommand sync" -l no-compress -d 'Do not compress data on the wire'
 complete -c fts -n "__fish_fts_using_subcommand sync" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
