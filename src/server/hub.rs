@@ -435,9 +435,11 @@ impl Hub {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
-    /// One durability pass covered `files` uploads.
-    pub fn fsynced(&self, files: u64) {
-        self.counters.fsync_passes.fetch_add(1, Ordering::Relaxed);
+    /// `passes` durability passes of the store made `files` uploads durable.
+    pub fn fsynced(&self, passes: u64, files: u64) {
+        self.counters
+            .fsync_passes
+            .fetch_add(passes, Ordering::Relaxed);
         self.counters
             .files_fsynced
             .fetch_add(files, Ordering::Relaxed);

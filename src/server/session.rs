@@ -351,8 +351,8 @@ impl Session {
                 resume,
                 delta_base,
             } => {
-                let reply = self.put(r, id, &path, &meta, resume, delta_base).await?;
-                self.put_reply(w, reply, &path, meta.size).await?
+                let got = self.put(r, id, &path, &meta, resume, delta_base).await?;
+                self.put_reply(w, got).await?
             }
             Msg::Get {
                 id,

@@ -5,8 +5,9 @@
 //! descriptor, so a symlink swapped in between check and use is caught.
 //! Writes go to an unnamed temporary file, or for big uploads to a
 //! resumable `.NAME.fts-part`, renamed over the target only on commit.
-//! Committed files are made durable in batches by `fsutil::make_durable`
-//! (one `syncfs` per batch on Linux).
+//! Uploads are made durable in batches by `fsutil::make_durable`: on
+//! Linux one `syncfs` per filesystem covers the temporary files beside
+//! their targets before the renames, and the new names after them.
 
 use super::root::Root;
 use super::{Begin, Content, Probe, Store, Upload};
@@ -64,6 +65,10 @@ impl Upload for LocalUpload {
     }
 
     fn commit(self: Box<Self>, meta: &Meta) -> Result<()> {
+        // Without syncfs, `make_durable` cannot reach the data of an
+        // upload not yet renamed: flush it here, before the rename.
+        #[cfg(not(target_os = "linux"))]
+        self.sink.file().sync_all().map_err(io_at(&self.rel))?;
         let rel = self.rel.clone();
         self.sink.commit(&self.target, meta).map_err(io_at(&rel))
     }

@@ -67,7 +67,7 @@ pub enum Begin {
 }
 
 /// A write in progress; the target changes only at [`Upload::commit`].
-pub trait Upload: Send {
+pub trait Upload: Send + Sync {
     /// Where the bytes go, positioned after any resumed prefix.
     fn writer(&self) -> Result<Box<dyn Write + Send>>;
     /// Replaces the target with what was written, with `meta`'s mode and
@@ -133,13 +133,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// replacing what was there.
     fn symlink(&self, rel: &str, target: &str) -> Result<()>;
 
-    /// Makes the files committed at `rels` durable: their data and their
-    /// names survive a power cut once this returns. The server calls it
-    /// for a batch of committed uploads before it acknowledges any of
-    /// them, so a store should make one batch cheaper than one call per
-    /// file (the local store makes one `syncfs` pass per batch; an object
-    /// store whose writes are durable when they complete has nothing to
-    /// do).
+    /// Makes what was written at `rels` so far durable: it survives a
+    /// power cut once this returns. That is the data of uploads to them
+    /// not yet committed, and committed files with their names. The
+    /// server calls it for a batch of verified uploads before committing
+    /// them (so a name never shows data the disk lacks) and again after,
+    /// before it acknowledges any of them; a store should make one batch
+    /// cheaper than one call per file (the local store makes one `syncfs`
+    /// per filesystem; an object store whose writes are durable when they
+    /// complete has nothing to do).
     fn make_durable(&self, rels: &[String]) -> Result<()>;
 
     /// Sets mode and times of an existing entry.
