@@ -101,8 +101,9 @@ fn get_and_sync_pull_make_downloads_durable_unless_no_fsync() {
     let j = out.json();
     assert_eq!(j["files_transferred"], 301);
     assert_eq!(j["files_fsynced"], 301);
-    // One local filesystem: one pass for the whole run.
-    assert_eq!(j["fsync_passes"], 1);
+    // One local filesystem, one batch: two passes for the whole run (the
+    // data before the renames, the names after them).
+    assert_eq!(j["fsync_passes"], 2);
     assert_eq!(tree(&down.join("tree")), tree(&s.root().join("tree")));
 
     let fast = s.local("fast");
@@ -129,7 +130,7 @@ fn get_and_sync_pull_make_downloads_durable_unless_no_fsync() {
     assert_eq!(j["files_transferred"], 301);
     assert_eq!(
         (j["files_fsynced"].clone(), j["fsync_passes"].clone()),
-        (301.into(), 1.into())
+        (301.into(), 2.into())
     );
 
     let pulled2 = s.local("pulled2");

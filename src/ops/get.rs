@@ -188,21 +188,22 @@ async fn get_once(
     Ok(report)
 }
 
-/// Runs downloads, sending whole again what could not be rebuilt.
+/// Runs downloads, sending whole again what could not be rebuilt; unless
+/// `--no-fsync`, every file is made durable before it counts as done.
 pub(super) async fn run_get(
     client: &mut Client,
     ctx: &Context,
     ops: Vec<GetOp>,
     report: &mut TransferReport,
 ) -> Result<()> {
-    let outcomes = client.get_batch(ops.clone(), &*ctx.observer).await?;
+    let durable = ctx.transfer.fsync;
+    let (outcomes, passes) = client
+        .get_batch(ops.clone(), &*ctx.observer, durable)
+        .await?;
+    report.fsync_passes += passes;
     let mut redo = Vec::new();
     let mut done = Vec::new();
-    let mut written = Vec::new();
     for (o, op) in outcomes.into_iter().zip(ops) {
-        if o.result.is_ok() && o.is_file() {
-            written.push(op.local.clone());
-        }
         if o.redo {
             ctx.observer.notice(&format!(
                 "{}: {}; fetching the whole file",
@@ -218,40 +219,22 @@ pub(super) async fn run_get(
             done.push(o);
         }
     }
+    let fsynced = |outcomes: &[crate::client::FileOutcome]| {
+        let n = outcomes.iter().filter(|o| o.result.is_ok() && o.is_file());
+        if durable {
+            n.count() as u64
+        } else {
+            0
+        }
+    };
+    report.files_fsynced += fsynced(&done);
     report.absorb(done, ctx.transfer.verbose);
     if !redo.is_empty() {
-        let again = client.get_batch(redo.clone(), &*ctx.observer).await?;
-        for (o, op) in again.iter().zip(redo) {
-            if o.result.is_ok() && o.is_file() {
-                written.push(op.local);
-            }
-        }
+        let (again, passes) = client.get_batch(redo, &*ctx.observer, durable).await?;
+        report.fsync_passes += passes;
+        report.files_fsynced += fsynced(&again);
         report.absorb(again, ctx.transfer.verbose);
     }
-    if ctx.transfer.fsync {
-        make_durable(written, report).await?;
-    }
-    Ok(())
-}
-
-/// Makes the downloaded `files` durable, all in one pass per filesystem,
-/// before the command may report success; a failed pass fails the run,
-/// since the files may not survive a power cut.
-async fn make_durable(files: Vec<PathBuf>, report: &mut TransferReport) -> Result<()> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    let count = files.len() as u64;
-    let passes = tokio::task::spawn_blocking(move || {
-        crate::fsutil::make_durable(&files).map_err(|e| {
-            let at = files.first().map_or(Path::new("."), |f| f.as_path());
-            Error::local_io(at, e).context("making the downloaded files durable")
-        })
-    })
-    .await
-    .map_err(|e| Error::other(format!("durability pass failed: {e}")))??;
-    report.fsync_passes += passes;
-    report.files_fsynced += count;
     Ok(())
 }
 
