@@ -233,9 +233,12 @@ impl Drop for TempFile {
     }
 }
 
-/// Makes `files` (written and renamed into place) survive a power cut:
-/// their data, their inodes and the directory entries that name them.
-/// Returns the number of durability passes made.
+/// Makes what was written at the paths `files` survive a power cut: their
+/// data, their inodes and the directory entries that name them. On Linux
+/// that includes temporary files not yet renamed onto them (they live
+/// beside their targets, on the same filesystem), so callers make the
+/// data durable before the renames and the names after. Returns the
+/// number of durability passes made.
 ///
 /// On Linux that is one `syncfs(2)` per filesystem the files are on, not
 /// one `fsync` per file: on a journalling filesystem every `fsync` waits
