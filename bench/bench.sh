@@ -38,6 +38,9 @@
 #   WAN_DELTA_MB size of the wan delta file in MiB (default 64)
 #   WAN_UPLOAD_MB size of the wan fresh upload in MiB (default 256)
 #   WAN_FTS_TIMEOUT  if set, fts runs in the wan section get --timeout SECS
+#   FTS_FSYNC    1: fts as shipped, every file made durable before it is
+#                reported stored; 0: fts serve and fts get run with
+#                --no-fsync, as scp and rsync write (no fsync) (default 1)
 #   WANPROXY_BIN the proxy (default: target/release/examples/wanproxy, built
 #                with cargo build --release --example wanproxy when absent)
 
@@ -56,6 +59,7 @@ WAN_FILES=${WAN_FILES:-2000}
 WAN_DELTA_MB=${WAN_DELTA_MB:-64}
 WAN_UPLOAD_MB=${WAN_UPLOAD_MB:-256}
 WAN_FTS_TIMEOUT=${WAN_FTS_TIMEOUT:-}
+FTS_FSYNC=${FTS_FSYNC:-1}
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -75,6 +79,11 @@ is_uint "$WAN_DELAY_MS" || die "WAN_DELAY_MS must be a non-negative integer (got
 is_pos_int "$WAN_FILES" || die "WAN_FILES must be a positive integer (got '$WAN_FILES')"
 is_pos_int "$WAN_DELTA_MB" || die "WAN_DELTA_MB must be a positive integer (got '$WAN_DELTA_MB')"
 is_pos_int "$WAN_UPLOAD_MB" || die "WAN_UPLOAD_MB must be a positive integer (got '$WAN_UPLOAD_MB')"
+[[ $FTS_FSYNC == [01] ]] || die "FTS_FSYNC must be 0 or 1 (got '$FTS_FSYNC')"
+# The fsync variant: fts's own writes (the server's for uploads, the
+# client's for get) with or without their durability passes.
+NO_FSYNC=()
+[[ $FTS_FSYNC == 0 ]] && NO_FSYNC=(--no-fsync)
 [[ -z $WAN_FTS_TIMEOUT ]] || is_pos_int "$WAN_FTS_TIMEOUT" || die "WAN_FTS_TIMEOUT must be a positive integer (got '$WAN_FTS_TIMEOUT')"
 [[ $EUID -eq 0 ]] || die "run as root (needs apt-get and a root sshd)"
 
@@ -329,7 +338,7 @@ fi
 # certificate fingerprint.
 # ---------------------------------------------------------------------------
 log "starting fts serve ($FTS_BIN)"
-"$FTS_BIN" serve "$WORK/srv" --listen 127.0.0.1:0 --json \
+"$FTS_BIN" serve "$WORK/srv" --listen 127.0.0.1:0 --json "${NO_FSYNC[@]}" \
     >"$WORK/out/serve.log" 2>"$WORK/out/serve.err" </dev/null &
 FTS_PID=$!
 
@@ -568,7 +577,7 @@ section_copy() {
         upload:fts) CMD=("${FTS_CLIENT[@]}" put "$SRC" "fts://$FTS_ADDR/up/") ;;
         upload:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SRC" "$SSH_HOST:$WORK/sshdst/") ;;
         upload:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SRC" "$SSH_HOST:$WORK/sshdst/") ;;
-        download:fts) CMD=("${FTS_CLIENT[@]}" get "fts://$FTS_ADDR/data.bin" "$WORK/dl/data.bin") ;;
+        download:fts) CMD=("${FTS_CLIENT[@]}" get "${NO_FSYNC[@]}" "fts://$FTS_ADDR/data.bin" "$WORK/dl/data.bin") ;;
         download:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
         download:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
         esac
@@ -1433,7 +1442,7 @@ if want wan; then
     echo "- wan: WAN_DELAY_MS=$WAN_DELAY_MS, WAN_RATE=$WAN_RATE, WAN_FILES=$WAN_FILES, WAN_DELTA_MB=$WAN_DELTA_MB, WAN_UPLOAD_MB=$WAN_UPLOAD_MB; proxy: examples/wanproxy.rs ($WANPROXY_ORIG, run from a copy)"
 fi
 echo "- runs: $RUNS per cell (median shown; tools interleaved within each run)"
-echo "- fts: $fts_version ($FTS_ORIG, run from a copy taken at start)"
+echo "- fts: $fts_version ($FTS_ORIG, run from a copy taken at start); FTS_FSYNC=$FTS_FSYNC$([[ $FTS_FSYNC == 0 ]] && echo ' (serve and get with --no-fsync)')"
 echo "- ssh: $ssh_version; rsync: $rsync_version"
 echo "- connection setup without data (median): ssh login + \`true\` $(median "${CONNECT[ssh]}") s, \`fts ls\` $(median "${CONNECT[fts]}") s"
 echo "- ratios are tool ÷ fts (> 1: fts is faster / sends less); MB = 10^6 bytes"

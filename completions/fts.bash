@@ -527,7 +527,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__get)
-            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-fsync --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -542,6 +542,10 @@ _fts() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -927,7 +931,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__put)
-            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -942,6 +946,10 @@ _fts() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1007,7 +1015,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__serve)
-            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --no-fsync --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1111,7 +1119,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__sync)
-            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-delta --no-compress --compress-level --retries --bwlimit --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-fsync --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1130,6 +1138,10 @@ _fts() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -63,6 +63,7 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -l name -d 'Your name in 
 complete -c fts -n "__fish_fts_using_subcommand serve" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l read-only -d 'Refuse uploads, directory changes and removals'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l no-compress -d 'Do not compress downloads on the wire'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l no-fsync -d 'Acknowledge uploads without first making them durable (no fsync): faster, but a power cut may lose files a client was told are stored'
 complete -c fts -n "__fish_fts_using_subcommand serve" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s q -l quiet -d 'Print nothing but errors'
 complete -c fts -n "__fish_fts_using_subcommand serve" -s v -l verbose -d 'Say more (repeatable)'
@@ -72,6 +73,7 @@ complete -c fts -n "__fish_fts_using_subcommand serve" -s V -l version -d 'Print
 complete -c fts -n "__fish_fts_using_subcommand put" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping, within 10% over any 5 s' -r
+complete -c fts -n "__fish_fts_using_subcommand put" -l parallel -d 'Keep up to N files in flight at once, each on its own connection (like rclone\'s --transfers): faster over links with a long round trip, or when one connection cannot fill the link' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand put" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand put" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
@@ -89,12 +91,14 @@ complete -c fts -n "__fish_fts_using_subcommand put" -s V -l version -d 'Print v
 complete -c fts -n "__fish_fts_using_subcommand get" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping, within 10% over any 5 s' -r
+complete -c fts -n "__fish_fts_using_subcommand get" -l parallel -d 'Keep up to N files in flight at once, each on its own connection (like rclone\'s --transfers): faster over links with a long round trip, or when one connection cannot fill the link' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand get" -l name -d 'Your name in the server\'s client table and in chat (default: user@hostname)' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -l timeout -d 'Give up when connecting, or when nothing has arrived from the peer for this long (a slow transfer that keeps moving never times out; both sides send keepalives while busy). `serve` waits twice as long' -r
 complete -c fts -n "__fish_fts_using_subcommand get" -s r -l recursive -d 'Copy directories recursively'
+complete -c fts -n "__fish_fts_using_subcommand get" -l no-fsync -d 'Report success without first making the downloaded files durable (no fsync): faster, but a power cut right after may lose them'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
 complete -c fts -n "__fish_fts_using_subcommand get" -l no-compress -d 'Do not compress data on the wire'
 complete -c fts -n "__fish_fts_using_subcommand get" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'
@@ -132,6 +136,7 @@ complete -c fts -n "__fish_fts_using_subcommand sync" -l exclude -d 'Leave match
 complete -c fts -n "__fish_fts_using_subcommand sync" -l compress-level -d 'zstd level for data on the wire (1 fast … 19 small)' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l retries -d 'After a lost connection or timeout, try again this many times (pausing 1 s, 2 s, 4 s … up to 30 s), resuming where it stopped' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l bwlimit -d 'Limit socket I/O to RATE bytes per second in each direction (suffixes K, M, G for KiB, MiB, GiB: 500K, 10M); paced by sleeping, within 10% over any 5 s' -r
+complete -c fts -n "__fish_fts_using_subcommand sync" -l parallel -d 'Keep up to N files in flight at once, each on its own connection (like rclone\'s --transfers): faster over links with a long round trip, or when one connection cannot fill the link' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l fingerprint -d 'Accept only the server certificate with this fingerprint (SHA256:…), instead of known_hosts' -r
 complete -c fts -n "__fish_fts_using_subcommand sync" -l password-file -d 'Read the access password from this file (first line). For `serve`: the password clients must give. Overrides FTS_PASSWORD' -r -F
 complete -c fts -n "__fish_fts_using_subcommand sync" -l admin-password-file -d 'Read the admin password from this file (first line). For `serve`: enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD' -r -F
@@ -140,6 +145,7 @@ complete -c fts -n "__fish_fts_using_subcommand sync" -l timeout -d 'Give up whe
 complete -c fts -n "__fish_fts_using_subcommand sync" -l delete -d 'Delete files in DST that are not in SRC'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s n -l dry-run -d 'Show what would be transferred or deleted; change nothing'
 complete -c fts -n "__fish_fts_using_subcommand sync" -s c -l checksum -d 'Compare file contents (BLAKE3) instead of size and mtime'
+complete -c fts -n "__fish_fts_using_subcommand sync" -l no-fsync -d 'When pulling, report success without first making the downloaded files durable (no fsync). A push is made durable by the server (see `fts serve --no-fsync`)'
 complete -c fts -n "__fish_fts_using_subcommand sync" -l no-delta -d 'Always send whole files, never deltas against the receiver\'s copy'
 complete -c fts -n "__fish_fts_using_subcommand sync" -l no-compress -d 'Do not compress data on the wire'
 complete -c fts -n "__fish_fts_using_subcommand sync" -l json -d 'Print exactly one JSON document on stdout (JSON Lines for streams); errors go to stderr as {"error":{…}}'

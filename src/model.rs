@@ -241,6 +241,11 @@ pub struct Totals {
     pub saved_by_compression_bytes: u64,
     pub connections: u64,
     pub auth_failures: u64,
+    /// Durability passes (one per batch of uploads made to survive a power
+    /// cut before they were acknowledged).
+    pub fsync_passes: u64,
+    /// Uploaded files those passes covered.
+    pub files_fsynced: u64,
 }
 
 /// One row of the client table.

@@ -19,6 +19,7 @@
 //! temp files (see [`crate::fsutil::TempFile`]), so no partial file is
 //! ever left under a real name.
 
+mod acks;
 mod admin;
 mod events;
 pub mod hub;
@@ -75,6 +76,9 @@ pub struct ServerOptions {
     /// Where lifetime totals (`totals.json`) and the event log (`logs/`)
     /// are kept; `None` keeps neither.
     pub state_dir: Option<PathBuf>,
+    /// Make every upload durable (data and directory entry) before it is
+    /// acknowledged; `false` (`--no-fsync`) leaves it to the kernel.
+    pub fsync: bool,
 }
 
 impl ServerOptions {
@@ -93,6 +97,7 @@ impl ServerOptions {
                 compress: Some(crate::engine::compress::DEFAULT_LEVEL),
             },
             state_dir: None,
+            fsync: true,
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct GetArgs {
     /// Copy directories recursively.
     #[arg(short, long)]
     pub recursive: bool,
+    /// Report success without first making the downloaded files durable
+    /// (no fsync): faster, but a power cut right after may lose them.
+    #[arg(long)]
+    pub no_fsync: bool,
     #[command(flatten)]
     pub transfer: super::TransferArgs,
     /// REMOTE... LOCAL: remote sources (HOST:PATH or fts://…, all on one
@@ -50,7 +54,8 @@ pub async fn run(g: &Global, out: &Output, a: GetArgs) -> Result<()> {
         .iter()
         .map(|s| fts::remote::parse_remote(s))
         .collect::<Result<Vec<_>>>()?;
-    let ctx = context(g, out, Some(&a.transfer))?;
+    let mut ctx = context(g, out, Some(&a.transfer))?;
+    ctx.transfer.fsync = !a.no_fsync;
     let report = fts::ops::get(&ctx, &remotes, &dest, a.recursive).await?;
     out.transfer(&report);
     report.status()

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = fts::engine::compress::DEFAULT_LEVEL,
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compress_level: i32,
+    /// Acknowledge uploads without first making them durable (no fsync):
+    /// faster, but a power cut may lose files a client was told are stored.
+    #[arg(long)]
+    pub no_fsync: bool,
     /// Seconds in-flight transfers may run on after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub shutdown_grace: u64,
@@ -240,6 +244,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.shutdown_grace = Duration::from_secs(a.shutdown_grace);
     opts.http_timeout = Duration::from_secs(a.http_timeout);
     opts.send.compress = (!a.no_compress).then_some(a.compress_level);
+    opts.fsync = !a.no_fsync;
     opts.state_dir = Some(state_dir);
     let json = out.json;
     let quiet = out.quiet;

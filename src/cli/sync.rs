@@ -35,6 +35,11 @@ pub struct SyncArgs {
     /// Compare file contents (BLAKE3) instead of size and mtime.
     #[arg(short = 'c', long)]
     pub checksum: bool,
+    /// When pulling, report success without first making the downloaded
+    /// files durable (no fsync). A push is made durable by the server
+    /// (see `fts serve --no-fsync`).
+    #[arg(long)]
+    pub no_fsync: bool,
     #[command(flatten)]
     pub transfer: super::TransferArgs,
 }
@@ -47,6 +52,7 @@ pub async fn run(g: &Global, out: &Output, a: SyncArgs) -> Result<()> {
     ctx.transfer.dry_run = a.dry_run;
     ctx.transfer.excludes = a.exclude;
     ctx.transfer.checksum = a.checksum;
+    ctx.transfer.fsync = !a.no_fsync;
     let report = fts::ops::sync(&ctx, &src, &dst).await?;
     out.transfer(&report);
     report.status()

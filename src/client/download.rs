@@ -37,12 +37,15 @@ impl Client {
     /// Runs a download batch, pipelined: requests (with signatures and
     /// resume offsets) go out while files stream back. Each file lands in a
     /// partial or temp file beside its target and is renamed only after its
-    /// hash checks out.
+    /// hash checks out. With `durable`, the verified files are renamed
+    /// only by one durability pass at the end (see [`commit_durably`]);
+    /// the count of passes that took is returned with the outcomes.
     pub async fn get_batch(
         &mut self,
         ops: Vec<GetOp>,
         obs: &dyn Observer,
-    ) -> Result<Vec<FileOutcome>> {
+        durable: bool,
+    ) -> Result<(Vec<FileOutcome>, u64)> {
         let first_id = self.ids(ops.len());
         // Per request: its id, the op, a resumed prefix, and whether a
         // signature went with it (only then may the reply be a delta).
@@ -109,17 +112,96 @@ impl Client {
         };
         let reader = async move {
             let mut out = Vec::new();
+            let mut held = Vec::new();
             while let Some((id, op, prefix, signed)) = rx.recv().await {
-                let o = receive_one(r, id, &op, prefix, signed, obs).await?;
+                let (mut o, verified) = receive_one(r, id, &op, prefix, signed, obs).await?;
+                if let Some((sink, meta)) = verified {
+                    if durable {
+                        held.push(Held {
+                            index: out.len(),
+                            sink,
+                            local: op.local.clone(),
+                            meta,
+                        });
+                    } else {
+                        o.result = sink
+                            .commit(&op.local, &meta)
+                            .map_err(|e| Error::local_io(&op.local, e));
+                    }
+                }
                 obs.file_done(&op.remote, o.result.is_ok());
                 out.push(o);
             }
-            Ok::<_, Error>(out)
+            Ok::<_, Error>((out, held))
         };
         let res = tokio::try_join!(writer, reader);
         obs.batch_done();
-        Ok(res?.1)
+        let (mut out, held) = res?.1;
+        let passes = blocking(move || Ok(commit_durably(held)))
+            .await?
+            .into_iter()
+            .fold(0, |passes, (index, result, p)| {
+                out[index].result = result;
+                passes.max(p)
+            });
+        Ok((out, passes))
     }
+}
+
+/// A verified download waiting for the durability pass.
+struct Held {
+    index: usize,
+    sink: Sink,
+    local: PathBuf,
+    meta: Meta,
+}
+
+/// The durability pass of a download batch (blocking): the verified files'
+/// data made durable while they are still temporary files beside their
+/// targets, then each renamed onto its target, then the new names made
+/// durable; so after a power cut a target holds its old version or the
+/// whole new one. Returns per file its index, result and the passes made.
+fn commit_durably(held: Vec<Held>) -> Vec<(usize, Result<()>, u64)> {
+    if held.is_empty() {
+        return Vec::new();
+    }
+    let locals: Vec<PathBuf> = held.iter().map(|h| h.local.clone()).collect();
+    let at = locals[0].clone();
+    let durable_err =
+        |e: std::io::Error| Error::local_io(&at, e).context("making the downloaded files durable");
+    let data = crate::fsutil::make_durable(&locals).map_err(durable_err);
+    let mut out: Vec<(usize, Result<()>, u64)> = held
+        .into_iter()
+        .map(|h| {
+            let result = match &data {
+                Err(e) => Err(e.clone()),
+                Ok(_) => h
+                    .sink
+                    .commit(&h.local, &h.meta)
+                    .map_err(|e| Error::local_io(&h.local, e)),
+            };
+            (h.index, result, 0)
+        })
+        .collect();
+    let Ok(first) = data else {
+        return out;
+    };
+    let committed: Vec<PathBuf> = out
+        .iter()
+        .zip(&locals)
+        .filter(|((_, r, _), _)| r.is_ok())
+        .map(|(_, l)| l.clone())
+        .collect();
+    let names = crate::fsutil::make_durable(&committed).map_err(durable_err);
+    for (_, r, p) in out.iter_mut() {
+        match &names {
+            Ok(second) => *p = first + second,
+            // Renamed, but not durable: not reported as done.
+            Err(e) if r.is_ok() => *r = Err(e.clone()),
+            Err(_) => {}
+        }
+    }
+    out
 }
 
 /// Receives the reply to one `Get` (`signed`: a signature went with it).
@@ -131,7 +213,7 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
     prefix: Option<(u64, blake3::Hasher)>,
     signed: bool,
     obs: &dyn Observer,
-) -> Result<FileOutcome> {
+) -> Result<(FileOutcome, Option<(Sink, Meta)>)> {
     let mut o = FileOutcome::new(op.remote.clone(), Action::Copy);
     let (meta, offset, is_delta) = match r.read_msg().await? {
         Msg::FileHeader {
@@ -146,7 +228,7 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
             message,
         } if rid == id => {
             o.result = Err(reply_error(kind, message));
-            return Ok(o);
+            return Ok((o, None));
         }
         m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),
     };
@@ -232,7 +314,7 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
         Received::Complete(h) => h,
         Received::Interrupted(Msg::Error { kind, message, .. }) => {
             o.result = Err(reply_error(kind, message));
-            return Ok(o);
+            return Ok((o, None));
         }
         Received::Interrupted(m) => {
             let e = match m {
@@ -258,7 +340,7 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
             message,
         } if rid == id => {
             o.result = Err(reply_error(kind, message));
-            return Ok(o);
+            return Ok((o, None));
         }
         m => {
             let e = Error::protocol(format!("unexpected reply {m:?}"));
@@ -268,14 +350,15 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
     o.stats.literal = literal;
     o.stats.matched = matched;
     let Some(mut sink) = sink.take() else {
-        return Ok(o);
+        return Ok((o, None));
     };
     o.result = match hash {
+        Ok(h) if h == sent_hash => return Ok((o, Some((sink, meta)))),
         Err(e) => {
             sink.discard();
             Err(e.context(local.display()))
         }
-        Ok(h) if h != sent_hash => {
+        Ok(_) => {
             sink.discard();
             if is_delta {
                 o.redo = true;
@@ -289,7 +372,6 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
                 )))
             }
         }
-        Ok(_) => sink.commit(local, &meta).map_err(io),
     };
-    Ok(o)
+    Ok((o, None))
 }

@@ -202,14 +202,19 @@ pub(super) async fn run_get(
 }
 
 /// Runs a download batch on one connection, and fetches whole again what
-/// did not verify as a delta or resume.
+/// did not verify as a delta or resume; unless `--no-fsync`, every file is
+/// made durable before it counts as done.
 async fn run_get_on(
     client: &mut Client,
     ctx: &Context,
     ops: Vec<GetOp>,
     report: &mut TransferReport,
 ) -> Result<()> {
-    let outcomes = client.get_batch(ops.clone(), &*ctx.observer).await?;
+    let durable = ctx.transfer.fsync;
+    let (outcomes, passes) = client
+        .get_batch(ops.clone(), &*ctx.observer, durable)
+        .await?;
+    report.fsync_passes += passes;
     let mut redo = Vec::new();
     let mut done = Vec::new();
     for (o, op) in outcomes.into_iter().zip(ops) {
@@ -228,9 +233,20 @@ async fn run_get_on(
             done.push(o);
         }
     }
+    let fsynced = |outcomes: &[crate::client::FileOutcome]| {
+        let n = outcomes.iter().filter(|o| o.result.is_ok() && o.is_file());
+        if durable {
+            n.count() as u64
+        } else {
+            0
+        }
+    };
+    report.files_fsynced += fsynced(&done);
     report.absorb(done, ctx.transfer.verbose);
     if !redo.is_empty() {
-        let again = client.get_batch(redo, &*ctx.observer).await?;
+        let (again, passes) = client.get_batch(redo, &*ctx.observer, durable).await?;
+        report.fsync_passes += passes;
+        report.files_fsynced += fsynced(&again);
         report.absorb(again, ctx.transfer.verbose);
     }
     Ok(())

@@ -55,6 +55,8 @@ pub struct TransferOptions {
     pub verbose: bool,
     /// Files in flight at once, each on its own connection (`--parallel`).
     pub parallel: usize,
+    /// Make downloaded files durable (fsync) before reporting success.
+    pub fsync: bool,
 }
 
 impl Default for TransferOptions {
@@ -68,6 +70,7 @@ impl Default for TransferOptions {
             retries: 0,
             verbose: false,
             parallel: 1,
+            fsync: true,
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct TransferReport {
     pub saved_by_compression_bytes: u64,
     /// Files sent whole again after their delta or resume did not verify.
     pub files_redone: u64,
+    /// Downloaded files made durable (fsynced) before the report.
+    pub files_fsynced: u64,
+    /// Durability passes that took (one per filesystem written to).
+    pub fsync_passes: u64,
     pub elapsed_s: f64,
     pub dry_run: bool,
     /// Connection attempts (more than 1 after --retries kicked in).

@@ -243,6 +243,8 @@ struct Counters {
     saved_compression: AtomicU64,
     connections: AtomicU64,
     auth_failures: AtomicU64,
+    fsync_passes: AtomicU64,
+    files_fsynced: AtomicU64,
 }
 
 impl Counters {
@@ -257,6 +259,8 @@ impl Counters {
             saved_by_compression_bytes: l(&self.saved_compression),
             connections: l(&self.connections),
             auth_failures: l(&self.auth_failures),
+            fsync_passes: l(&self.fsync_passes),
+            files_fsynced: l(&self.files_fsynced),
         }
     }
 
@@ -271,6 +275,8 @@ impl Counters {
             saved_compression: a(t.saved_by_compression_bytes),
             connections: a(t.connections),
             auth_failures: a(t.auth_failures),
+            fsync_passes: a(t.fsync_passes),
+            files_fsynced: a(t.files_fsynced),
         }
     }
 }
@@ -426,6 +432,17 @@ impl Hub {
             &self.counters.files_received
         };
         c.fetch_add(1, Ordering::Relaxed);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// `passes` durability passes of the store made `files` uploads durable.
+    pub fn fsynced(&self, passes: u64, files: u64) {
+        self.counters
+            .fsync_passes
+            .fetch_add(passes, Ordering::Relaxed);
+        self.counters
+            .files_fsynced
+            .fetch_add(files, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
     }
 

@@ -106,6 +106,7 @@ pub(super) async fn serve<S>(
         authed: shared.opts.password.is_none(),
         admin: false,
         login_slot,
+        held: super::acks::Held::default(),
     };
     let kick_w = w.handle();
     let kicked = async {
@@ -201,6 +202,8 @@ pub(super) struct Session {
     pub(super) admin: bool,
     /// Held until the session has logged in.
     pub(super) login_slot: Option<Held>,
+    /// Upload acknowledgements waiting for a durability pass.
+    pub(super) held: super::acks::Held,
 }
 
 pub(super) type Reader<R> = FrameReader<R>;
@@ -236,38 +239,68 @@ impl Session {
         // Since when replies wait unsent in the buffer.
         let mut unflushed: Option<Instant> = None;
         loop {
-            // Replies wait in the buffer while the next request is already
-            // here (a pipelined batch of small files), and go out once the
-            // client has nothing more queued: one write for many replies
-            // instead of one per file. (Reads are cancel-safe, so the first
-            // poll may be dropped.)
-            let ready = if unflushed.is_some() {
+            let frame = if !self.held.is_empty() {
+                // Acknowledgements are waiting for a durability pass: go on
+                // only with a request that is already (nearly) here;
+                // otherwise the input ran dry and they go out now.
                 tokio::select! {
-                    biased;
-                    f = r.read_opt() => Some(f?),
-                    _ = std::future::ready(()) => None,
+                    f = tokio::time::timeout(super::acks::LINGER, r.read_opt()) => match f {
+                        Ok(f) => f?,
+                        Err(_) => {
+                            self.release(w).await?;
+                            w.flush().await?;
+                            unflushed = None;
+                            continue;
+                        }
+                    },
+                    _ = stop.changed() => {
+                        self.release(w).await?;
+                        return Ok(());
+                    }
                 }
             } else {
-                None
-            };
-            let frame = match ready {
-                Some(f) => f,
-                None => {
-                    if unflushed.take().is_some() {
-                        w.flush().await?;
-                    }
+                // Other replies wait in the buffer while the next request
+                // is already here (a pipelined batch), and go out once the
+                // client has nothing more queued: one write for many
+                // replies instead of one each. (Reads are cancel-safe, so
+                // the first poll may be dropped.)
+                let ready = if unflushed.is_some() {
                     tokio::select! {
-                        f = r.read_opt() => f?,
-                        _ = stop.changed() => return Ok(()),
+                        biased;
+                        f = r.read_opt() => Some(f?),
+                        _ = std::future::ready(()) => None,
+                    }
+                } else {
+                    None
+                };
+                match ready {
+                    Some(f) => f,
+                    None => {
+                        if unflushed.take().is_some() {
+                            w.flush().await?;
+                        }
+                        tokio::select! {
+                            f = r.read_opt() => f?,
+                            _ = stop.changed() => return Ok(()),
+                        }
                     }
                 }
             };
             let msg = match frame {
-                None => return Ok(()),
+                None => {
+                    self.release(w).await?;
+                    w.flush().await?;
+                    return Ok(());
+                }
                 Some(Frame::Chunk(_)) => return Err(Error::protocol("unexpected data frame")),
                 Some(Frame::Control(m)) => m,
             };
-            // The client waits for those replies, and its timeout counts
+            // Replies go out in request order: whatever is not a put waits
+            // until the held acknowledgements are out.
+            if !matches!(msg, Msg::Put { .. }) {
+                self.release(w).await?;
+            }
+            // The client waits for the replies, and its timeout counts
             // silence: they go out before anything that takes long (a big
             // upload to receive) and at least every few milliseconds.
             let long = matches!(&msg, Msg::Put { meta, .. } if meta.size >= 256 * 1024);
@@ -278,6 +311,9 @@ impl Session {
             if !self.dispatch(r, w, msg).await? {
                 w.flush().await?;
                 return Ok(());
+            }
+            if self.held.full() {
+                self.release(w).await?;
             }
             unflushed.get_or_insert_with(Instant::now);
         }
@@ -358,8 +394,8 @@ impl Session {
                 resume,
                 delta_base,
             } => {
-                let reply = self.put(r, id, &path, &meta, resume, delta_base).await?;
-                w.msg(&reply).await?
+                let got = self.put(r, id, &path, &meta, resume, delta_base).await?;
+                self.put_reply(w, got).await?
             }
             Msg::Get {
                 id,

@@ -32,6 +32,17 @@ pub(crate) fn listing(
     Ok(out)
 }
 
+/// An upload that arrived whole and checked out, not yet committed: its
+/// target still shows the old version.
+pub(super) struct Verified {
+    pub(super) id: u64,
+    pub(super) rel: String,
+    /// The path as logs and the client table show it.
+    pub(super) shown: String,
+    pub(super) meta: Meta,
+    pub(super) up: Box<dyn Upload>,
+}
+
 impl Session {
     pub(super) fn store(&self) -> &dyn Store {
         &*self.opts().store
@@ -319,8 +330,9 @@ impl Session {
         }
     }
 
-    /// Receives one uploaded file and says how it went (a failure is
-    /// logged too).
+    /// Receives one uploaded file: `Ok` when it arrived whole and checked
+    /// out, to be committed (see `acks`), else the reply that says why not
+    /// (a failure is logged too).
     pub(super) async fn put<R: AsyncRead + Unpin>(
         &self,
         r: &mut Reader<R>,
@@ -329,17 +341,27 @@ impl Session {
         meta: &Meta,
         resume: Option<Resume>,
         delta_base: Option<Meta>,
-    ) -> Result<Msg> {
-        let reply = self
+    ) -> Result<Result<Verified, Msg>> {
+        let got = self
             .receive_put(r, id, rel, meta, resume, delta_base)
             .await?;
-        if let Msg::Error { message, .. } = &reply {
+        if let Err(Msg::Error { message, .. }) = &got {
             self.log(LogEvent::Error {
                 client: self.id,
                 message: message.clone(),
             });
         }
-        Ok(reply)
+        Ok(got)
+    }
+
+    /// A verified upload has replaced its target: count and log it.
+    pub(super) fn uploaded(&self, shown: String, bytes: u64) {
+        self.hub().file_done(false);
+        self.log(LogEvent::Upload {
+            client: self.id,
+            path: shown,
+            bytes,
+        });
     }
 
     async fn receive_put<R: AsyncRead + Unpin>(
@@ -350,7 +372,8 @@ impl Session {
         meta: &Meta,
         resume: Option<Resume>,
         delta_base: Option<Meta>,
-    ) -> Result<Msg> {
+    ) -> Result<Result<Verified, Msg>> {
+        let answer = |m: Msg| Ok(Err(m));
         let offset = resume.as_ref().map_or(0, |r| r.offset);
         let is_delta = delta_base.is_some();
         let prepared = self.prepare_put(rel, meta, resume, delta_base).await;
@@ -386,7 +409,7 @@ impl Session {
                 if let Ok(up) = &mut prepared {
                     up.discard();
                 }
-                return Ok(match prepared {
+                return answer(match prepared {
                     Err(Err(e)) => Msg::error(Some(id), &e),
                     _ => Msg::error(
                         Some(id),
@@ -408,7 +431,7 @@ impl Session {
                 if let Ok(up) = &mut prepared {
                     up.discard();
                 }
-                return Ok(Msg::error(
+                return answer(Msg::error(
                     Some(id),
                     &Error::other(format!("upload aborted by the client: {reason}")),
                 ));
@@ -422,41 +445,38 @@ impl Session {
         };
         let mut up = match prepared {
             Ok(p) => p,
-            Err(Ok(reason)) => return Ok(Msg::Redo { id, reason }),
-            Err(Err(e)) => return Ok(Msg::error(Some(id), &e)),
+            Err(Ok(reason)) => return answer(Msg::Redo { id, reason }),
+            Err(Err(e)) => return answer(Msg::error(Some(id), &e)),
         };
         let got_hash = match computed {
             Ok(h) => h,
             Err(e) => {
                 up.discard();
-                return Ok(Msg::error(Some(id), &e.context(format!("'{rel}'"))));
+                return answer(Msg::error(Some(id), &e.context(format!("'{rel}'"))));
             }
         };
         if got_hash != sent_hash {
             up.discard();
             if is_delta {
-                return Ok(Msg::Redo {
+                return answer(Msg::Redo {
                     id,
                     reason: "the file rebuilt from the delta did not verify".into(),
                 });
             }
-            return Ok(Msg::error(
+            return answer(Msg::error(
                 Some(id),
                 &Error::integrity(format!(
                     "'{rel}': integrity check failed (BLAKE3 of received data does not match the sender's); the old file is untouched"
                 )),
             ));
         }
-        if let Err(e) = up.commit(meta) {
-            return Ok(Msg::error(Some(id), &e));
-        }
-        self.hub().file_done(false);
-        self.log(LogEvent::Upload {
-            client: self.id,
-            path: shown,
-            bytes: meta.size,
-        });
-        Ok(Msg::Done { id })
+        Ok(Ok(Verified {
+            id,
+            rel: rel.to_string(),
+            shown,
+            meta: *meta,
+            up,
+        }))
     }
 
     pub(super) async fn get<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(

@@ -5,6 +5,9 @@
 //! descriptor, so a symlink swapped in between check and use is caught.
 //! Writes go to an unnamed temporary file, or for big uploads to a
 //! resumable `.NAME.fts-part`, renamed over the target only on commit.
+//! Uploads are made durable in batches by `fsutil::make_durable`: on
+//! Linux one `syncfs` per filesystem covers the temporary files beside
+//! their targets before the renames, and the new names after them.
 
 use super::root::Root;
 use super::{Begin, Content, Probe, Store, Upload};
@@ -61,11 +64,11 @@ impl Upload for LocalUpload {
         Ok(Box::new(f))
     }
 
-    fn sync(&self) -> Result<()> {
-        self.sink.file().sync_all().map_err(io_at(&self.rel))
-    }
-
     fn commit(self: Box<Self>, meta: &Meta) -> Result<()> {
+        // Without syncfs, `make_durable` cannot reach the data of an
+        // upload not yet renamed: flush it here, before the rename.
+        #[cfg(not(target_os = "linux"))]
+        self.sink.file().sync_all().map_err(io_at(&self.rel))?;
         let rel = self.rel.clone();
         self.sink.commit(&self.target, meta).map_err(io_at(&rel))
     }
@@ -206,6 +209,16 @@ impl Store for LocalStore {
         fsutil::check_link_target(&parent, link_target)?;
         let path = self.root.resolve_for_write(rel)?;
         fsutil::replace_with_symlink(&path, link_target).map_err(io_at(rel))
+    }
+
+    fn make_durable(&self, rels: &[String]) -> Result<()> {
+        let paths = rels
+            .iter()
+            .map(|rel| self.root.resolve_for_write(rel))
+            .collect::<Result<Vec<_>>>()?;
+        fsutil::make_durable(&paths).map(drop).map_err(|e| {
+            Error::local_io(Path::new(&self.location()), e).context("making uploads durable")
+        })
     }
 
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {

@@ -205,10 +205,6 @@ impl Upload for MemUpload {
         Ok(Box::new(Appender(self.buf.clone())))
     }
 
-    fn sync(&self) -> Result<()> {
-        Ok(())
-    }
-
     fn commit(mut self: Box<Self>, meta: &Meta) -> Result<()> {
         let data = std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()));
         let mut st = self.store.lock();
@@ -406,6 +402,11 @@ impl Store for MemStore {
         let n = self.canon(rel)?;
         crate::fsutil::check_link_target(parent(&n), target)?;
         self.lock().nodes.insert(n, Node::Link(target.to_string()));
+        Ok(())
+    }
+
+    fn make_durable(&self, _rels: &[String]) -> Result<()> {
+        // Nothing here outlives the process: there is nothing to flush.
         Ok(())
     }
 

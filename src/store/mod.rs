@@ -9,7 +9,9 @@
 //! visible half-done: [`Store::begin`] hands out an [`Upload`] that only
 //! replaces the target when committed, and a dropped or discarded upload
 //! leaves the old version in place (a resumable one keeps its partial data
-//! for the next attempt).
+//! for the next attempt). A commit is visible at once; it is durable (it
+//! survives a power cut) once [`Store::make_durable`] has covered it, which
+//! the server does, batched, before acknowledging an upload.
 //!
 //! What is policy stays with the caller: read-only shares, admin rights,
 //! logging and statistics live in the server; content checks (hashes,
@@ -65,13 +67,12 @@ pub enum Begin {
 }
 
 /// A write in progress; the target changes only at [`Upload::commit`].
-pub trait Upload: Send {
+pub trait Upload: Send + Sync {
     /// Where the bytes go, positioned after any resumed prefix.
     fn writer(&self) -> Result<Box<dyn Write + Send>>;
-    /// Flushes the written data to stable storage.
-    fn sync(&self) -> Result<()>;
     /// Replaces the target with what was written, with `meta`'s mode and
-    /// times.
+    /// times. The new version is visible at once but need not survive a
+    /// power cut until [`Store::make_durable`] has covered it.
     fn commit(self: Box<Self>, meta: &Meta) -> Result<()>;
     /// What was written is wrong: do not keep it, not even for a resume.
     fn discard(&mut self);
@@ -131,6 +132,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Makes `rel` a symlink to `target` (checked to stay inside the share),
     /// replacing what was there.
     fn symlink(&self, rel: &str, target: &str) -> Result<()>;
+
+    /// Makes what was written at `rels` so far durable: it survives a
+    /// power cut once this returns. That is the data of uploads to them
+    /// not yet committed, and committed files with their names. The
+    /// server calls it for a batch of verified uploads before committing
+    /// them (so a name never shows data the disk lacks) and again after,
+    /// before it acknowledges any of them; a store should make one batch
+    /// cheaper than one call per file (the local store makes one `syncfs`
+    /// per filesystem; an object store whose writes are durable when they
+    /// complete has nothing to do).
+    fn make_durable(&self, rels: &[String]) -> Result<()>;
 
     /// Sets mode and times of an existing entry.
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()>;

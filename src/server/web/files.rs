@@ -417,14 +417,29 @@ async fn store(c: &Conn, req: Request) -> Result<(String, u64)> {
         mtime_ns: now.subsec_nanos(),
         mode: 0o644,
     };
+    // The browser hears "stored" only once the file is durable, as an fts
+    // client does (one file per request: a pass of its own): the data
+    // before the rename, so the name never shows data the disk lacks,
+    // then the name.
+    let (fsync, store, rel2) = (opts.fsync, opts.store.clone(), rel.clone());
     blocking(move || {
         out.flush().map_err(write_err)?;
         drop(out);
-        up.sync()?;
-        up.commit(&meta)
+        let rels = [rel2];
+        if fsync {
+            store.make_durable(&rels)?;
+        }
+        up.commit(&meta)?;
+        if fsync {
+            store.make_durable(&rels)?;
+        }
+        Ok(())
     })
     .await?;
     c.shared.hub.file_done(false);
+    if fsync {
+        c.shared.hub.fsynced(2, 1);
+    }
     let shown = opts.store.display(&rel)?;
     c.shared.log(LogEvent::WebUpload {
         addr: c.peer.to_string(),

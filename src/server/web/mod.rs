@@ -384,7 +384,7 @@ pub fn exposition(s: &crate::model::Stats) -> String {
                 )
         })
         .count() as u64;
-    let rows: [(&str, &str, &str, u64); 12] = [
+    let rows: [(&str, &str, &str, u64); 14] = [
         (
             "fts_bytes_sent_total",
             "counter",
@@ -432,6 +432,18 @@ pub fn exposition(s: &crate::model::Stats) -> String {
             "counter",
             "Failed logins (protocol and HTTP).",
             t.auth_failures,
+        ),
+        (
+            "fts_fsync_passes_total",
+            "counter",
+            "Durability passes made before acknowledging uploads.",
+            t.fsync_passes,
+        ),
+        (
+            "fts_files_fsynced_total",
+            "counter",
+            "Uploaded files made durable before they were acknowledged.",
+            t.files_fsynced,
         ),
         (
             "fts_clients_connected",

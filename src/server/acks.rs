@@ -1,0 +1,229 @@
+//! Upload acknowledgements held until the files they confirm are durable.
+//!
+//! A put's `Done` promises the file is stored, so it may go out only once
+//! the file's data and its directory entry survive a power cut. One
+//! durability pass per file would make small files pay a disk flush each;
+//! instead, while a client keeps pipelining requests, the session holds
+//! the uploads it has received and verified, and one pass makes the whole
+//! batch durable (data, then the renames onto the targets, then the names:
+//! two [`crate::store::Store::make_durable`] calls) before it sends any of
+//! their replies: when the input runs dry (nothing more arrives within
+//! [`LINGER`]), before any request that is not a put, or when the batch
+//! reaches [`MAX_FILES`], [`MAX_BYTES`] or [`MAX_AGE`]. With `--no-fsync`
+//! nothing is held.
+
+use super::session::{Session, Writer};
+use super::share::Verified;
+use super::LogEvent;
+use crate::error::{Error, Result};
+use crate::proto::Msg;
+use crate::store::Store;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWrite;
+
+/// Files one pass covers at most, so a long run of tiny files still sees
+/// its acknowledgements (and progress) flow.
+const MAX_FILES: usize = 1000;
+/// Bytes one pass covers at most: beyond this the flush is long anyway,
+/// and waiting for more only delays the acknowledgements.
+const MAX_BYTES: u64 = 64 << 20;
+/// The oldest held acknowledgement waits at most about this long.
+const MAX_AGE: Duration = Duration::from_millis(200);
+/// How long a session with held acknowledgements waits for the next
+/// request before it takes the input as dry. A pipelining client's next
+/// put is usually already on its way; a pass costs milliseconds on a
+/// disk, so waiting a little for more work to share it with is cheaper
+/// than flushing at every gap between two frames.
+pub(super) const LINGER: Duration = Duration::from_millis(2);
+
+/// What waits for the next durability pass, in the order the replies
+/// must go out.
+enum Pending {
+    /// A reply that acknowledges nothing (an error, a redo), held only to
+    /// keep the order.
+    Reply(Msg),
+    /// A verified upload, committed and acknowledged by the pass.
+    Upload(Verified),
+}
+
+/// Replies and uploads waiting for a durability pass.
+#[derive(Default)]
+pub(super) struct Held {
+    pending: Vec<Pending>,
+    files: usize,
+    bytes: u64,
+    since: Option<Instant>,
+}
+
+impl Held {
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn push(&mut self, p: Pending) {
+        self.since.get_or_insert_with(Instant::now);
+        if let Pending::Upload(v) = &p {
+            self.files += 1;
+            self.bytes += v.meta.size;
+        }
+        self.pending.push(p);
+    }
+
+    /// The batch is big or old enough to make durable now.
+    pub(super) fn full(&self) -> bool {
+        self.files >= MAX_FILES
+            || self.bytes >= MAX_BYTES
+            || self.since.is_some_and(|t| t.elapsed() >= MAX_AGE)
+    }
+}
+
+/// What became of one held upload in a pass.
+struct Outcome {
+    id: u64,
+    shown: String,
+    bytes: u64,
+    result: Result<()>,
+}
+
+/// One durability pass over `uploads` (blocking): their data made durable
+/// while they are still temporary files, then each renamed over its
+/// target, then the new names made durable. So after a power cut a target
+/// holds either its old version or the whole new one, never a name whose
+/// data did not reach the disk.
+fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
+    let rels: Vec<String> = uploads.iter().map(|v| v.rel.clone()).collect();
+    let data = store.make_durable(&rels);
+    let mut out = Vec::with_capacity(uploads.len());
+    for v in uploads {
+        let result = match &data {
+            // Not committed: the upload is dropped and the old version
+            // stays (a resumable one keeps its partial data).
+            Err(e) => Err(e.clone()),
+            Ok(()) => v.up.commit(&v.meta),
+        };
+        out.push(Outcome {
+            id: v.id,
+            shown: v.shown,
+            bytes: v.meta.size,
+            result,
+        });
+    }
+    if data.is_err() {
+        return (out, 1);
+    }
+    let committed: Vec<String> = out
+        .iter()
+        .zip(&rels)
+        .filter(|(o, _)| o.result.is_ok())
+        .map(|(_, r)| r.clone())
+        .collect();
+    if let Err(e) = store.make_durable(&committed) {
+        // Visible, but not durable: not acknowledged as stored.
+        for o in out.iter_mut().filter(|o| o.result.is_ok()) {
+            o.result = Err(e.clone());
+        }
+    }
+    (out, 2)
+}
+
+impl Session {
+    /// Answers a put: a verified upload is held for the next durability
+    /// pass (or, with `--no-fsync`, committed and acknowledged at once);
+    /// any other reply goes out at once unless replies are held before it.
+    pub(super) async fn put_reply<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut Writer<W>,
+        got: std::result::Result<Verified, Msg>,
+    ) -> Result<()> {
+        match got {
+            Ok(v) if self.opts().fsync => self.held.push(Pending::Upload(v)),
+            Ok(v) => {
+                let reply = match v.up.commit(&v.meta) {
+                    Ok(()) => {
+                        self.uploaded(v.shown, v.meta.size);
+                        Msg::Done { id: v.id }
+                    }
+                    Err(e) => self.failed(v.id, &e),
+                };
+                w.msg(&reply).await?;
+            }
+            Err(m) if self.held.is_empty() => w.msg(&m).await?,
+            Err(m) => self.held.push(Pending::Reply(m)),
+        }
+        Ok(())
+    }
+
+    fn failed(&self, id: u64, e: &Error) -> Msg {
+        self.log(LogEvent::Error {
+            client: self.id,
+            message: e.message.clone(),
+        });
+        Msg::error(Some(id), e)
+    }
+
+    /// Runs the durability pass over the held uploads, then sends the held
+    /// replies in order: `Done` for each upload the pass committed and made
+    /// durable, the error for each it could not.
+    pub(super) async fn release<W: AsyncWrite + Unpin>(&mut self, w: &mut Writer<W>) -> Result<()> {
+        let Held { pending, files, .. } = std::mem::take(&mut self.held);
+        let mut uploads = Vec::with_capacity(files);
+        let mut order = Vec::with_capacity(pending.len());
+        for p in pending {
+            match p {
+                Pending::Reply(m) => order.push(Some(m)),
+                Pending::Upload(v) => {
+                    uploads.push(v);
+                    order.push(None);
+                }
+            }
+        }
+        let mut outcomes = Vec::new().into_iter();
+        if !uploads.is_empty() {
+            let store = self.opts().store.clone();
+            let ids: Vec<u64> = uploads.iter().map(|v| v.id).collect();
+            // A pass can take a while (a big file's writeback): not on
+            // the reactor, which keeps serving every other client.
+            let (done, passes) =
+                match tokio::task::spawn_blocking(move || pass(&*store, uploads)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = Error::other(format!("durability pass failed: {e}"));
+                        let lost = ids.into_iter().map(|id| Outcome {
+                            id,
+                            shown: String::new(),
+                            bytes: 0,
+                            result: Err(e.clone()),
+                        });
+                        (lost.collect(), 0)
+                    }
+                };
+            let durable = done.iter().filter(|o| o.result.is_ok()).count() as u64;
+            if durable > 0 {
+                self.hub().fsynced(passes, durable);
+            }
+            outcomes = done.into_iter();
+        }
+        for slot in order {
+            let reply = match slot {
+                Some(m) => m,
+                None => match outcomes.next() {
+                    Some(Outcome {
+                        id,
+                        shown,
+                        bytes,
+                        result: Ok(()),
+                    }) => {
+                        self.uploaded(shown, bytes);
+                        Msg::Done { id }
+                    }
+                    Some(Outcome {
+                        id, result: Err(e), ..
+                    }) => self.failed(id, &e),
+                    None => continue,
+                },
+            };
+            w.msg(&reply).await?;
+        }
+        Ok(())
+    }
+}
