@@ -297,17 +297,17 @@ mod tests {
         same[0].mode = 0o600;
         same[2].mtime = 99;
         assert_eq!(digest(&base), digest(&same));
-        let changed: Vec<Box<dyn Fn(&mut Vec<Entry>)>> = vec![
-            Box::new(|v| v[0].size = 4),
-            Box::new(|v| v[0].mtime_ns = 8),
-            Box::new(|v| v[1].mode = 0o700),
-            Box::new(|v| v[1].mtime = 1),
-            Box::new(|v| v[2].target = Some("b".into())),
-            Box::new(|v| v[0].kind = EntryKind::Dir),
-            Box::new(|v| v[0].path = "top/b".into()),
-            Box::new(|v| {
+        let changed: Vec<fn(&mut Vec<Entry>)> = vec![
+            |v| v[0].size = 4,
+            |v| v[0].mtime_ns = 8,
+            |v| v[1].mode = 0o700,
+            |v| v[1].mtime = 1,
+            |v| v[2].target = Some("b".into()),
+            |v| v[0].kind = EntryKind::Dir,
+            |v| v[0].path = "top/b".into(),
+            |v| {
                 v.pop();
-            }),
+            },
         ];
         for (i, change) in changed.iter().enumerate() {
             let mut v = base.clone();

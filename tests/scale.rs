@@ -31,6 +31,8 @@ fn make_tree(top: &Path) {
 
 /// Runs the client to the end and returns its output and peak resident
 /// memory (the kernel's ru_maxrss of the reaped child, in KiB).
+// The child is reaped with wait4, which also gives its rusage.
+#[allow(clippy::zombie_processes)]
 fn run_measured(c: &Client, args: &[&str]) -> (Out, u64) {
     let child = c
         .cmd()
