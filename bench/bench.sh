@@ -41,6 +41,11 @@
 #   FTS_FSYNC    1: fts as shipped, every file made durable before it is
 #                reported stored; 0: fts serve and fts get run with
 #                --no-fsync, as scp and rsync write (no fsync) (default 1)
+#   MANY_COUNTS  file counts for manyfiles (default "100000 1000000")
+#   MANY_SIZE    size of each manyfiles file in bytes (default 100)
+#   MANY_RUNS    repetitions per manyfiles cell (default 1: a million files is slow)
+#   PAR_FILES    files in the parallel section (default 8), PAR_MB their size
+#                in MiB (default 128), PAR_N connections for --parallel (default 4)
 #   WANPROXY_BIN the proxy (default: target/release/examples/wanproxy, built
 #                with cargo build --release --example wanproxy when absent)
 
@@ -59,6 +64,12 @@ WAN_FILES=${WAN_FILES:-2000}
 WAN_DELTA_MB=${WAN_DELTA_MB:-64}
 WAN_UPLOAD_MB=${WAN_UPLOAD_MB:-256}
 WAN_FTS_TIMEOUT=${WAN_FTS_TIMEOUT:-}
+MANY_COUNTS=${MANY_COUNTS:-100000 1000000}
+MANY_SIZE=${MANY_SIZE:-100}
+MANY_RUNS=${MANY_RUNS:-1}
+PAR_FILES=${PAR_FILES:-8}
+PAR_MB=${PAR_MB:-128}
+PAR_N=${PAR_N:-4}
 FTS_FSYNC=${FTS_FSYNC:-1}
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -88,13 +99,13 @@ NO_FSYNC=()
 [[ $EUID -eq 0 ]] || die "run as root (needs apt-get and a root sshd)"
 
 # Sections always run in this order, whatever order SECTIONS lists them in.
-ALL_SECTIONS=(copy delta smallfiles compress wan)
+ALL_SECTIONS=(copy delta smallfiles compress wan manyfiles parallel)
 declare -A WANT=()
 read -r -a words <<<"${SECTIONS//,/ }"
 for w in "${words[@]}"; do
     case $w in
     all) for s in "${ALL_SECTIONS[@]}"; do WANT[$s]=1; done ;;
-    copy | delta | smallfiles | compress | wan) WANT[$w]=1 ;;
+    copy | delta | smallfiles | compress | wan | manyfiles | parallel) WANT[$w]=1 ;;
     *) die "unknown section '$w' in SECTIONS (known: ${ALL_SECTIONS[*]} all)" ;;
     esac
 done
@@ -118,7 +129,7 @@ fi
 FTS_BIN=$(readlink -f "$FTS_BIN")
 
 # The wan section's proxy: built from examples/wanproxy.rs when absent.
-if want wan; then
+if want wan || want parallel; then
     if [[ -z ${WANPROXY_BIN:-} ]]; then
         WANPROXY_BIN=$REPO_ROOT/target/release/examples/wanproxy
         if [[ ! -x $WANPROXY_BIN ]]; then
@@ -230,7 +241,7 @@ mkdir -p "$HOME" "$WORK"/{bin,srv,ssh,out}
 FTS_ORIG=$FTS_BIN
 cp "$FTS_ORIG" "$WORK/bin/fts"
 FTS_BIN=$WORK/bin/fts
-if want wan; then
+if want wan || want parallel; then
     WANPROXY_ORIG=$WANPROXY_BIN
     cp "$WANPROXY_BIN" "$WORK/bin/wanproxy"
     WANPROXY_BIN=$WORK/bin/wanproxy
@@ -250,6 +261,11 @@ if want copy; then peak $((SIZE_MB * 1024 * 2)); fi
 if want delta; then peak $((SIZE_MB * 1024 * 5)); fi
 if want compress; then peak $((SIZE_MB * 1024 * 3)); fi
 if want smallfiles; then peak $(((SMALL_FILES + SMALL_FILES / 100 + 1) * 4 * 4)); fi
+# manyfiles: the largest tree and two copies, 4 KiB of blocks per file.
+if want manyfiles; then
+    for n in $MANY_COUNTS; do peak $(((n + n / 100 + 1) * 4 * 3)); done
+fi
+if want parallel; then peak $((PAR_FILES * PAR_MB * 1024 * 3)); fi
 # wan keeps all its data at once: the tree and two copies, the delta
 # file's old and new version and two receivers (+ a temporary file), the
 # upload and two copies.
@@ -1412,6 +1428,154 @@ section_wan() {
             echo "- $key: ${FAILS[$key]} of $RUNS; last: ${FAILMSG[$key]}"
         done
     fi
+    print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# Peak resident memory of a running process in KiB (VmHWM), and a reset of
+# that peak (clear_refs 5), so that each command's peak is its own.
+peak_rss_of() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+reset_peak_rss() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+
+# manyfiles: sync of 100,000 and 1,000,000 small files on the work area's
+# filesystem (tmpfs when TMPDIR is one), with the peak memory of both sides:
+# the client from /usr/bin/time, the server from its VmHWM (fts, reset
+# before each command) or /usr/bin/time around the remote rsync.
+section_manyfiles() {
+    local -A TIMES=() W=() RC=() RS=() CMDLINE=()
+    local TOOLS=(fts rsync) PHASES=(first second) keys=()
+    local count tree dest run tool phase key outf sshlog rsh n SMALL_SIZE=$MANY_SIZE
+    [[ -x /usr/bin/time ]] || die "manyfiles needs /usr/bin/time (Debian package 'time')"
+    for count in $MANY_COUNTS; do
+        tree=$WORK/many
+        log "manyfiles: creating $count files of $MANY_SIZE bytes"
+        make_small_tree "$tree" "$count" manyfiles
+        find "$tree" -type f -exec cat {} + >/dev/null
+        for ((run = 1; run <= MANY_RUNS; run++)); do
+            for tool in "${TOOLS[@]}"; do
+                case $tool in
+                fts) dest=$WORK/srv/many ;;
+                rsync) dest=$WORK/sshmany ;;
+                esac
+                rm -rf -- "$dest"
+                sync
+                for phase in "${PHASES[@]}"; do
+                    key=$count:$phase:$tool
+                    outf=$WORK/out/many-$key-$run.out
+                    sshlog=$WORK/out/many-$key-$run.ssh.log
+                    rm -f -- "$sshlog" "$WORK/out/rss.client" "$WORK/out/rss.server"
+                    case $tool in
+                    fts)
+                        CMD=(/usr/bin/time -f %M -o "$WORK/out/rss.client"
+                            "${FTS_CLIENT[@]}" sync "$tree" "fts://$FTS_ADDR/many")
+                        reset_peak_rss "$FTS_PID"
+                        ;;
+                    rsync)
+                        rsh=$(rsh_logged "$sshlog")
+                        CMD=(/usr/bin/time -f %M -o "$WORK/out/rss.client"
+                            rsync -a --stats -e "$rsh"
+                            --rsync-path="/usr/bin/time -f %M -o $WORK/out/rss.server rsync"
+                            "$tree/" "$SSH_HOST:$dest/")
+                        ;;
+                    esac
+                    CMDLINE[$key]=$(shell_quote "${CMD[@]}")
+                    timed "$outf" "$WORK/out/many-$key-$run.err" "${CMD[@]}"
+                    add_sample TIMES "$key" "$ELAPSED"
+                    add_sample RC "$key" "$(tail -n 1 "$WORK/out/rss.client")"
+                    if [[ $tool == fts ]]; then
+                        add_sample RS "$key" "$(peak_rss_of "$FTS_PID")"
+                        fts_wire "$outf"
+                        json_num "$outf" files_transferred
+                    else
+                        add_sample RS "$key" "$(tail -n 1 "$WORK/out/rss.server")"
+                        ssh_socket "$sshlog"
+                    fi
+                    add_sample W "$key" "$NUM"
+                    log "manyfiles: $count files, run $run/$MANY_RUNS, $phase, $tool: ${ELAPSED}s"
+                done
+                check_tree "manyfiles $count $tool run $run" "$tree" "$dest"
+            done
+        done
+        for phase in "${PHASES[@]}"; do
+            for tool in "${TOOLS[@]}"; do keys+=("$count:$phase:$tool"); done
+        done
+        rm -rf -- "$tree" "$WORK/srv/many" "$WORK/sshmany"
+    done
+    echo "## manyfiles: $MANY_COUNTS files of $MANY_SIZE bytes, 100 per directory"
+    echo
+    echo "first: sync into an absent destination; second: the same again with nothing"
+    echo "changed. fts: \`fts sync\`; rsync: \`rsync -a --stats\` over ssh. Peak RSS of the"
+    echo "client (/usr/bin/time) and of the server side (fts serve's VmHWM, reset before"
+    echo "each command; the remote rsync under /usr/bin/time). Wire: TLS payload both ways"
+    echo "for fts (socket bytes are within a few % of it), ssh socket bytes for rsync."
+    echo
+    echo "| files | phase | tool | median s | time ÷ fts | client MiB | server MiB | wire bytes |"
+    echo "|---:|---|---|---:|---:|---:|---:|---:|"
+    local t
+    for key in "${keys[@]}"; do
+        IFS=: read -r count phase tool <<<"$key"
+        t=$(median "${TIMES[$key]}")
+        printf '| %s | %s | %s | %s | %s | %.1f | %.1f | %s |\n' "$(fmt_int "$count")" "$phase" "$tool" "$t" \
+            "$(ratio "$t" "$(median "${TIMES[$count:$phase:fts]}")")" \
+            "$(awk -v k="$(median "${RC[$key]}" %.0f)" 'BEGIN { print k / 1024 }')" \
+            "$(awk -v k="$(median "${RS[$key]}" %.0f)" 'BEGIN { print k / 1024 }')" \
+            "$(fmt_int "$(median "${W[$key]}" %.0f)")"
+    done
+    echo
+    print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# parallel: PAR_FILES × PAR_MB MiB random files uploaded over the wan proxy
+# (WAN_DELAY_MS each way, WAN_RATE per connection), one at a time and with
+# --parallel PAR_N, against rsync over ssh through the same kind of link.
+section_parallel() {
+    local -A TIMES=() CMDLINE=()
+    local src=$WORK/par keys=(fts fts-parallel rsync) run key i rsh fproxy sproxy
+    mkdir -p "$src"
+    for ((i = 0; i < PAR_FILES; i++)); do
+        head -c $((PAR_MB << 20)) /dev/urandom >"$src/f$i.bin"
+    done
+    start_wanproxy fts "${FTS_ADDR##*:}"
+    fproxy=127.0.0.1:$WAN_PORT
+    start_wanproxy ssh "$SSH_PORT"
+    sproxy=127.0.0.1:$WAN_PORT
+    for ((run = 1; run <= RUNS; run++)); do
+        for key in "${keys[@]}"; do
+            rm -rf -- "$WORK/srv/par" "$WORK/sshpar"
+            mkdir -p "$WORK/srv/par"
+            case $key in
+            fts) CMD=("${FTS_CLIENT[@]}" put "$src"/f*.bin "fts://$fproxy/par/") ;;
+            fts-parallel) CMD=("${FTS_CLIENT[@]}" put --parallel "$PAR_N" "$src"/f*.bin "fts://$fproxy/par/") ;;
+            rsync)
+                rsh="ssh ${SSH_OPTS[*]} -p ${sproxy##*:}"
+                CMD=(rsync -a -e "$rsh" "$src/" "$SSH_HOST:$WORK/sshpar/")
+                ;;
+            esac
+            CMDLINE[$key]=$(shell_quote "${CMD[@]}")
+            timed "$WORK/out/par-$key.out" "$WORK/out/par-$key.err" "${CMD[@]}"
+            add_sample TIMES "$key" "$ELAPSED"
+            log "parallel: run $run/$RUNS $key ${ELAPSED}s"
+        done
+        diff -r -q "$src" "$WORK/srv/par" >&2 || die "parallel: fts copy differs"
+        diff -r -q "$src" "$WORK/sshpar" >&2 || die "parallel: rsync copy differs"
+    done
+    stop_pid "$WAN_FTS_PID"
+    stop_pid "$WAN_SSH_PID"
+    WAN_FTS_PID= WAN_SSH_PID=
+    rm -rf -- "$src" "$WORK/srv/par" "$WORK/sshpar"
+    echo "## parallel: $PAR_FILES × $PAR_MB MiB over a wan link ($WAN_DELAY_MS ms each way, $WAN_RATE per connection)"
+    echo
+    echo "| tool | median s | MB/s | time ÷ fts --parallel $PAR_N |"
+    echo "|---|---:|---:|---:|"
+    local t
+    for key in "${keys[@]}"; do
+        t=$(median "${TIMES[$key]}")
+        printf '| %s | %s | %s | %s |\n' "$key" "$t" \
+            "$(awk -v b=$((PAR_FILES * (PAR_MB << 20))) -v t="$t" 'BEGIN { printf "%.1f", b / t / 1e6 }')" \
+            "$(ratio "$t" "$(median "${TIMES[fts-parallel]}")")"
+    done
+    echo
     print_samples_and_commands "${keys[@]}"
     echo
 }
