@@ -1484,8 +1484,11 @@ section_manyfiles() {
                     add_sample RC "$key" "$(tail -n 1 "$WORK/out/rss.client")"
                     if [[ $tool == fts ]]; then
                         add_sample RS "$key" "$(peak_rss_of "$FTS_PID")"
-                        fts_wire "$outf"
                         json_num "$outf" files_transferred
+                        n=0
+                        [[ $phase == first ]] && n=$count
+                        ((NUM == n)) || die "manyfiles $key: fts transferred $NUM files, expected $n"
+                        fts_wire "$outf"
                     else
                         add_sample RS "$key" "$(tail -n 1 "$WORK/out/rss.server")"
                         ssh_socket "$sshlog"
@@ -1556,9 +1559,11 @@ section_parallel() {
             timed "$WORK/out/par-$key.out" "$WORK/out/par-$key.err" "${CMD[@]}"
             add_sample TIMES "$key" "$ELAPSED"
             log "parallel: run $run/$RUNS $key ${ELAPSED}s"
+            case $key in
+            rsync) diff -r -q "$src" "$WORK/sshpar" >&2 || die "parallel: rsync copy differs" ;;
+            *) diff -r -q "$src" "$WORK/srv/par" >&2 || die "parallel: $key copy differs" ;;
+            esac
         done
-        diff -r -q "$src" "$WORK/srv/par" >&2 || die "parallel: fts copy differs"
-        diff -r -q "$src" "$WORK/sshpar" >&2 || die "parallel: rsync copy differs"
     done
     stop_pid "$WAN_FTS_PID"
     stop_pid "$WAN_SSH_PID"
