@@ -66,12 +66,26 @@ pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
         if got < want {
             return Err(Error::other("file shrank while its signature was computed"));
         }
-        let sig = fast_rsync::Signature::calculate(&buf[..got], opts);
-        let bytes = sig.serialized();
-        if out.is_empty() {
-            out.extend_from_slice(bytes);
-        } else {
-            out.extend_from_slice(&bytes[SIG_HEADER..]);
+        // Both cores: the two halves of a window (cut at a block boundary)
+        // are signed at once; their entries concatenate like windows do.
+        let data = &buf[..got];
+        let half = (got / 2)
+            .next_multiple_of(opts.block_size as usize)
+            .min(got);
+        let (a, b) = data.split_at(half);
+        let (sa, sb) = std::thread::scope(|scope| {
+            let sb = scope.spawn(|| fast_rsync::Signature::calculate(b, opts));
+            let sa = fast_rsync::Signature::calculate(a, opts);
+            (sa, sb.join())
+        });
+        let sb = sb.map_err(|_| Error::other("signature thread panicked"))?;
+        for (k, sig) in [sa, sb].iter().enumerate() {
+            let bytes = sig.serialized();
+            if out.is_empty() && k == 0 {
+                out.extend_from_slice(bytes);
+            } else {
+                out.extend_from_slice(&bytes[SIG_HEADER..]);
+            }
         }
         left -= got as u64;
         if left == 0 {
@@ -386,24 +400,42 @@ pub fn diff_file(
             return Err(Error::other("file shrank while it was being sent"));
         }
         let data = &buf[..got];
-        hasher.update(data);
-        let search = |split: &mut Splitter<_>, part: &[u8]| {
-            fast_rsync::diff(&index, part, split).map_err(|e| match e {
-                fast_rsync::DiffError::Io(e) => io_err(e),
-                e => Error::protocol(format!("diff failed: {e}")),
-            })
-        };
-        for run in same.runs(data, at) {
-            match run {
-                Run::Copy { offset, len } => split.copy(offset, len).map_err(io_err)?,
-                Run::Search(range) => search(&mut split, &data[range])?,
-            }
-        }
+        // The BLAKE3 of the window runs on the other core while this one
+        // signs and searches it.
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(|| {
+                hasher.update(data);
+            });
+            diff_window(&index, &same, &mut split, data, at)
+        })?;
         at += got as u64;
         left -= got as u64;
     }
     let stats = split.finish().map_err(io_err)?;
     Ok((hasher.finalize().to_hex().to_string(), stats))
+}
+
+/// Diffs one window starting at `at`: same-offset copies first, the
+/// rolling search over the rest.
+fn diff_window<F: FnMut(Piece) -> io::Result<()>>(
+    index: &fast_rsync::IndexedSignature<'_>,
+    same: &SameOffset<'_>,
+    split: &mut Splitter<F>,
+    data: &[u8],
+    at: u64,
+) -> Result<()> {
+    for run in same.runs(data, at) {
+        match run {
+            Run::Copy { offset, len } => split.copy(offset, len).map_err(io_err)?,
+            Run::Search(range) => {
+                fast_rsync::diff(index, &data[range], &mut *split).map_err(|e| match e {
+                    fast_rsync::DiffError::Io(e) => io_err(e),
+                    e => Error::protocol(format!("diff failed: {e}")),
+                })?
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A stretch of one window: either blocks equal to the base's at the same
@@ -716,6 +748,21 @@ pub(crate) mod tests {
         let block = block_size_for(old.len() as u64) as u64;
         assert!(stats.literal <= 4 * block, "literal {}", stats.literal);
         assert!(wire < 100_000, "delta is {wire} bytes");
+    }
+
+    #[test]
+    fn signature_signed_in_halves_equals_one_pass() {
+        // Odd sizes: a partial last block, a window smaller than two blocks.
+        for n in [0, 100, 5000, (3 << 20) + 777] {
+            let data = rand_bytes(n, 13);
+            let (_d, mut f) = file_with(&data);
+            let opts = fast_rsync::SignatureOptions {
+                block_size: block_size_for(n as u64),
+                crypto_hash_size: HASH_SIZE,
+            };
+            let whole = fast_rsync::Signature::calculate(&data, opts);
+            assert_eq!(signature(&mut f, n as u64).unwrap(), whole.serialized());
+        }
     }
 
     #[test]
