@@ -279,7 +279,8 @@ const HASH_BLOCK: usize = 1 << 20;
 const HASH_THREAD_MIN: u64 = 16 << 20;
 
 enum Hash {
-    Inline(blake3::Hasher),
+    // Boxed: a hasher is large, the threaded variant small.
+    Inline(Box<blake3::Hasher>),
     Thread {
         pending: Vec<u8>,
         blocks: std::sync::mpsc::SyncSender<Vec<u8>>,
@@ -291,7 +292,7 @@ enum Hash {
 impl Hash {
     fn new(mut hasher: blake3::Hasher, expect: u64) -> Hash {
         if expect < HASH_THREAD_MIN {
-            return Hash::Inline(hasher);
+            return Hash::Inline(Box::new(hasher));
         }
         let (blocks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
