@@ -1,5 +1,9 @@
 //! Times the phases of a delta transfer on local files:
 //! `cargo run --release --example delta_phases OLD NEW`.
+//!
+//! "diff+hash" is the sender's whole pass: its own signature of each
+//! window compared with the base's at the same offset, the rolling search
+//! over the differing runs only, and the BLAKE3 of what was read.
 use std::fs::File;
 use std::time::Instant;
 
@@ -26,7 +30,7 @@ fn main() {
     })
     .unwrap();
     println!(
-        "diff+hash: {:.2}s ({} pieces, {:?})",
+        "diff+hash (same-offset compare, search, BLAKE3): {:.2}s ({} pieces, {:?})",
         t.elapsed().as_secs_f64(),
         pieces.len(),
         st

@@ -265,15 +265,112 @@ pub enum Received {
     Interrupted(Msg),
 }
 
+/// The whole-file BLAKE3 of what is written, computed on another core for
+/// large files: written bytes are batched into blocks of [`HASH_BLOCK`]
+/// handed (through a channel of fixed depth, so memory stays bounded) to
+/// a thread that hashes them while this one applies and writes.
 struct HashingWriter<W: Write> {
     inner: W,
-    hasher: blake3::Hasher,
+    hash: Hash,
+}
+
+const HASH_BLOCK: usize = 1 << 20;
+/// Files smaller than this are hashed inline (a thread is not worth it).
+const HASH_THREAD_MIN: u64 = 16 << 20;
+
+enum Hash {
+    // Boxed: a hasher is large, the threaded variant small.
+    Inline(Box<blake3::Hasher>),
+    Thread {
+        pending: Vec<u8>,
+        blocks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+        done: std::thread::JoinHandle<blake3::Hasher>,
+    },
+}
+
+impl Hash {
+    fn new(mut hasher: blake3::Hasher, expect: u64) -> Hash {
+        if expect < HASH_THREAD_MIN {
+            return Hash::Inline(Box::new(hasher));
+        }
+        let (blocks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        let done = std::thread::spawn(move || {
+            for mut b in rx {
+                hasher.update(&b);
+                b.clear();
+                // The writer may be gone or have enough spares: drop it then.
+                let _ = back.try_send(b);
+            }
+            hasher
+        });
+        Hash::Thread {
+            pending: Vec::with_capacity(HASH_BLOCK),
+            blocks,
+            spare,
+            done,
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Hash::Inline(h) => {
+                h.update(data);
+            }
+            Hash::Thread {
+                pending,
+                blocks,
+                spare,
+                ..
+            } => {
+                while !data.is_empty() {
+                    let take = (HASH_BLOCK - pending.len()).min(data.len());
+                    pending.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if pending.len() == HASH_BLOCK {
+                        let next = spare
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(HASH_BLOCK));
+                        let full = std::mem::replace(pending, next);
+                        blocks
+                            .send(full)
+                            .map_err(|_| std::io::Error::other("hashing thread ended"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<blake3::Hash> {
+        match self {
+            Hash::Inline(h) => Ok(h.finalize()),
+            Hash::Thread {
+                pending,
+                blocks,
+                done,
+                ..
+            } => {
+                if !pending.is_empty() {
+                    blocks
+                        .send(pending)
+                        .map_err(|_| Error::other("hashing thread ended"))?;
+                }
+                drop(blocks);
+                let h = done
+                    .join()
+                    .map_err(|_| Error::other("hashing thread panicked"))?;
+                Ok(h.finalize())
+            }
+        }
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hash.update(&buf[..n])?;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -293,7 +390,7 @@ impl ContentWriter {
         Ok(ContentWriter {
             out: HashingWriter {
                 inner: BufWriter::with_capacity(cap, d.out),
-                hasher: d.hasher,
+                hash: Hash::new(d.hasher, expect),
             },
             base: d.base.map(Base::boxed).transpose()?,
         })
@@ -311,7 +408,7 @@ impl ContentWriter {
 
     fn finish(mut self) -> Result<String> {
         self.out.flush().map_err(write_err)?;
-        Ok(self.out.hasher.finalize().to_hex().to_string())
+        Ok(self.out.hash.finish()?.to_hex().to_string())
     }
 }
 
@@ -579,6 +676,24 @@ mod tests {
         .await;
         assert_eq!(got.unwrap(), sent);
         assert_eq!(std::fs::read(&out).unwrap(), content);
+    }
+
+    #[test]
+    fn hashing_on_another_core_equals_hashing_inline() {
+        let content = data(HASH_THREAD_MIN as usize + 3 * HASH_BLOCK + 12_345, 21);
+        // A resumed prefix already in the hasher, then odd-sized writes.
+        let mut prefix = blake3::Hasher::new();
+        prefix.update(&content[..1000]);
+        let mut w = HashingWriter {
+            inner: Vec::new(),
+            hash: Hash::new(prefix, content.len() as u64),
+        };
+        assert!(matches!(w.hash, Hash::Thread { .. }));
+        for part in content[1000..].chunks(777_777) {
+            w.write_all(part).unwrap();
+        }
+        assert_eq!(w.inner, content[1000..]);
+        assert_eq!(w.hash.finish().unwrap(), blake3::hash(&content));
     }
 
     #[tokio::test]

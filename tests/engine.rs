@@ -57,6 +57,12 @@ fn small_edits_cross_as_small_deltas_both_ways() {
             Box::new(|p: &Path| insert(p, 20_000_000, b"a few inserted bytes")),
         ),
         (
+            // Every block moves, so no block matches at its old offset:
+            // the rolling search must still find them all.
+            "insertion near the start",
+            Box::new(|p: &Path| insert(p, 100, b"shifts all")),
+        ),
+        (
             "truncation",
             Box::new(|p: &Path| {
                 std::fs::OpenOptions::new()
@@ -127,6 +133,62 @@ fn small_edits_cross_as_small_deltas_both_ways() {
         "server RSS {} KiB",
         s.server.peak_rss_kib()
     );
+    assert_no_temp_files(s.root());
+}
+
+/// The receiver's base changes under it while its signature is computed
+/// and the delta applied, both ways: the result under the real name is
+/// never a mix; the transfer either ends with exactly the sender's bytes
+/// (the rebuilt file failed its BLAKE3 check and was sent in full) or
+/// fails with an error.
+#[test]
+fn a_base_that_changes_while_hashed_never_corrupts_the_result() {
+    let s = Setup::new(&[]);
+    let size = 64 * MIB;
+    let local = s.local("big.bin");
+    random_file(&local, size, 7);
+    let remote = s.root().join("big.bin");
+    s.run(&["put", "-q", local.to_str().unwrap(), &s.url("")])
+        .ok();
+    // Keeps rewriting bytes of the file at `path` until stopped or until
+    // the path names another file (the result was committed over it): the
+    // descriptor written is checked, so the new file is never touched.
+    let scribble = |path: PathBuf| {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let h = std::thread::spawn(move || {
+            let mut at = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                if f.metadata().unwrap().ino() != ino {
+                    break;
+                }
+                f.write_all_at(b"scribbled bytes!", at % (size as u64 - 16))
+                    .unwrap();
+                at += 1_234_567;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        (stop, h)
+    };
+    for (what, base, sent) in [("put", &remote, &local), ("get", &local, &remote)] {
+        poke(sent, 30_000_000, b"a real edit");
+        let (stop, h) = scribble(base.clone());
+        let out = if what == "put" {
+            s.run(&["--json", "put", local.to_str().unwrap(), &s.url("")])
+        } else {
+            s.run(&["--json", "get", &s.url("big.bin"), local.to_str().unwrap()])
+        };
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        if out.code == 0 {
+            assert_eq!(hash(base), hash(sent), "{what}: result differs");
+        } else {
+            assert!(!out.stderr.is_empty(), "{what}: failed without a word");
+        }
+    }
     assert_no_temp_files(s.root());
 }
 

@@ -66,12 +66,26 @@ pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
         if got < want {
             return Err(Error::other("file shrank while its signature was computed"));
         }
-        let sig = fast_rsync::Signature::calculate(&buf[..got], opts);
-        let bytes = sig.serialized();
-        if out.is_empty() {
-            out.extend_from_slice(bytes);
-        } else {
-            out.extend_from_slice(&bytes[SIG_HEADER..]);
+        // Both cores: the two halves of a window (cut at a block boundary)
+        // are signed at once; their entries concatenate like windows do.
+        let data = &buf[..got];
+        let half = (got / 2)
+            .next_multiple_of(opts.block_size as usize)
+            .min(got);
+        let (a, b) = data.split_at(half);
+        let (sa, sb) = std::thread::scope(|scope| {
+            let sb = scope.spawn(|| fast_rsync::Signature::calculate(b, opts));
+            let sa = fast_rsync::Signature::calculate(a, opts);
+            (sa, sb.join())
+        });
+        let sb = sb.map_err(|_| Error::other("signature thread panicked"))?;
+        for (k, sig) in [sa, sb].iter().enumerate() {
+            let bytes = sig.serialized();
+            if out.is_empty() && k == 0 {
+                out.extend_from_slice(bytes);
+            } else {
+                out.extend_from_slice(&bytes[SIG_HEADER..]);
+            }
         }
         left -= got as u64;
         if left == 0 {
@@ -355,6 +369,16 @@ impl<F: FnMut(Piece) -> io::Result<()>> Write for Splitter<F> {
 /// Diffs the first `len` bytes of `file` against `sig`, one window at a
 /// time, handing out pieces as they are ready. Returns the BLAKE3 of the
 /// data that was diffed and what the delta saved.
+///
+/// Same-offset blocks are compared first: the sender computes its own
+/// signature of each window (SIMD MD4, much cheaper than the rolling
+/// search) and a block whose entry equals the base's entry at the same
+/// offset becomes a copy at once. fast_rsync's rolling search runs only
+/// over the runs of blocks that differ, widened by one block on each side
+/// so that data which moved a little is still found; its copies may refer
+/// to anywhere in the base. A false match (a collision of the truncated
+/// MD4 and the rolling sum) is caught by the caller's whole-file BLAKE3,
+/// like any other.
 pub fn diff_file(
     file: &mut (impl Read + Seek),
     len: u64,
@@ -362,26 +386,143 @@ pub fn diff_file(
     emit: impl FnMut(Piece) -> io::Result<()>,
 ) -> Result<(String, DeltaStats)> {
     let index = sig.index();
+    let same = SameOffset::new(sig);
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut buf = vec![0u8; (len as usize).min(WINDOW)];
     let mut hasher = blake3::Hasher::new();
     let mut split = Splitter::new(emit);
     let mut left = len;
+    let mut at = 0u64;
     while left > 0 {
         let want = left.min(WINDOW as u64) as usize;
         let got = read_full(file, &mut buf[..want]).map_err(io_err)?;
         if got < want {
             return Err(Error::other("file shrank while it was being sent"));
         }
-        hasher.update(&buf[..got]);
-        fast_rsync::diff(&index, &buf[..got], &mut split).map_err(|e| match e {
-            fast_rsync::DiffError::Io(e) => io_err(e),
-            e => Error::protocol(format!("diff failed: {e}")),
+        let data = &buf[..got];
+        // The BLAKE3 of the window runs on the other core while this one
+        // signs and searches it.
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(|| {
+                hasher.update(data);
+            });
+            diff_window(&index, &same, &mut split, data, at)
         })?;
+        at += got as u64;
         left -= got as u64;
     }
     let stats = split.finish().map_err(io_err)?;
     Ok((hasher.finalize().to_hex().to_string(), stats))
+}
+
+/// Diffs one window starting at `at`: same-offset copies first, the
+/// rolling search over the rest.
+fn diff_window<F: FnMut(Piece) -> io::Result<()>>(
+    index: &fast_rsync::IndexedSignature<'_>,
+    same: &SameOffset<'_>,
+    split: &mut Splitter<F>,
+    data: &[u8],
+    at: u64,
+) -> Result<()> {
+    for run in same.runs(data, at) {
+        match run {
+            Run::Copy { offset, len } => split.copy(offset, len).map_err(io_err)?,
+            Run::Search(range) => {
+                fast_rsync::diff(index, &data[range], &mut *split).map_err(|e| match e {
+                    fast_rsync::DiffError::Io(e) => io_err(e),
+                    e => Error::protocol(format!("diff failed: {e}")),
+                })?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A stretch of one window: either blocks equal to the base's at the same
+/// offset, or bytes for the rolling search.
+#[derive(Debug, PartialEq, Eq)]
+enum Run {
+    Copy { offset: u64, len: u64 },
+    Search(std::ops::Range<usize>),
+}
+
+/// The base's block entries, for comparing blocks at the same offset.
+struct SameOffset<'a> {
+    /// The base signature's entries (rolling sum + truncated MD4 each).
+    entries: &'a [u8],
+    block: usize,
+    hash: u32,
+    entry: usize,
+    /// Blocks of the base known to be whole: all but the last, whose
+    /// length the signature does not tell.
+    whole: u64,
+}
+
+impl<'a> SameOffset<'a> {
+    fn new(sig: &'a fast_rsync::Signature) -> Self {
+        // parse_signature checked the header and that entries are whole.
+        let bytes = sig.serialized();
+        let block = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        let hash = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        let entry = 4 + hash as usize;
+        let entries = &bytes[SIG_HEADER..];
+        let count = (entries.len() / entry) as u64;
+        SameOffset {
+            entries,
+            block,
+            hash,
+            entry,
+            whole: count.saturating_sub(1),
+        }
+    }
+
+    /// Splits `data` (the window starting at `at`, a multiple of the block
+    /// size) into copies of same-offset blocks and stretches to search.
+    fn runs(&self, data: &[u8], at: u64) -> Vec<Run> {
+        let block = self.block;
+        let first = at / block as u64;
+        let full = data.len() / block;
+        // Only whole blocks of both sides can match at the same offset.
+        let cmp = (full as u64).min(self.whole.saturating_sub(first)) as usize;
+        let mut same = vec![false; data.len().div_ceil(block)];
+        if cmp > 0 {
+            let own = fast_rsync::Signature::calculate(
+                &data[..cmp * block],
+                fast_rsync::SignatureOptions {
+                    block_size: block as u32,
+                    crypto_hash_size: self.hash,
+                },
+            );
+            let own = &own.serialized()[SIG_HEADER..];
+            let base = &self.entries[first as usize * self.entry..];
+            for (j, s) in same.iter_mut().enumerate().take(cmp) {
+                let e = j * self.entry..(j + 1) * self.entry;
+                *s = own[e.clone()] == base[e];
+            }
+        }
+        // A block is copied only when its neighbours match too: the
+        // searched stretch keeps a one-block margin around what differs.
+        let n = same.len();
+        let copy: Vec<bool> = (0..n)
+            .map(|j| same[j] && (j == 0 || same[j - 1]) && (j + 1 == n || same[j + 1]))
+            .collect();
+        let mut runs = Vec::new();
+        let mut j = 0;
+        while j < n {
+            let k = (j..n).find(|&k| copy[k] != copy[j]).unwrap_or(n);
+            let (s, e) = (j * block, (k * block).min(data.len()));
+            runs.push(if copy[j] {
+                Run::Copy {
+                    offset: at + s as u64,
+                    len: (e - s) as u64,
+                }
+            } else {
+                Run::Search(s..e)
+            });
+            j = k;
+        }
+        runs
+    }
 }
 
 fn io_err(e: io::Error) -> Error {
@@ -594,6 +735,73 @@ pub(crate) mod tests {
         roundtrip(&old, b"");
         roundtrip(b"", &old[..3000]);
         roundtrip(&old, &rand_bytes(2 << 20, 4)); // nothing in common
+    }
+
+    #[test]
+    fn same_offset_matching_survives_an_insertion_that_shifts_everything() {
+        // 40 MiB: more than one window, so shifted data crosses windows.
+        let old = rand_bytes(40 << 20, 11);
+        let mut new = old[..1000].to_vec();
+        new.extend_from_slice(b"seven b");
+        new.extend_from_slice(&old[1000..]);
+        let (stats, wire) = roundtrip(&old, &new);
+        let block = block_size_for(old.len() as u64) as u64;
+        assert!(stats.literal <= 4 * block, "literal {}", stats.literal);
+        assert!(wire < 100_000, "delta is {wire} bytes");
+    }
+
+    #[test]
+    fn signature_signed_in_halves_equals_one_pass() {
+        // Odd sizes: a partial last block, a window smaller than two blocks.
+        for n in [0, 100, 5000, (3 << 20) + 777] {
+            let data = rand_bytes(n, 13);
+            let (_d, mut f) = file_with(&data);
+            let opts = fast_rsync::SignatureOptions {
+                block_size: block_size_for(n as u64),
+                crypto_hash_size: HASH_SIZE,
+            };
+            let whole = fast_rsync::Signature::calculate(&data, opts);
+            assert_eq!(signature(&mut f, n as u64).unwrap(), whole.serialized());
+        }
+    }
+
+    #[test]
+    fn same_offset_runs_keep_a_margin_around_what_differs() {
+        let old = rand_bytes(64 * 1024, 12);
+        let (_d, mut of) = file_with(&old);
+        let sig = parse_signature(signature(&mut of, old.len() as u64).unwrap()).unwrap();
+        let same = SameOffset::new(&sig);
+        assert_eq!(same.block, 1024);
+        let mut new = old.clone();
+        new[10 * 1024 + 5] ^= 1; // block 10 differs
+        let runs = same.runs(&new, 0);
+        assert_eq!(
+            runs,
+            vec![
+                Run::Copy {
+                    offset: 0,
+                    len: 9 * 1024
+                },
+                Run::Search(9 * 1024..12 * 1024),
+                Run::Copy {
+                    offset: 12 * 1024,
+                    len: 50 * 1024
+                },
+                // The base's last block is never matched blind (its length
+                // is unknown), so it and its margin are searched.
+                Run::Search(62 * 1024..64 * 1024),
+            ]
+        );
+        // A window further into the file compares against the base's
+        // blocks at that offset.
+        let runs = same.runs(&new[32 * 1024..40 * 1024], 32 * 1024);
+        assert_eq!(
+            runs,
+            vec![Run::Copy {
+                offset: 32 * 1024,
+                len: 8 * 1024
+            }]
+        );
     }
 
     #[test]
