@@ -1530,7 +1530,7 @@ section_manyfiles() {
 }
 
 # parallel: PAR_FILES × PAR_MB MiB random files uploaded over the wan proxy
-# (WAN_DELAY_MS each way, WAN_RATE per connection), one at a time and with
+# (WAN_DELAY_MS each way, WAN_RATE for the link), one at a time and with
 # --parallel PAR_N, against rsync over ssh through the same kind of link.
 section_parallel() {
     local -A TIMES=() CMDLINE=()
@@ -1569,7 +1569,7 @@ section_parallel() {
     stop_pid "$WAN_SSH_PID"
     WAN_FTS_PID= WAN_SSH_PID=
     rm -rf -- "$src" "$WORK/srv/par" "$WORK/sshpar"
-    echo "## parallel: $PAR_FILES × $PAR_MB MiB over a wan link ($WAN_DELAY_MS ms each way, $WAN_RATE per connection)"
+    echo "## parallel: $PAR_FILES × $PAR_MB MiB over a wan link ($WAN_DELAY_MS ms each way, $WAN_RATE shared by its connections)"
     echo
     echo "| tool | median s | MB/s | time ÷ fts --parallel $PAR_N |"
     echo "|---|---:|---:|---:|"
