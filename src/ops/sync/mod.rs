@@ -191,6 +191,40 @@ fn digest(items: &[Item]) -> String {
     d.finish()
 }
 
+/// One directory's two sides, from its local entries and the server's
+/// answer about the same directory `dir` (`None`: the digests matched).
+/// `remote_is_src` for a pull. A listing that breaks the rules is an error
+/// of the whole sync; an error the server gave is the directory's own.
+fn sides(
+    local: Vec<Item>,
+    reply: Result<Option<Vec<Entry>>>,
+    dir: &str,
+    rel: &str,
+    remote_is_src: bool,
+) -> Result<Result<Sides>> {
+    Ok(match reply {
+        Ok(None) => Ok(Sides {
+            src: local,
+            dst: None,
+        }),
+        Ok(Some(entries)) => {
+            let remote = remote_dir(entries, dir, rel)?;
+            Ok(if remote_is_src {
+                Sides {
+                    src: remote,
+                    dst: Some(local),
+                }
+            } else {
+                Sides {
+                    src: local,
+                    dst: Some(remote),
+                }
+            })
+        }
+        Err(e) => Err(e),
+    })
+}
+
 /// A remote directory's listing, checked (every entry canonical, directly
 /// in `dir`, once) and renamed relative to the top of the sync (`rel` is
 /// `dir`'s own relative name).

@@ -3,7 +3,7 @@
 //! below the destination touched through a symlink.
 
 use super::plan::{dry_run_note, needs_meta, DirPlan};
-use super::{digest, local_dirs, mirror, remote_dir, Dst, Mirror, Pending, Sides};
+use super::{digest, local_dirs, mirror, sides, Dst, Mirror, Pending, Sides};
 use crate::client::{Action, Client, GetOp};
 use crate::error::{Error, Result};
 use crate::guard;
@@ -226,20 +226,8 @@ impl Mirror for Pull<'_> {
             let reply = replies
                 .next()
                 .ok_or_else(|| Error::other("a directory listing went missing"))?;
-            out.push(match reply {
-                Ok(None) => Ok(Sides {
-                    src: local,
-                    dst: None,
-                }),
-                Ok(Some(entries)) => {
-                    let remote = join_remote(&self.top, &p.rel);
-                    Ok(Sides {
-                        src: remote_dir(entries, &remote, &p.rel)?,
-                        dst: Some(local),
-                    })
-                }
-                Err(e) => Err(e),
-            });
+            let dir = join_remote(&self.top, &p.rel);
+            out.push(sides(local, reply, &dir, &p.rel, true)?);
         }
         Ok(out)
     }

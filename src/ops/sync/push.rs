@@ -2,7 +2,7 @@
 //! one pipelined series of upload steps.
 
 use super::plan::{dry_run_note, needs_meta, DirPlan};
-use super::{digest, local_dirs, mirror, remote_dir, Dst, Mirror, Pending, Sides};
+use super::{digest, local_dirs, mirror, sides, Dst, Mirror, Pending, Sides};
 use crate::client::{Client, PutHow, PutOp};
 use crate::error::{Error, Result};
 use crate::model::EntryKind;
@@ -137,14 +137,7 @@ impl Mirror for Push<'_> {
             let reply = replies
                 .next()
                 .ok_or_else(|| Error::other("a directory listing went missing"))?;
-            out.push(match reply {
-                Ok(None) => Ok(Sides { src, dst: None }),
-                Ok(Some(entries)) => Ok(Sides {
-                    src,
-                    dst: Some(remote_dir(entries, &self.at(&p.rel), &p.rel)?),
-                }),
-                Err(e) => Err(e),
-            });
+            out.push(sides(src, reply, &self.at(&p.rel), &p.rel, false)?);
         }
         Ok(out)
     }
