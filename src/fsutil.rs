@@ -80,6 +80,7 @@ impl TempFile {
         for _ in 0..8 {
             let path = temp_name(target);
             match OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
@@ -116,6 +117,7 @@ impl TempFile {
             _ => Path::new("."),
         };
         match OpenOptions::new()
+            .read(true)
             .write(true)
             .custom_flags(libc::O_TMPFILE)
             .mode(0o600)

@@ -236,6 +236,9 @@ pub struct Dest {
     pub hasher: blake3::Hasher,
     /// The old copy that delta pieces refer to.
     pub base: Option<Box<dyn ReadAt>>,
+    /// The file `out` writes, when it is one (sharing its position): the
+    /// kernel can then copy unchanged ranges of a local base into it.
+    pub out_file: Option<File>,
 }
 
 impl Dest {
@@ -244,7 +247,16 @@ impl Dest {
             out: Box::new(out),
             hasher: blake3::Hasher::new(),
             base: None,
+            out_file: None,
         }
+    }
+
+    /// Writes into `file` at its current position.
+    pub fn for_file(file: File) -> std::io::Result<Dest> {
+        Ok(Dest {
+            out_file: Some(file.try_clone()?),
+            ..Dest::new(file)
+        })
     }
 
     /// Delta pieces copy from `base`.
@@ -272,6 +284,57 @@ pub enum Received {
 struct HashingWriter<W: Write> {
     inner: W,
     hash: Hash,
+    /// Where the kernel copies ranges of the base, while it accepts to.
+    kernel: Option<KernelCopy>,
+}
+
+/// The output file for in-kernel copies, and a buffer to read back what
+/// they wrote: the whole-file hash is of the bytes in the output, never of
+/// a second read of the base, which could have changed in between.
+struct KernelCopy {
+    file: File,
+    buf: Vec<u8>,
+    copied: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W, hash: Hash) -> Self {
+        HashingWriter {
+            inner,
+            hash,
+            kernel: None,
+        }
+    }
+}
+
+impl<W: Write> delta::Rebuild for HashingWriter<BufWriter<W>> {
+    fn copy_range(&mut self, base: &File, offset: u64, n: u64) -> std::io::Result<u64> {
+        let Some(k) = self.kernel.as_mut() else {
+            return Ok(0);
+        };
+        self.inner.flush()?;
+        let at = std::io::Seek::stream_position(&mut &k.file)?;
+        let done = match crate::engine::io::copy_range(base, offset, &k.file, n) {
+            Ok(done) => done,
+            Err(e) if crate::engine::io::copy_refused(&e) => {
+                self.kernel = None;
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        if k.buf.is_empty() {
+            k.buf = vec![0; 256 * 1024];
+        }
+        let mut pos = at;
+        while pos < at + done {
+            let m = (at + done - pos).min(k.buf.len() as u64) as usize;
+            std::os::unix::fs::FileExt::read_exact_at(&k.file, &mut k.buf[..m], pos)?;
+            self.hash.update(&k.buf[..m])?;
+            pos += m as u64;
+        }
+        k.copied += done;
+        Ok(done)
+    }
 }
 
 const HASH_BLOCK: usize = 1 << 20;
@@ -387,11 +450,20 @@ struct ContentWriter {
 impl ContentWriter {
     fn new(d: Dest, expect: u64) -> Result<ContentWriter> {
         let cap = expect.clamp(8 * 1024, 1 << 20) as usize;
+        let mut out = HashingWriter::new(
+            BufWriter::with_capacity(cap, d.out),
+            Hash::new(d.hasher, expect),
+        );
+        if d.base.is_some() {
+            let readable = d.out_file.filter(crate::engine::io::read_write);
+            out.kernel = readable.map(|file| KernelCopy {
+                file,
+                buf: Vec::new(),
+                copied: 0,
+            });
+        }
         Ok(ContentWriter {
-            out: HashingWriter {
-                inner: BufWriter::with_capacity(cap, d.out),
-                hash: Hash::new(d.hasher, expect),
-            },
+            out,
             base: d.base.map(Base::boxed).transpose()?,
         })
     }
@@ -678,16 +750,81 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), content);
     }
 
+    /// Rebuilds `new` from `old` (files in `old_dir`, output in `out_dir`)
+    /// the way a receiver does; returns the bytes the kernel copied.
+    fn rebuild_in(old_dir: &std::path::Path, out_dir: &std::path::Path) -> u64 {
+        let mut old = data(3 << 20, 31);
+        let mut new = old.clone();
+        new[1_000_000..1_000_010].copy_from_slice(b"0123456789");
+        new.splice(2_000_000..2_000_000, *b"inserted");
+        old.truncate(3 << 20);
+        let old_path = old_dir.join("old");
+        std::fs::write(&old_path, &old).unwrap();
+        let sig = delta::signature(&mut File::open(&old_path).unwrap(), old.len() as u64).unwrap();
+        let sig = delta::parse_signature(sig).unwrap();
+        let mut pieces = Vec::new();
+        let (sent, _) = delta::diff_file(
+            &mut std::io::Cursor::new(&new),
+            new.len() as u64,
+            &sig,
+            |p| {
+                pieces.push(p);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let out = out_dir.join("rebuilt");
+        let out_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&out)
+            .unwrap();
+        let dest = Dest::for_file(out_file)
+            .unwrap()
+            .with_base(File::open(&old_path).unwrap());
+        let mut w = ContentWriter::new(dest, new.len() as u64).unwrap();
+        for p in pieces {
+            let base = w.base.as_mut().unwrap();
+            base.apply(&p.delta, p.out_len, &mut w.out).unwrap();
+        }
+        let copied = w.out.kernel.as_ref().map_or(0, |k| k.copied);
+        assert_eq!(w.finish().unwrap(), sent);
+        assert_eq!(std::fs::read(&out).unwrap(), new);
+        copied
+    }
+
+    #[test]
+    fn unchanged_ranges_are_copied_by_the_kernel_within_a_filesystem() {
+        let d = tempfile::tempdir().unwrap();
+        let copied = rebuild_in(d.path(), d.path());
+        assert!(copied > 2 << 20, "only {copied} bytes copied in the kernel");
+    }
+
+    #[test]
+    fn a_refused_kernel_copy_falls_back_to_a_plain_copy() {
+        use std::os::unix::fs::MetadataExt;
+        // The receiver's base and output always share a directory; across
+        // filesystems (tmpfs and the temp dir's disk) the kernel refuses.
+        let shm = std::path::Path::new("/dev/shm");
+        let a = tempfile::tempdir_in(shm).expect("this test needs /dev/shm (tmpfs)");
+        let b = tempfile::tempdir().unwrap();
+        let dev = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+        assert_ne!(
+            dev(a.path()),
+            dev(b.path()),
+            "the temp dir must not be on /dev/shm for this test (unset TMPDIR)"
+        );
+        assert_eq!(rebuild_in(a.path(), b.path()), 0);
+    }
+
     #[test]
     fn hashing_on_another_core_equals_hashing_inline() {
         let content = data(HASH_THREAD_MIN as usize + 3 * HASH_BLOCK + 12_345, 21);
         // A resumed prefix already in the hasher, then odd-sized writes.
         let mut prefix = blake3::Hasher::new();
         prefix.update(&content[..1000]);
-        let mut w = HashingWriter {
-            inner: Vec::new(),
-            hash: Hash::new(prefix, content.len() as u64),
-        };
+        let mut w = HashingWriter::new(Vec::new(), Hash::new(prefix, content.len() as u64));
         assert!(matches!(w.hash, Hash::Thread { .. }));
         for part in content[1000..].chunks(777_777) {
             w.write_all(part).unwrap();

@@ -255,7 +255,8 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
         if is_delta {
             o.action = Action::Delta;
             let tmp = TempFile::create_beside(local).map_err(io)?;
-            let dest = Dest::new(tmp.file().try_clone().map_err(io)?)
+            let dest = Dest::for_file(tmp.file().try_clone().map_err(io)?)
+                .map_err(io)?
                 .with_base(File::open(local).map_err(io)?);
             return Ok((Sink::Temp(tmp), dest));
         }

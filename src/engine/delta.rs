@@ -529,6 +529,26 @@ fn io_err(e: io::Error) -> Error {
     Error::other(e.to_string())
 }
 
+/// Copies from the old copy at least this long are offered to
+/// [`Rebuild::copy_range`]; shorter ones are not worth flushing the output
+/// buffer for.
+const KERNEL_COPY_MIN: u64 = 64 * 1024;
+
+/// Where a rebuild writes: literal bytes through `Write`, and ranges of the
+/// old copy through [`Rebuild::copy_range`] when the output can have the
+/// kernel copy them (see [`crate::engine::io::copy_range`]).
+pub trait Rebuild: Write {
+    /// Appends up to `n` bytes at `offset` of `base` to the output without
+    /// reading them here; returns how many it appended (0: it cannot, and
+    /// the caller copies them through a buffer).
+    fn copy_range(&mut self, _base: &std::fs::File, _offset: u64, _n: u64) -> io::Result<u64> {
+        Ok(0)
+    }
+}
+
+impl Rebuild for Vec<u8> {}
+impl<W: Write> Rebuild for io::BufWriter<W> {}
+
 /// The receiver's old copy, which delta pieces copy from.
 ///
 /// Pieces are interpreted here rather than by `fast_rsync::apply`, which
@@ -559,7 +579,7 @@ impl Base {
     }
 
     /// Applies one untrusted piece, writing exactly `piece_out` bytes to `out`.
-    pub fn apply(&mut self, delta: &[u8], piece_out: u64, out: &mut impl Write) -> Result<()> {
+    pub fn apply(&mut self, delta: &[u8], piece_out: u64, out: &mut impl Rebuild) -> Result<()> {
         let bad = |what: &str| Error::protocol(format!("bad delta: {what}"));
         if piece_out > PIECE_OUT {
             return Err(Error::protocol(format!(
@@ -638,7 +658,16 @@ impl Base {
         Ok(())
     }
 
-    fn copy(&mut self, mut offset: u64, mut n: u64, out: &mut impl Write) -> Result<()> {
+    fn copy(&mut self, mut offset: u64, mut n: u64, out: &mut impl Rebuild) -> Result<()> {
+        if n >= KERNEL_COPY_MIN {
+            if let Some(f) = self.src.file() {
+                let done = out
+                    .copy_range(f, offset, n)
+                    .map_err(|e| Error::other(format!("copying from the old copy: {e}")))?;
+                offset += done;
+                n -= done;
+            }
+        }
         if self.buf.is_empty() {
             self.buf = vec![0u8; 256 * 1024];
         }

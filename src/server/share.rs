@@ -274,7 +274,14 @@ impl Session {
                 .map_err(Err)?
                 .ok_or_else(|| Ok("the partial file is busy".to_string()))
         };
-        let dest = |up: &dyn Upload| up.writer().map(Dest::new).map_err(Err);
+        let dest = |up: &dyn Upload| -> Result<Dest, Result<String, Error>> {
+            let out = up.writer().map_err(Err)?;
+            let out_file = up.file().map_err(Err)?;
+            Ok(Dest {
+                out_file,
+                ..Dest::new(out)
+            })
+        };
         if let Some(base_meta) = delta_base {
             let (base, now) = store.open(rel).map_err(Err)?;
             if (now.size, now.mtime, now.mtime_ns)

@@ -64,6 +64,11 @@ impl Upload for LocalUpload {
         Ok(Box::new(f))
     }
 
+    fn file(&self) -> Result<Option<File>> {
+        let f = self.sink.file().try_clone().map_err(io_at(&self.rel))?;
+        Ok(Some(f))
+    }
+
     fn commit(self: Box<Self>, meta: &Meta) -> Result<()> {
         // Without syncfs, `make_durable` cannot reach the data of an
         // upload not yet renamed: flush it here, before the rename.

@@ -50,6 +50,9 @@ impl ReadAt for Box<dyn Content> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
     }
+    fn file(&self) -> Option<&std::fs::File> {
+        (**self).file()
+    }
 }
 
 /// How a write begins.
@@ -70,6 +73,12 @@ pub enum Begin {
 pub trait Upload: Send + Sync {
     /// Where the bytes go, positioned after any resumed prefix.
     fn writer(&self) -> Result<Box<dyn Write + Send>>;
+    /// The local file [`Upload::writer`] writes, when there is one (sharing
+    /// its position), so unchanged ranges of a delta's base can be copied
+    /// by the kernel; `None` for stores that are not local files.
+    fn file(&self) -> Result<Option<std::fs::File>> {
+        Ok(None)
+    }
     /// Replaces the target with what was written, with `meta`'s mode and
     /// times. The new version is visible at once but need not survive a
     /// power cut until [`Store::make_durable`] has covered it.
