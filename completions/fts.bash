@@ -31,6 +31,9 @@ _fts() {
             fts,help)
                 cmd="fts__subcmd__help"
                 ;;
+            fts,keygen)
+                cmd="fts__subcmd__keygen"
+                ;;
             fts,login)
                 cmd="fts__subcmd__login"
                 ;;
@@ -100,6 +103,9 @@ _fts() {
             fts__subcmd__help,help)
                 cmd="fts__subcmd__help__subcmd__help"
                 ;;
+            fts__subcmd__help,keygen)
+                cmd="fts__subcmd__help__subcmd__keygen"
+                ;;
             fts__subcmd__help,login)
                 cmd="fts__subcmd__help__subcmd__login"
                 ;;
@@ -143,7 +149,7 @@ _fts() {
 
     case "${cmd}" in
         fts)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version serve put get ls rm sync stats chat admin login logout generate-docs help"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version serve put get ls rm sync stats chat admin login logout keygen generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +164,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -177,7 +187,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__admin)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version clients kick warn log help"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version clients kick warn log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -192,6 +202,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -211,7 +225,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__admin__subcmd__clients)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -226,6 +240,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -329,7 +347,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__admin__subcmd__kick)
-            opts="-q -v -h -V --reason --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --reason --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -351,6 +369,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -367,7 +389,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__admin__subcmd__log)
-            opts="-q -v -h -V --since --category --format --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --since --category --format --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -397,6 +419,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -413,7 +439,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__admin__subcmd__warn)
-            opts="-q -v -h -V --all --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --all --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,6 +454,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -447,7 +477,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__chat)
-            opts="-m -q -v -h -V --message --to --admin --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-m -q -v -h -V --message --to --admin --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -477,6 +507,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -493,7 +527,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__generate__subcmd__docs)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,6 +542,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -527,7 +565,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__get)
-            opts="-r -q -v -h -V --recursive --no-fsync --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-fsync --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,6 +599,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -577,7 +619,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__help)
-            opts="serve put get ls rm sync stats chat admin login logout generate-docs help"
+            opts="serve put get ls rm sync stats chat admin login logout keygen generate-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -716,6 +758,20 @@ _fts() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fts__subcmd__help__subcmd__keygen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fts__subcmd__help__subcmd__login)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -828,8 +884,8 @@ _fts() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fts__subcmd__login)
-            opts="-q -v -h -V --admin --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+        fts__subcmd__keygen)
+            opts="-q -v -h -V --show --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -844,6 +900,48 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fts__subcmd__login)
+            opts="-q -v -h -V --admin --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -863,7 +961,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__logout)
-            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -878,6 +976,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -897,7 +999,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__ls)
-            opts="-l -r -q -v -h -V --long --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-l -r -q -v -h -V --long --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -912,6 +1014,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -931,7 +1037,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__put)
-            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -965,6 +1071,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -981,7 +1091,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__rm)
-            opts="-r -q -v -h -V --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-r -q -v -h -V --recursive --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -996,6 +1106,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1015,7 +1129,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__serve)
-            opts="-q -v -h -V --listen --max-clients --read-only --cert --key --state-dir --no-compress --compress-level --no-fsync --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --listen --max-clients --read-only --authorized-keys --cert --key --state-dir --no-compress --compress-level --no-fsync --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1026,6 +1140,10 @@ _fts() {
                     return 0
                     ;;
                 --max-clients)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --authorized-keys)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1065,6 +1183,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1081,7 +1203,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__stats)
-            opts="-q -v -h -V --watch --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-q -v -h -V --watch --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1103,6 +1225,10 @@ _fts() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1119,7 +1245,7 @@ _fts() {
             return 0
             ;;
         fts__subcmd__sync)
-            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-fsync --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --name --timeout --help --version"
+            opts="-n -c -q -v -h -V --delete --dry-run --exclude --checksum --no-fsync --no-delta --no-compress --compress-level --retries --bwlimit --parallel --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1154,6 +1280,10 @@ _fts() {
                     return 0
                     ;;
                 --admin-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

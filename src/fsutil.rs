@@ -19,6 +19,17 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     tmp.persist(path).map_err(|e| Error::local_io(path, e))
 }
 
+/// Creates `dir` and its missing parents, new ones readable by the owner
+/// only (for config directories holding secrets).
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::local_io(dir, e))
+}
+
 /// Random lowercase hex, for temp names.
 pub fn random_hex(bytes: usize) -> String {
     use ring::rand::SecureRandom;

@@ -25,6 +25,8 @@
 //!   plan/push/pull), and their reports
 //! - [`remote`]: `HOST:PATH` / `fts://` parsing
 //! - [`auth`]: argon2 secrets and login backoff
+//! - [`keys`]: key login: client identities, authorized keys, the
+//!   client certificate verifier
 //! - [`config`]: config/state directories and known_hosts
 //! - [`credstore`]: stored passwords (system keyring or a 0600 file)
 //! - [`error`]: typed errors and the exit codes they map to
@@ -37,6 +39,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod guard;
+pub mod keys;
 pub mod link;
 pub mod model;
 pub mod ops;

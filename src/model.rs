@@ -263,6 +263,14 @@ pub struct ClientRow {
     /// File bytes per second over the last seconds.
     pub rate_bps: u64,
     pub admin: bool,
+    /// The fingerprint of the key the client logged in with; `name` is then
+    /// the key's name in the server's authorized keys file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What a key client calls itself (`--name`), shown beside the key's
+    /// name, never instead of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_name: Option<String>,
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub(crate) use share::listing;
 
 use crate::auth::{Backoff, Secret, Verifier};
 use crate::error::{Error, Result};
+use crate::keys::{AuthorizedKeys, KeyVerifier};
 use crate::proto::ALPN_FTS;
 use crate::server::hub::Hub;
 use crate::server::journal::Journal;
@@ -79,6 +80,10 @@ pub struct ServerOptions {
     /// Make every upload durable (data and directory entry) before it is
     /// acknowledged; `false` (`--no-fsync`) leaves it to the kernel.
     pub fsync: bool,
+    /// `--authorized-keys`: clients may log in with a key listed there, and
+    /// every fts client must log in (with a key, or the access password
+    /// when there is one). The web side keeps passwords.
+    pub authorized_keys: Option<Arc<AuthorizedKeys>>,
 }
 
 impl ServerOptions {
@@ -98,6 +103,7 @@ impl ServerOptions {
             },
             state_dir: None,
             fsync: true,
+            authorized_keys: None,
         }
     }
 }
@@ -115,7 +121,11 @@ pub const MAX_LOGGING_IN_PER_IP: usize = 16;
 
 struct Shared {
     opts: ServerOptions,
-    acceptor: tokio_rustls::TlsAcceptor,
+    /// For fts clients: asks for a client key when there are authorized keys.
+    tls_fts: Arc<rustls::ServerConfig>,
+    /// For browsers and HTTP tools: never asks for a client certificate
+    /// (a browser would pop up a certificate picker).
+    tls_web: Arc<rustls::ServerConfig>,
     slots: Arc<Semaphore>,
     backoff: Backoff,
     verifier: Verifier,
@@ -137,7 +147,12 @@ impl Shared {
     fn new(opts: ServerOptions, identity: &Identity, log: LogSink) -> Result<Arc<Shared>> {
         // One port: fts clients ask for fts/1, browsers and HTTP tools for
         // h2 or http/1.1 (or nothing) and get the web side.
-        let tls = crate::tls::server_config(identity, &[ALPN_FTS, b"h2", b"http/1.1"])?;
+        let alpn: &[&[u8]] = &[ALPN_FTS, b"h2", b"http/1.1"];
+        let tls_web = crate::tls::server_config(identity, alpn, None)?;
+        let tls_fts = match opts.authorized_keys {
+            Some(_) => crate::tls::server_config(identity, alpn, Some(Arc::new(KeyVerifier)))?,
+            None => tls_web.clone(),
+        };
         let journal = match &opts.state_dir {
             Some(d) => Some(Journal::open(&d.join("logs"))?),
             None => None,
@@ -151,7 +166,8 @@ impl Shared {
         Ok(Arc::new(Shared {
             slots: Arc::new(Semaphore::new(opts.max_clients)),
             opts,
-            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            tls_fts,
+            tls_web,
             backoff: Backoff::default(),
             verifier: Verifier::default(),
             log,
@@ -287,6 +303,10 @@ pub async fn run(
         max_clients: opts.max_clients,
         password_required: opts.password.is_some(),
         admin_enabled: opts.admin_password.is_some(),
+        authorized_keys: opts
+            .authorized_keys
+            .as_ref()
+            .map(|k| k.path().display().to_string()),
     };
     shared.log(listening);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -367,7 +387,23 @@ async fn connection(
         }
         Ok(_) => {}
     }
-    let tls = match tokio::time::timeout_at(deadline, shared.acceptor.accept(tcp)).await {
+    let handshake = async {
+        // The config depends on what the client asks for: only fts
+        // clients are asked for a key.
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let fts = start
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut protos| protos.any(|p| p == ALPN_FTS));
+        let cfg = if fts {
+            &shared.tls_fts
+        } else {
+            &shared.tls_web
+        };
+        start.into_stream(cfg.clone()).await
+    };
+    let tls = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             shared.refused(&addr, format!("TLS handshake failed: {e}"));
@@ -384,5 +420,13 @@ async fn connection(
         web::serve(shared, tls, alpn, peer, stop).await;
         return;
     }
-    session::serve(shared, tls, peer, stop).await;
+    // Verified in the handshake (signed by its own key, which signed the
+    // handshake); whether it is authorized is the session's question.
+    let key = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::keys::key_fingerprint(c).ok());
+    session::serve(shared, tls, peer, key, stop).await;
 }

@@ -16,6 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -109,14 +110,29 @@ fn hostname() -> String {
         .unwrap_or_else(|| "fts-server".into())
 }
 
-/// TLS 1.3 server config offering the given ALPN protocols.
-pub fn server_config(id: &Identity, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+/// TLS 1.3 server config offering the given ALPN protocols; with
+/// `client_keys`, clients may offer a key (see [`crate::keys`]). That
+/// config sends no session tickets: every connection with a key proves it
+/// again.
+pub fn server_config(
+    id: &Identity,
+    alpn: &[&[u8]],
+    client_keys: Option<Arc<crate::keys::KeyVerifier>>,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::tls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| Error::tls(e.to_string()))?;
+    let builder = match &client_keys {
+        Some(v) => builder.with_client_cert_verifier(v.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder
         .with_single_cert(id.certs.clone(), id.key.clone_key())
         .map_err(|e| Error::usage(format!("unusable certificate/key: {e}")))?;
+    if client_keys.is_some() {
+        cfg.send_tls13_tickets = 0;
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    }
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
 }
@@ -229,11 +245,28 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-/// A TLS 1.3 client config with the pinning verifier; the returned handle
-/// tells what was seen once the handshake is over.
+/// Offers the one client key, whatever the server asks for (the server's
+/// verifier says what it accepts).
+#[derive(Debug)]
+struct OneKey(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for OneKey {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A TLS 1.3 client config with the pinning verifier, offering `key` (the
+/// client's identity, see [`crate::keys`]) to servers that ask for one;
+/// the returned handle tells what was seen once the handshake is over.
 pub fn client_config(
     policy: PinPolicy,
     alpn: &[u8],
+    key: Option<Arc<CertifiedKey>>,
 ) -> Result<(Arc<rustls::ClientConfig>, Arc<Mutex<Observed>>)> {
     let provider = provider();
     let roots = rustls::RootCertStore {
@@ -252,12 +285,15 @@ pub fn client_config(
         provider: provider.clone(),
         observed: observed.clone(),
     };
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut cfg = match key {
+        Some(k) => builder.with_client_cert_resolver(Arc::new(OneKey(k))),
+        None => builder.with_no_client_auth(),
+    };
     cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok((Arc::new(cfg), observed))
 }
@@ -294,6 +330,6 @@ mod tests {
         let a = Identity::load_or_create(d.path()).unwrap();
         let b = Identity::load_or_create(d.path()).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
-        server_config(&a, &[crate::proto::ALPN_FTS]).unwrap();
+        server_config(&a, &[crate::proto::ALPN_FTS], None).unwrap();
     }
 }

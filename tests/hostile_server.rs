@@ -109,8 +109,9 @@ impl FakeServer {
         let state = tempfile::tempdir().unwrap();
         let id = fts::tls::Identity::load_or_create(state.path()).unwrap();
         let fingerprint = id.fingerprint();
-        let acceptor =
-            tokio_rustls::TlsAcceptor::from(fts::tls::server_config(&id, &[ALPN_FTS]).unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(
+            fts::tls::server_config(&id, &[ALPN_FTS], None).unwrap(),
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -169,6 +170,7 @@ async fn session(tls: SrvTls, script: &Script) -> fts::Result<()> {
         admin_enabled: false,
         read_only: true,
         timeout_ms: None,
+        key: None,
     })
     .await?;
     w.flush().await?;

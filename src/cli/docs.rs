@@ -56,12 +56,16 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "The admin password (after --admin-password-file). For serve: enables deletes and admin actions.",
     ),
     (
+        "FTS_IDENTITY",
+        "The client key file to offer servers with authorized keys (after --identity; default identity.pem in FTS_CONFIG_DIR).",
+    ),
+    (
         "FTS_STATE_DIR",
         "The server's state directory (default ~/.local/state/fts, or $XDG_STATE_HOME/fts); --state-dir overrides it.",
     ),
     (
         "FTS_CONFIG_DIR",
-        "The client's config directory, for known_hosts and the credentials file (default ~/.config/fts, or $XDG_CONFIG_HOME/fts).",
+        "The client's config directory, for known_hosts, the client key and the credentials file (default ~/.config/fts, or $XDG_CONFIG_HOME/fts).",
     ),
     (
         "FTS_CREDENTIAL_STORE",
@@ -74,6 +78,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "~/.config/fts/known_hosts",
         "Pinned server certificates, one HOST:PORT SHA256:... per line (in FTS_CONFIG_DIR).",
+    ),
+    (
+        "~/.config/fts/identity.pem",
+        "The client's key (Ed25519) and its self-signed certificate, made by fts keygen, mode 0600 (in FTS_CONFIG_DIR).",
     ),
     (
         "~/.config/fts/credentials",

@@ -6,6 +6,7 @@ mod chat;
 mod creds;
 mod docs;
 mod get;
+mod keygen;
 mod login;
 mod logout;
 mod ls;
@@ -70,8 +71,14 @@ pub struct Global {
     /// enables deletes and admin actions. Overrides FTS_ADMIN_PASSWORD.
     #[arg(long, global = true, value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
+    /// The key to offer to servers with authorized keys (default:
+    /// identity.pem in the config directory, made by `fts keygen`).
+    /// Overrides FTS_IDENTITY.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Your name in the server's client table and in chat (default:
-    /// user@hostname).
+    /// user@hostname). A client that logs in with a key is shown by the
+    /// key's name, with this one beside it.
     #[arg(long, global = true, value_name = "NAME")]
     pub name: Option<String>,
     /// Give up when connecting, or when nothing has arrived from the peer
@@ -95,6 +102,7 @@ pub enum Command {
     Admin(admin::AdminCommand),
     Login(login::LoginArgs),
     Logout(logout::LogoutArgs),
+    Keygen(keygen::KeygenArgs),
     #[command(hide = true)]
     GenerateDocs(docs::DocsArgs),
 }
@@ -136,6 +144,7 @@ pub fn main() -> i32 {
             Command::Admin(a) => admin::run(&cli.global, &out, a).await,
             Command::Login(a) => login::run(&cli.global, &out, a).await,
             Command::Logout(a) => logout::run(&cli.global, &out, a).await,
+            Command::Keygen(a) => keygen::run(&cli.global, &out, a).await,
             Command::GenerateDocs(a) => docs::run(a),
         }
     };
@@ -231,6 +240,7 @@ pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Re
     if let Some(n) = &g.name {
         connect.name = n.clone();
     }
+    connect.identity = keygen::client_identity(g)?.map(Arc::new);
     let observer = out.observer();
     let shown = observer.clone();
     connect.notices = Some(Arc::new(move |n| shown.server_notice(&n)));

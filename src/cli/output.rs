@@ -325,6 +325,21 @@ pub fn clients_text(s: &Stats) -> String {
             },
         ));
     }
+    // Names of key logins come from the server's authorized keys file; what
+    // such a client calls itself is only a claim, shown apart.
+    let keyed: Vec<_> = s.clients.iter().filter(|c| c.key.is_some()).collect();
+    if !keyed.is_empty() {
+        out.push_str("logged in with a key (NAME from the server's authorized keys):\n");
+        for c in keyed {
+            out.push_str(&format!(
+                "{:>5}  {} {} calls itself \"{}\"\n",
+                c.id,
+                printable(&c.name, 64),
+                c.key.as_deref().unwrap_or(""),
+                printable(c.declared_name.as_deref().unwrap_or(""), 64),
+            ));
+        }
+    }
     out
 }
 

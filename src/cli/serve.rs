@@ -39,6 +39,16 @@ pub struct ServeArgs {
     /// Refuse uploads, directory changes and removals.
     #[arg(long)]
     pub read_only: bool,
+    /// Let fts clients log in with the keys listed in FILE, one per line:
+    /// `SHA256:… NAME [admin] [read-only]` (the fingerprint `fts keygen`
+    /// prints; `#` starts a comment). A key replaces the access password;
+    /// `admin` also the admin password; `read-only` refuses its writes.
+    /// Every fts client must then log in, with a key or (when there is one)
+    /// the access password; the web side keeps passwords. FILE is read
+    /// again whenever it changes, so a removed line is refused on that
+    /// key's next connection; a FILE others may write is refused.
+    #[arg(long, value_name = "FILE")]
+    pub authorized_keys: Option<PathBuf>,
     /// PEM certificate chain to use instead of the self-signed one.
     #[arg(long, requires = "key", value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -79,9 +89,22 @@ fn now() -> String {
 fn human(e: &LogEvent) -> String {
     match e {
         LogEvent::Listening { .. } => String::new(),
-        LogEvent::Connect { client, addr, name } => {
-            format!("connect #{client} from {addr} ({})", printable(name, 64))
-        }
+        LogEvent::Connect {
+            client,
+            addr,
+            name,
+            declared_name: None,
+        } => format!("connect #{client} from {addr} ({})", printable(name, 64)),
+        LogEvent::Connect {
+            client,
+            addr,
+            name,
+            declared_name: Some(says),
+        } => format!(
+            "connect #{client} from {addr} (key {}, calls itself {})",
+            printable(name, 64),
+            printable(says, 64)
+        ),
         LogEvent::Disconnect {
             client,
             addr,
@@ -105,6 +128,18 @@ fn human(e: &LogEvent) -> String {
             if *admin { "admin" } else { "access" },
             if *ok { "ok" } else { "FAILED" }
         ),
+        LogEvent::KeyAuth {
+            client,
+            addr,
+            key,
+            name,
+            ok,
+            reason,
+        } => match (ok, name, reason) {
+            (true, Some(name), _) => format!("auth #{client} ({addr}) key {name} ({key}): ok"),
+            (_, _, Some(why)) => format!("auth #{client} ({addr}) key {key}: REFUSED ({why})"),
+            _ => format!("auth #{client} ({addr}) key {key}: REFUSED"),
+        },
         LogEvent::Upload {
             client,
             path,
@@ -233,6 +268,12 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     // Each client, pending handshake and web connection holds descriptors;
     // the usual soft limit of 1024 is below what the caps allow in total.
     // Best effort: the accept loop backs off when descriptors run out.
+    let authorized_keys = a
+        .authorized_keys
+        .as_deref()
+        .map(fts::keys::AuthorizedKeys::open)
+        .transpose()?
+        .map(Arc::new);
     let _ = rlimit::increase_nofile_limit(65_536);
     let listener = listen(&a.listen).await?;
     let mut opts = ServerOptions::new(store);
@@ -240,6 +281,7 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.max_clients = a.max_clients as usize;
     opts.password = password;
     opts.admin_password = admin_password;
+    opts.authorized_keys = authorized_keys;
     opts.io_timeout = Duration::from_secs(g.timeout.max(1) * 2);
     opts.shutdown_grace = Duration::from_secs(a.shutdown_grace);
     opts.http_timeout = Duration::from_secs(a.http_timeout);
@@ -268,8 +310,20 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                 read_only,
                 password_required,
                 admin_enabled,
+                authorized_keys,
                 ..
             } => {
+                let login = match (password_required, authorized_keys) {
+                    (true, Some(_)) => "password or authorized key required",
+                    (false, Some(_)) => "authorized key required",
+                    (true, None) => "password required",
+                    (false, None) => "no password: open to anyone who can connect",
+                };
+                let admin = match (admin_enabled, authorized_keys) {
+                    (true, _) => "admin enabled",
+                    (false, Some(_)) => "admin only with admin keys",
+                    (false, None) => "no admin password (rm and admin actions disabled)",
+                };
                 let mut so = std::io::stdout().lock();
                 let _ = writeln!(
                     so,
@@ -280,16 +334,8 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                     } else {
                         "read-write"
                     },
-                    if *password_required {
-                        "password required"
-                    } else {
-                        "no password: open to anyone who can connect"
-                    },
-                    if *admin_enabled {
-                        "admin enabled"
-                    } else {
-                        "no admin password (rm and admin actions disabled)"
-                    },
+                    login,
+                    admin,
                 );
                 let _ = so.flush();
             }

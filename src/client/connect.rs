@@ -3,8 +3,11 @@
 //! protocol greeting, and logging in (as admin too, on demand).
 
 use super::{reply_error, Client, Credentials, Observer, PasswordKind, ServerInfo};
-use crate::error::{Error, Result};
-use crate::proto::{Counted, Msg, NoticeHandler, WireCounters, ALPN_FTS, PROTOCOL_VERSION};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::ClientIdentity;
+use crate::proto::{
+    Counted, KeyStatus, Msg, NoticeHandler, WireCounters, ALPN_FTS, PROTOCOL_VERSION,
+};
 use crate::remote::Remote;
 use crate::tls::PinPolicy;
 use crate::transfer::SendOptions;
@@ -33,6 +36,23 @@ pub struct ConnectOptions {
     pub send: SendOptions,
     /// `--bwlimit`: bytes per second in each direction on the socket.
     pub bwlimit: Option<u64>,
+    /// The key offered to servers that take keys (`fts keygen`).
+    pub identity: Option<Arc<ClientIdentity>>,
+}
+
+/// Why a server with authorized keys does not let us in, and what to do.
+fn unknown_key(server: &str, k: &KeyStatus) -> String {
+    match &k.fingerprint {
+        Some(fp) => format!(
+            "{server} does not know your key {fp}: ask its admin to add the line \
+             `{fp} NAME` to the server's authorized keys file (NAME of your choice, \
+             then `admin` or `read-only` if wanted)"
+        ),
+        None => format!(
+            "{server} admits authorized keys and you offered none: run `fts keygen` and have \
+             the fingerprint it prints added to the server's authorized keys file"
+        ),
+    }
 }
 
 /// `user@hostname`, the default display name.
@@ -59,6 +79,7 @@ impl Default for ConnectOptions {
             name: default_name(),
             notices: None,
             bwlimit: None,
+            identity: None,
             send: SendOptions {
                 compress: Some(crate::engine::compress::DEFAULT_LEVEL),
             },
@@ -94,7 +115,8 @@ impl Client {
             explicit: explicit.clone(),
             known: known.clone(),
         };
-        let (cfg, observed) = crate::tls::client_config(policy, ALPN_FTS)?;
+        let offered = opts.identity.as_ref().map(|id| id.certified.clone());
+        let (cfg, observed) = crate::tls::client_config(policy, ALPN_FTS, offered)?;
         let tcp = tokio::time::timeout(
             opts.timeout,
             TcpStream::connect((remote.host.as_str(), remote.port)),
@@ -180,6 +202,7 @@ impl Client {
                 admin_enabled,
                 read_only,
                 timeout_ms,
+                key,
             } => {
                 if version != PROTOCOL_VERSION {
                     return Err(Error::other(format!(
@@ -192,6 +215,7 @@ impl Client {
                     admin_enabled,
                     read_only,
                     fingerprint,
+                    key,
                 };
                 (info, timeout_ms.map(Duration::from_millis))
             }
@@ -212,9 +236,32 @@ impl Client {
             remote: remote.clone(),
             extra: Vec::new(),
         };
+        c.admin = c.info.key.as_ref().is_some_and(|k| k.admin);
         if c.info.auth_required {
-            let pw = c.creds.password(PasswordKind::Access, &c.server)?;
-            c.login(Some(pw), None).await?;
+            match c.info.key.clone() {
+                None => {
+                    let pw = c.creds.password(PasswordKind::Access, &c.server)?;
+                    c.login(Some(pw), None).await?;
+                }
+                Some(k) if !k.password => return Err(Error::auth(unknown_key(&c.server, &k))),
+                Some(k) => {
+                    // A password may stand in for the unknown key; without
+                    // one, say both ways in.
+                    let or_key = |e: Error| match e.kind {
+                        ErrorKind::Auth => Error::auth(format!(
+                            "{}\nor: {}",
+                            e.message,
+                            unknown_key(&c.server, &k)
+                        )),
+                        _ => e,
+                    };
+                    let pw = c
+                        .creds
+                        .password(PasswordKind::Access, &c.server)
+                        .map_err(or_key)?;
+                    c.login(Some(pw), None).await?;
+                }
+            }
         }
         // Only once logged in: the server takes pings from then on.
         let every = crate::link::keepalive_interval(opts.timeout, server_timeout);
@@ -246,6 +293,24 @@ impl Client {
     pub async fn elevate(&mut self) -> Result<()> {
         if self.admin {
             return Ok(());
+        }
+        if let Some(k) = self.info.key.as_ref().filter(|k| !k.admin_password) {
+            let why = match (&k.name, &k.fingerprint) {
+                (Some(name), _) => format!(
+                    "the key '{name}' you logged in with is not one (the server's admin can add \
+                     `admin` to its line in the authorized keys file)"
+                ),
+                (None, Some(fp)) => {
+                    format!("add the line `{fp} NAME admin` to the server's authorized keys file")
+                }
+                (None, None) => {
+                    "run `fts keygen` and have the server's admin add your key with `admin`".into()
+                }
+            };
+            return Err(Error::auth(format!(
+                "{}: admin actions need an admin key: {why}",
+                self.server
+            )));
         }
         if !self.info.admin_enabled {
             return Err(Error::permission(format!(

@@ -71,6 +71,8 @@ pub struct ServerInfo {
     pub admin_enabled: bool,
     pub read_only: bool,
     pub fingerprint: String,
+    /// From servers with authorized keys: what they made of our key.
+    pub key: Option<crate::proto::KeyStatus>,
 }
 
 /// An open, logged-in connection.

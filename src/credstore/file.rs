@@ -77,12 +77,7 @@ impl FileStore {
             };
         }
         if let Some(dir) = self.path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::local_io(dir, e))?;
+            crate::fsutil::create_private_dir(dir)?;
         }
         let mut json = serde_json::to_vec_pretty(data)
             .map_err(|e| Error::other(format!("cannot encode credentials: {e}")))?;

@@ -48,6 +48,25 @@ pub struct Resume {
     pub prefix_hash: String,
 }
 
+/// A server with authorized keys tells the client what it made of its key
+/// (see [`crate::keys`]), and what else it would accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStatus {
+    /// The fingerprint of the key the client offered, if it offered one.
+    pub fingerprint: Option<String>,
+    /// The key's name in the authorized keys file: set when the key logged
+    /// the client in.
+    pub name: Option<String>,
+    /// The key stands for the admin password.
+    pub admin: bool,
+    /// The key may not write.
+    pub read_only: bool,
+    /// The access password is accepted instead of a key.
+    pub password: bool,
+    /// The admin password is accepted (besides admin keys).
+    pub admin_password: bool,
+}
+
 /// Every control message, in both directions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -190,6 +209,10 @@ pub enum Msg {
         /// How long the server waits through silence (see `Hello`).
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// From servers with authorized keys: what they made of the
+        /// client's key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<KeyStatus>,
     },
     AuthOk {
         admin: bool,

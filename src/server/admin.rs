@@ -72,10 +72,6 @@ impl Session {
         w.msg(&Msg::ChatJoined { unread }).await
     }
 
-    pub(super) fn admin_needed(&self, what: &str) -> Error {
-        self.shared.admin_needed(what)
-    }
-
     pub(super) async fn admin_action<W: AsyncWrite + Unpin>(
         &mut self,
         w: &mut Writer<W>,

@@ -17,11 +17,17 @@ pub enum LogEvent {
         max_clients: usize,
         password_required: bool,
         admin_enabled: bool,
+        /// The authorized keys file, if clients may log in with keys.
+        authorized_keys: Option<String>,
     },
     Connect {
         client: u64,
         addr: String,
+        /// For a key login the key's name, else what the client calls itself.
         name: String,
+        /// For a key login: what the client calls itself.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        declared_name: Option<String>,
     },
     Disconnect {
         client: u64,
@@ -37,6 +43,18 @@ pub enum LogEvent {
         addr: String,
         admin: bool,
         ok: bool,
+    },
+    /// A client offered a key to a server with authorized keys.
+    KeyAuth {
+        client: u64,
+        addr: String,
+        /// The key's fingerprint.
+        key: String,
+        /// Its name in the authorized keys file, when it is listed there.
+        name: Option<String>,
+        ok: bool,
+        /// Why it was refused.
+        reason: Option<String>,
     },
     Upload {
         client: u64,
@@ -102,7 +120,7 @@ impl LogEvent {
             LogEvent::Listening { .. } | LogEvent::Shutdown { .. } | LogEvent::Stopped => "server",
             LogEvent::Connect { .. } | LogEvent::Disconnect { .. } => "connect",
             LogEvent::Rejected { .. } | LogEvent::Error { .. } => "error",
-            LogEvent::Auth { .. } => "auth",
+            LogEvent::Auth { .. } | LogEvent::KeyAuth { .. } => "auth",
             LogEvent::Upload { .. }
             | LogEvent::Download { .. }
             | LogEvent::WebDownload { .. }

@@ -64,6 +64,9 @@ pub struct Live {
 #[derive(Default)]
 struct LiveInner {
     name: String,
+    /// For a key login: the key's fingerprint and the name the client
+    /// gave itself (`name` is the key's).
+    key: Option<(String, String)>,
     admin: bool,
     syncing: bool,
     /// `Some(admin)` while in chat mode.
@@ -119,6 +122,15 @@ impl Live {
         self.lock().admin = true;
     }
 
+    /// The client logged in with an authorized key: it is shown by the
+    /// key's name (given to [`Hub::register`]), with what it calls itself
+    /// beside it.
+    pub fn set_key(&self, fingerprint: &str, declared: &str, admin: bool) {
+        let mut g = self.lock();
+        g.key = Some((fingerprint.to_string(), clean_name(declared)));
+        g.admin |= admin;
+    }
+
     pub fn set_syncing(&self) {
         self.lock().syncing = true;
     }
@@ -162,6 +174,8 @@ impl Live {
             bytes_total: total,
             rate_bps: g.rate as u64,
             admin: g.admin,
+            key: g.key.as_ref().map(|k| k.0.clone()),
+            declared_name: g.key.as_ref().map(|k| k.1.clone()),
         }
     }
 

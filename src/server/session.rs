@@ -7,8 +7,9 @@ use super::hub::{Hub, Inbox, Live};
 use super::quota::Held;
 use super::{LogEvent, ServerOptions, Shared, THROTTLED};
 use crate::error::{Error, ErrorKind, Result};
+use crate::keys::AuthorizedKey;
 use crate::model::Meta;
-use crate::proto::{Frame, FrameReader, FrameWriter, Msg, PROTOCOL_VERSION};
+use crate::proto::{Frame, FrameReader, FrameWriter, KeyStatus, Msg, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ pub(super) async fn serve<S>(
     shared: Arc<Shared>,
     tls: S,
     peer: SocketAddr,
+    key: Option<String>,
     stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -43,11 +45,13 @@ pub(super) async fn serve<S>(
         shared.refused(&addr, "server full".into());
         return;
     };
+    let id = shared.next_id();
+    let access = Access::of(&shared, id, &addr, key);
     // Sessions that have yet to log in may wait for a person typing at a
     // prompt, so they get the full I/O timeout; one address may hold only
     // a few of them, so idling at the login cannot take every slot.
-    let login_slot = match shared.opts.password {
-        Some(_) => match shared.logging_in.take(peer.ip()) {
+    let login_slot = match access.authed {
+        false => match shared.logging_in.take(peer.ip()) {
             Ok(h) => Some(h),
             Err(why) => {
                 let e = Error::connect(format!("{why}, try again later"));
@@ -57,10 +61,9 @@ pub(super) async fn serve<S>(
                 return;
             }
         },
-        None => None,
+        true => None,
     };
-    let id = shared.next_id();
-    let (name, client_timeout) = match hello(&shared, &mut r, &mut w).await {
+    let (name, client_timeout) = match hello(&shared, &access, &mut r, &mut w).await {
         Ok(n) => n,
         Err(e) => {
             shared.log(LogEvent::Rejected {
@@ -70,11 +73,19 @@ pub(super) async fn serve<S>(
             return;
         }
     };
-    let (live, inbox) = shared.hub.register(id, addr.clone(), &name);
+    let (live, inbox) = match &access.key {
+        Some(k) => {
+            let (live, inbox) = shared.hub.register(id, addr.clone(), &k.name);
+            live.set_key(&k.fingerprint, &name, k.admin);
+            (live, inbox)
+        }
+        None => shared.hub.register(id, addr.clone(), &name),
+    };
     shared.log(LogEvent::Connect {
         client: id,
         addr: addr.clone(),
         name: live.name(),
+        declared_name: access.key.as_ref().map(|_| name.clone()),
     });
     // Notices (warnings, chat) go out between whatever frames the session
     // is writing, so they arrive even in the middle of a transfer.
@@ -103,8 +114,11 @@ pub(super) async fn serve<S>(
         id,
         peer,
         live: live.clone(),
-        authed: shared.opts.password.is_none(),
-        admin: false,
+        authed: access.authed,
+        admin: access.key.as_ref().is_some_and(|k| k.admin),
+        read_only: shared.opts.read_only || access.key.as_ref().is_some_and(|k| k.read_only),
+        key: access.key,
+        offered_key: access.offered,
         login_slot,
         held: super::acks::Held::default(),
     };
@@ -152,6 +166,7 @@ pub(super) async fn serve<S>(
 /// it waits through silence.
 async fn hello<R, W>(
     shared: &Shared,
+    access: &Access,
     r: &mut Reader<R>,
     w: &mut Writer<W>,
 ) -> Result<(String, Option<Duration>)>
@@ -180,17 +195,78 @@ where
         _ => return Err(Error::protocol("expected hello")),
     };
     r.set_timeout(shared.opts.io_timeout);
+    let key = access.key.as_ref();
+    let key_admin = key.is_some_and(|k| k.admin);
+    let key_read_only = key.is_some_and(|k| k.read_only);
     w.msg(&Msg::Welcome {
         version: PROTOCOL_VERSION,
         server: format!("fts {}", env!("CARGO_PKG_VERSION")),
-        auth_required: shared.opts.password.is_some(),
-        admin_enabled: shared.opts.admin_password.is_some(),
-        read_only: shared.opts.read_only,
+        auth_required: !access.authed,
+        admin_enabled: shared.opts.admin_password.is_some() || key_admin,
+        read_only: shared.opts.read_only || key_read_only,
         timeout_ms: Some(shared.opts.io_timeout.as_millis() as u64),
+        key: shared.opts.authorized_keys.as_ref().map(|_| KeyStatus {
+            fingerprint: access.offered.clone(),
+            name: key.map(|k| k.name.clone()),
+            admin: key_admin,
+            read_only: key_read_only,
+            password: shared.opts.password.is_some(),
+            admin_password: shared.opts.admin_password.is_some(),
+        }),
     })
     .await?;
     w.flush().await?;
     Ok(hello)
+}
+
+/// How a connection starts out, before any password: what its key (if
+/// the server has authorized keys and the client offered one) grants.
+struct Access {
+    authed: bool,
+    /// The fingerprint the client offered.
+    offered: Option<String>,
+    /// Its line in the authorized keys file.
+    key: Option<AuthorizedKey>,
+}
+
+impl Access {
+    /// Looks the key up in the authorized keys file as it is now (so a
+    /// removed line is refused at once) and logs the outcome.
+    fn of(shared: &Shared, id: u64, addr: &str, offered: Option<String>) -> Access {
+        let Some(keys) = &shared.opts.authorized_keys else {
+            return Access {
+                authed: shared.opts.password.is_none(),
+                offered: None,
+                key: None,
+            };
+        };
+        let Some(fp) = offered else {
+            return Access {
+                authed: false,
+                offered: None,
+                key: None,
+            };
+        };
+        let (key, reason) = match keys.lookup(&fp) {
+            Ok(Some(k)) => (Some(k), None),
+            Ok(None) => (None, Some("not in the authorized keys file".to_string())),
+            // Fail closed: the file as it is now cannot be trusted.
+            Err(e) => (None, Some(e.message)),
+        };
+        shared.log(LogEvent::KeyAuth {
+            client: id,
+            addr: addr.to_string(),
+            key: fp.clone(),
+            name: key.as_ref().map(|k| k.name.clone()),
+            ok: key.is_some(),
+            reason,
+        });
+        Access {
+            authed: key.is_some(),
+            offered: Some(fp),
+            key,
+        }
+    }
 }
 
 pub(super) struct Session {
@@ -200,6 +276,12 @@ pub(super) struct Session {
     pub(super) live: Arc<Live>,
     pub(super) authed: bool,
     pub(super) admin: bool,
+    /// The share or the key allows no writes.
+    pub(super) read_only: bool,
+    /// The authorized key this session logged in with.
+    pub(super) key: Option<AuthorizedKey>,
+    /// The fingerprint of the key the client offered, listed or not.
+    pub(super) offered_key: Option<String>,
     /// Held until the session has logged in.
     pub(super) login_slot: Option<Held>,
     /// Upload acknowledgements waiting for a durability pass.
@@ -458,9 +540,9 @@ impl Session {
             && !shared.wait_backoff(self.peer).await;
         if throttled {
             failure = Some(Error::auth(THROTTLED));
-        } else if let (Some(secret), false) = (&shared.opts.password, self.authed) {
-            match password {
-                Some(p) => {
+        } else if !self.authed {
+            match (&shared.opts.password, password) {
+                (Some(secret), Some(p)) => {
                     self.authed = shared
                         .check_password(secret, p, self.id, self.peer, false)
                         .await;
@@ -468,7 +550,7 @@ impl Session {
                         failure = Some(Error::auth("wrong password"));
                     }
                 }
-                None => {
+                (Some(_), None) => {
                     failure = Some(Error::auth("this server requires a password"));
                     self.log(LogEvent::Auth {
                         client: self.id,
@@ -477,6 +559,9 @@ impl Session {
                         ok: false,
                     });
                 }
+                // Only a server with authorized keys and no password
+                // leaves a session unauthenticated without one.
+                (None, _) => failure = Some(Error::auth(self.keys_only())),
             }
         }
         if let (None, Some(p)) = (&failure, admin_password) {
@@ -515,6 +600,37 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+impl Session {
+    /// Why a key-only server does not let this session in.
+    fn keys_only(&self) -> String {
+        match &self.offered_key {
+            Some(fp) => format!(
+                "this server admits only authorized keys, and the key {fp} is not one of them"
+            ),
+            None => "this server admits only authorized keys, and none was offered".into(),
+        }
+    }
+
+    /// Why this session cannot do `what`, an admin action.
+    pub(super) fn admin_needed(&self, what: &str) -> Error {
+        match (&self.key, &self.opts().admin_password) {
+            (Some(k), None) => Error::auth(format!(
+                "{what} needs an admin key: the key '{}' is not one (the server's admin can \
+                 add `admin` to its line in the authorized keys file)",
+                k.name
+            )),
+            (Some(k), Some(_)) => Error::auth(format!(
+                "{what} needs the admin password (the key '{}' is not an admin key)",
+                k.name
+            )),
+            (None, None) if self.opts().authorized_keys.is_some() => Error::auth(format!(
+                "{what} needs an admin key (a line marked `admin` in the server's authorized keys file)"
+            )),
+            _ => self.shared.admin_needed(what),
+        }
     }
 }
 

@@ -59,6 +59,12 @@ impl Session {
         if self.opts().read_only {
             return Err(Error::permission("this share is read-only"));
         }
+        if let Some(k) = self.key.as_ref().filter(|_| self.read_only) {
+            return Err(Error::permission(format!(
+                "the key '{}' is read-only on this server",
+                k.name
+            )));
+        }
         Ok(())
     }
 

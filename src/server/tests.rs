@@ -70,6 +70,7 @@ impl Server {
             self.shared.clone(),
             theirs,
             peer,
+            None,
             self.stop.clone(),
         ));
         let (r, w) = tokio::io::split(ours);

@@ -435,6 +435,7 @@ pub async fn tls_from(s: &Setup, alpn: &[u8], tcp: tokio::net::TcpStream) -> Tls
             known: None,
         },
         alpn,
+        None,
     )
     .unwrap();
     tokio_rustls::TlsConnector::from(cfg)

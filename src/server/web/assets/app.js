@@ -136,7 +136,9 @@ function renderClients(clients) {
     row.dataset.name = c.name;
     row.dataset.bytesDone = c.bytes_done;
     row.dataset.state = c.state;
-    row.querySelector('.name').textContent = c.name + (c.admin ? ' (admin)' : '');
+    // A key client's name is its key's; what it calls itself is a claim.
+    const says = c.key ? ` (key; calls itself ${c.declared_name})` : '';
+    row.querySelector('.name').textContent = c.name + says + (c.admin ? ' (admin)' : '');
     row.querySelector('.addr').textContent = c.addr;
     row.querySelector('.state').textContent = c.state;
     row.querySelector('.file').textContent = c.file || '';
