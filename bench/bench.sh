@@ -2,7 +2,7 @@
 # Side-by-side benchmark of fts against scp, rsync over ssh and (for many
 # small files) an rsync daemon, all on loopback. Sections:
 #
-#   copy        one large random file, upload and download: fts, scp, rsync
+#   copy        one large random file, upload and download: fts, scp, rsync, cp (with peak RSS)
 #   delta       a few bytes changed in a large file that both sides have:
 #               fts put (delta) vs rsync --no-whole-file over ssh
 #   smallfiles  a tree of many 4 KiB files, first copy and unchanged re-run:
@@ -575,8 +575,8 @@ print_samples_and_commands() {
 # ---------------------------------------------------------------------------
 section_copy() {
     local SRC=$WORK/copy/data.bin
-    local -A TIMES=() CMDLINE=() DEST=() MED=()
-    local OPS=(upload download) TOOLS=(fts scp rsync)
+    local -A TIMES=() CMDLINE=() DEST=() MED=() RC=() RS=()
+    local OPS=(upload download) TOOLS=(fts scp rsync cp)
     local run op tool key outf json m f keys=()
 
     mkdir -p "$WORK/copy"
@@ -596,12 +596,15 @@ section_copy() {
         download:fts) CMD=("${FTS_CLIENT[@]}" get "${NO_FSYNC[@]}" "fts://$FTS_ADDR/data.bin" "$WORK/dl/data.bin") ;;
         download:scp) CMD=(scp -q "${SSH_OPTS[@]}" -P "$SSH_PORT" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
         download:rsync) CMD=(rsync -a --whole-file -e "$RSYNC_RSH" "$SSH_HOST:$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
+        upload:cp) CMD=(cp "$SRC" "$WORK/cpdst/") ;;
+        download:cp) CMD=(cp "$WORK/srv/data.bin" "$WORK/dl/data.bin") ;;
         esac
     }
 
     dest_of() {
         case "$1:$2" in
         upload:fts) echo "$WORK/srv/up/data.bin" ;;
+        upload:cp) echo "$WORK/cpdst/data.bin" ;;
         upload:*) echo "$WORK/sshdst/data.bin" ;;
         download:*) echo "$WORK/dl/data.bin" ;;
         esac
@@ -610,8 +613,8 @@ section_copy() {
     # Removes the destination (and any leftover temp/partial files beside
     # it) so the next run is a full copy: rsync must not find a basis file.
     drop_dest() {
-        rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl"
-        mkdir -p "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl"
+        rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl" "$WORK/cpdst"
+        mkdir -p "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl" "$WORK/cpdst"
     }
 
     check_copy() {
@@ -638,7 +641,16 @@ section_copy() {
                 # not billed to this run.
                 sync
                 outf=$WORK/out/copy-$op-$tool-$run.out
+                # Peak memory: the local side from /usr/bin/time, fts serve's
+                # from its VmHWM (reset first, so the peak is this copy's).
+                rm -f -- "$WORK/out/rss.client"
+                if [[ -x /usr/bin/time ]]; then
+                    CMD=(/usr/bin/time -f %M -o "$WORK/out/rss.client" "${CMD[@]}")
+                fi
+                [[ $tool == fts ]] && reset_peak_rss "$FTS_PID"
                 timed "$outf" "$WORK/out/copy-$op-$tool-$run.err" "${CMD[@]}"
+                [[ -s $WORK/out/rss.client ]] && add_sample RC "$key" "$(tail -n 1 "$WORK/out/rss.client")"
+                [[ $tool == fts ]] && add_sample RS "$key" "$(peak_rss_of "$FTS_PID")"
                 json=
                 [[ $tool == fts ]] && json=$outf
                 check_copy "copy $key run $run" "${DEST[$key]}" "$json"
@@ -647,7 +659,7 @@ section_copy() {
             done
         done
     done
-    rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl" "$WORK/srv/data.bin" "$WORK/copy"
+    rm -rf -- "$WORK/srv/up" "$WORK/sshdst" "$WORK/dl" "$WORK/cpdst" "$WORK/srv/data.bin" "$WORK/copy"
 
     for op in "${OPS[@]}"; do
         for tool in "${TOOLS[@]}"; do
@@ -659,23 +671,31 @@ section_copy() {
     echo "## copy: one large file, full upload and download"
     echo
     echo "${SIZE_MB} MiB ($SIZE_BYTES bytes) from /dev/urandom (incompressible), page-cache warm;"
-    echo "destination deleted before every copy; rsync with \`--whole-file\`."
+    echo "destination deleted before every copy; rsync with \`--whole-file\`; cp: a local"
+    echo "copy on the same filesystem, the floor."
     echo
-    echo "| operation | tool | median s | MB/s | ratio vs fts |"
-    echo "|---|---|---:|---:|---:|"
+    echo "| operation | tool | median s | MB/s | ratio vs fts | client MiB | server MiB |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    local rc rs
     for op in "${OPS[@]}"; do
         for tool in "${TOOLS[@]}"; do
             m=${MED[$op:$tool]}
             f=${MED[$op:fts]}
-            awk -v op="$op" -v tool="$tool" -v m="$m" -v f="$f" -v b="$SIZE_BYTES" 'BEGIN {
+            rc=—
+            rs=—
+            [[ -n ${RC[$op:$tool]:-} ]] && rc=$(awk -v k="$(median "${RC[$op:$tool]}" %.0f)" 'BEGIN { printf "%.1f", k / 1024 }')
+            [[ -n ${RS[$op:$tool]:-} ]] && rs=$(awk -v k="$(median "${RS[$op:$tool]}" %.0f)" 'BEGIN { printf "%.1f", k / 1024 }')
+            awk -v op="$op" -v tool="$tool" -v m="$m" -v f="$f" -v b="$SIZE_BYTES" -v rc="$rc" -v rs="$rs" 'BEGIN {
                 mbs = (m > 0) ? sprintf("%.1f", b / 1e6 / m) : "inf"
                 ratio = (f > 0) ? sprintf("%.2f", m / f) : "n/a"
-                printf "| %s | %s | %.3f | %s | %s |\n", op, tool, m, mbs, ratio
+                printf "| %s | %s | %.3f | %s | %s | %s | %s |\n", op, tool, m, mbs, ratio, rc, rs
             }'
         done
     done
     echo
     echo "MB = 10^6 bytes. ratio = tool time / fts time for the same operation (> 1: fts is faster)."
+    echo "client MiB: peak RSS of the command run here (/usr/bin/time); server MiB: fts serve's"
+    echo "peak RSS during the copy (VmHWM, reset before it); — where not measured."
     print_samples_and_commands "${keys[@]}"
     echo
 }

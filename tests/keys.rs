@@ -518,25 +518,10 @@ fn forged_client_certificates_are_refused() {
             ),
             "{m:?}"
         );
-        // And a password login is no way into admin actions for it.
-        let (mut r, mut w) = {
-            let tls = connect_with(&k.s, &cfg).await.unwrap();
-            let (r, w) = tokio::io::split(tls);
-            (
-                FrameReader::new(r, Duration::from_secs(5)),
-                FrameWriter::new(w, Duration::from_secs(5)),
-            )
-        };
-        w.msg(&Msg::Hello {
-            version: PROTOCOL_VERSION,
-            client: "raw".into(),
-            name: None,
-            timeout_ms: None,
-        })
-        .await
-        .unwrap();
-        w.flush().await.unwrap();
-        assert!(matches!(r.read_msg().await.unwrap(), Msg::Welcome { .. }));
+        // Not logged in, that session gets nothing, not even stats.
+        let ((mut r, mut w), first) =
+            hello_over(connect_with(&k.s, &cfg).await.unwrap(), PROTOCOL_VERSION).await;
+        assert!(matches!(first, Msg::Welcome { .. }), "{first:?}");
         w.msg(&Msg::StatsReq).await.unwrap();
         w.flush().await.unwrap();
         assert!(matches!(r.read_msg().await, Ok(Msg::Error { .. })));

@@ -318,6 +318,10 @@ impl Session {
             self.announce_unread(false);
             r.accept_pings();
         }
+        // An admin key is an admin from the start.
+        if self.admin {
+            self.announce_unread(true);
+        }
         // Since when replies wait unsent in the buffer.
         let mut unflushed: Option<Instant> = None;
         loop {
