@@ -172,17 +172,40 @@ impl Client {
         hashes: bool,
     ) -> Result<Vec<Result<Option<Vec<Entry>>>>> {
         for (path, digest) in dirs {
-            self.w
-                .msg(&Msg::ListDir {
-                    path: path.clone(),
-                    digest: digest.clone(),
-                    hashes,
-                })
-                .await?;
+            self.ask_dir(path, digest.clone(), hashes).await?;
         }
         self.w.flush().await?;
-        let mut out = Vec::with_capacity(dirs.len());
-        for _ in dirs {
+        self.dir_answers(dirs.len()).await
+    }
+
+    /// Asks about directory `path` (see [`Client::list_dirs`]) without
+    /// waiting: the answer is read by [`Client::dir_answers`]. Nothing is
+    /// flushed; `flush` does.
+    pub async fn ask_dir(
+        &mut self,
+        path: &str,
+        digest: Option<String>,
+        hashes: bool,
+    ) -> Result<()> {
+        self.w
+            .msg(&Msg::ListDir {
+                path: path.to_string(),
+                digest,
+                hashes,
+            })
+            .await
+    }
+
+    /// Sends what is buffered.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.w.flush().await
+    }
+
+    /// The answers to the last `n` directories asked about with
+    /// [`Client::ask_dir`], in order.
+    pub async fn dir_answers(&mut self, n: usize) -> Result<Vec<Result<Option<Vec<Entry>>>>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
             let mut entries = Vec::new();
             let mut budget = crate::guard::ListBudget::default();
             let one = loop {

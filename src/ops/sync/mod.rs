@@ -163,25 +163,54 @@ fn local_dir(
     Ok(out)
 }
 
-/// The local directories of a wave, read on a blocking thread: for each,
-/// its entries (or the error that leaves it out), and the non-UTF-8 names
-/// met (errors of the run).
+/// One local directory of a wave: its entries (or the error that leaves
+/// it out), and the non-UTF-8 names met in it (errors of the run).
+type LocalDir = (Result<Vec<Item>>, Vec<FileError>);
+
+/// The local directories of a wave, read one after the other on a blocking
+/// thread and handed over as each is done, so that the caller can act on
+/// the first (ask the server about it) while the rest are being read.
+fn local_dirs_streamed(
+    root: &Path,
+    rels: Vec<String>,
+    obs: std::sync::Arc<dyn Observer>,
+) -> tokio::sync::mpsc::Receiver<LocalDir> {
+    let root = root.to_path_buf();
+    let (tx, rx) = tokio::sync::mpsc::channel(WAVE);
+    tokio::task::spawn_blocking(move || {
+        for rel in rels {
+            let mut odd = Vec::new();
+            let dir = local_dir(&root, &rel, &*obs, &mut odd);
+            if tx.blocking_send((dir, odd)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next directory from [`local_dirs_streamed`].
+async fn next_local(rx: &mut tokio::sync::mpsc::Receiver<LocalDir>) -> Result<LocalDir> {
+    rx.recv()
+        .await
+        .ok_or_else(|| Error::other("reading local directories failed"))
+}
+
+/// The local directories of a wave, all read (see [`local_dirs_streamed`]).
 async fn local_dirs(
     root: &Path,
     rels: Vec<String>,
     obs: std::sync::Arc<dyn Observer>,
 ) -> Result<(Vec<Result<Vec<Item>>>, Vec<FileError>)> {
-    let root = root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut odd = Vec::new();
-        let dirs = rels
-            .iter()
-            .map(|rel| local_dir(&root, rel, &*obs, &mut odd))
-            .collect();
-        (dirs, odd)
-    })
-    .await
-    .map_err(|e| Error::other(format!("reading local directories failed: {e}")))
+    let n = rels.len();
+    let mut rx = local_dirs_streamed(root, rels, obs);
+    let (mut dirs, mut odd) = (Vec::with_capacity(n), Vec::new());
+    for _ in 0..n {
+        let (dir, mut o) = next_local(&mut rx).await?;
+        dirs.push(dir);
+        odd.append(&mut o);
+    }
+    Ok((dirs, odd))
 }
 
 /// The digest of one side's directory, as the server computes its own.

@@ -2,7 +2,7 @@
 //! one pipelined series of upload steps.
 
 use super::plan::{dry_run_note, needs_meta, DirPlan};
-use super::{digest, local_dirs, mirror, sides, Dst, Mirror, Pending, Sides};
+use super::{digest, local_dirs_streamed, mirror, next_local, sides, Dst, Mirror, Pending, Sides};
 use crate::client::{Client, PutHow, PutOp};
 use crate::error::{Error, Result};
 use crate::model::EntryKind;
@@ -98,26 +98,27 @@ impl Mirror for Push<'_> {
         report: &mut TransferReport,
     ) -> Result<Vec<Result<Sides>>> {
         let rels = wave.iter().map(|p| p.rel.clone()).collect();
-        let (locals, odd) = local_dirs(self.src, rels, self.ctx.observer.clone()).await?;
-        report.files_total += odd.len() as u64;
-        report.errors.extend(odd);
+        let mut rx = local_dirs_streamed(self.src, rels, self.ctx.observer.clone());
         let checksum = self.ctx.transfer.checksum;
-        // Only directories the server has are asked about.
-        let asks: Vec<(String, Option<String>)> = wave
-            .iter()
-            .zip(&locals)
-            .filter(|(p, l)| p.dst != Dst::Absent && l.is_ok())
-            .map(|(p, l)| {
-                let d = l.as_ref().ok().filter(|_| !checksum).map(|l| digest(l));
-                (self.at(&p.rel), d)
-            })
-            .collect();
-        let mut replies = if asks.is_empty() {
-            Vec::new()
-        } else {
-            self.client.list_dirs(&asks, checksum).await?
+        // Each directory the server has is asked about as soon as its local
+        // side is read (its digest needs it): the server answers the first
+        // while this side still reads the rest, instead of the two taking
+        // turns.
+        let mut locals = Vec::with_capacity(wave.len());
+        let mut asked = 0;
+        for p in wave {
+            let (local, mut odd) = next_local(&mut rx).await?;
+            report.files_total += odd.len() as u64;
+            report.errors.append(&mut odd);
+            if let (Ok(l), false) = (&local, p.dst == Dst::Absent) {
+                let d = (!checksum).then(|| digest(l));
+                self.client.ask_dir(&self.at(&p.rel), d, checksum).await?;
+                self.client.flush().await?;
+                asked += 1;
+            }
+            locals.push(local);
         }
-        .into_iter();
+        let mut replies = self.client.dir_answers(asked).await?.into_iter();
         let mut out = Vec::with_capacity(wave.len());
         for (p, local) in wave.iter().zip(locals) {
             let src = match local {
