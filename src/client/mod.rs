@@ -161,26 +161,13 @@ impl Client {
         }
     }
 
-    /// The direct entries of several remote directories, asked for back
-    /// to back (one round trip for all): for each, `None` when the server's
-    /// copy has the given digest, else its entries (with `hashes`, each
-    /// file's BLAKE3), or the error the server gave for that directory.
-    /// Each listing is held to its own [`crate::guard::ListBudget`].
-    pub async fn list_dirs(
-        &mut self,
-        dirs: &[(String, Option<String>)],
-        hashes: bool,
-    ) -> Result<Vec<Result<Option<Vec<Entry>>>>> {
-        for (path, digest) in dirs {
-            self.ask_dir(path, digest.clone(), hashes).await?;
-        }
-        self.w.flush().await?;
-        self.dir_answers(dirs.len()).await
-    }
-
-    /// Asks about directory `path` (see [`Client::list_dirs`]) without
-    /// waiting: the answer is read by [`Client::dir_answers`]. Nothing is
-    /// flushed; `flush` does.
+    /// Asks for the direct entries of remote directory `path`, without
+    /// waiting: several can be asked back to back (one round trip for all),
+    /// and [`Client::dir_answers`] reads the answers. An answer is `None`
+    /// when the server's copy has `digest`, else its entries (with
+    /// `hashes`, each file's BLAKE3), or the error the server gave for that
+    /// directory; each listing is held to its own
+    /// [`crate::guard::ListBudget`]. Nothing is flushed; `flush` does.
     pub async fn ask_dir(
         &mut self,
         path: &str,

@@ -196,23 +196,6 @@ async fn next_local(rx: &mut tokio::sync::mpsc::Receiver<LocalDir>) -> Result<Lo
         .ok_or_else(|| Error::other("reading local directories failed"))
 }
 
-/// The local directories of a wave, all read (see [`local_dirs_streamed`]).
-async fn local_dirs(
-    root: &Path,
-    rels: Vec<String>,
-    obs: std::sync::Arc<dyn Observer>,
-) -> Result<(Vec<Result<Vec<Item>>>, Vec<FileError>)> {
-    let n = rels.len();
-    let mut rx = local_dirs_streamed(root, rels, obs);
-    let (mut dirs, mut odd) = (Vec::with_capacity(n), Vec::new());
-    for _ in 0..n {
-        let (dir, mut o) = next_local(&mut rx).await?;
-        dirs.push(dir);
-        odd.append(&mut o);
-    }
-    Ok((dirs, odd))
-}
-
 /// The digest of one side's directory, as the server computes its own.
 fn digest(items: &[Item]) -> String {
     let mut d = DirDigest::default();

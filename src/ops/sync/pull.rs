@@ -3,7 +3,7 @@
 //! below the destination touched through a symlink.
 
 use super::plan::{dry_run_note, needs_meta, DirPlan};
-use super::{digest, local_dirs, mirror, sides, Dst, Mirror, Pending, Sides};
+use super::{digest, local_dirs_streamed, mirror, next_local, sides, Dst, Mirror, Pending, Sides};
 use crate::client::{Action, Client, GetOp};
 use crate::error::{Error, Result};
 use crate::guard;
@@ -191,29 +191,27 @@ impl Mirror for Pull<'_> {
             .filter(|p| p.dst != Dst::Absent)
             .map(|p| p.rel.clone())
             .collect();
-        let (read, _) = local_dirs(self.dst, rels, self.ctx.observer.clone()).await?;
-        let mut read = read.into_iter();
-        let locals: Vec<Result<Vec<_>>> = wave
-            .iter()
-            .map(|p| match p.dst {
-                Dst::Absent => Ok(Vec::new()),
-                Dst::Present { .. } => read.next().unwrap_or_else(|| Ok(Vec::new())),
-            })
-            .collect();
+        let mut rx = local_dirs_streamed(self.dst, rels, self.ctx.observer.clone());
         let checksum = self.ctx.transfer.checksum;
-        let asks: Vec<(String, Option<String>)> = wave
-            .iter()
-            .zip(&locals)
-            .filter(|(_, l)| l.is_ok())
-            .map(|(p, l)| {
-                let d = match (p.dst, l) {
-                    (Dst::Present { .. }, Ok(l)) if !checksum => Some(digest(l)),
-                    _ => None,
-                };
-                (join_remote(&self.top, &p.rel), d)
-            })
-            .collect();
-        let mut replies = self.client.list_dirs(&asks, checksum).await?.into_iter();
+        // As for a push: each directory is asked about once its local side
+        // is read, so the server lists while this side still reads.
+        let mut locals = Vec::with_capacity(wave.len());
+        let mut asked = 0;
+        for p in wave {
+            let local = match p.dst {
+                Dst::Absent => Ok(Vec::new()),
+                Dst::Present { .. } => next_local(&mut rx).await?.0,
+            };
+            if let Ok(l) = &local {
+                let d = (p.dst != Dst::Absent && !checksum).then(|| digest(l));
+                let dir = join_remote(&self.top, &p.rel);
+                self.client.ask_dir(&dir, d, checksum).await?;
+                self.client.flush().await?;
+                asked += 1;
+            }
+            locals.push(local);
+        }
+        let mut replies = self.client.dir_answers(asked).await?.into_iter();
         let mut out = Vec::with_capacity(wave.len());
         for (p, local) in wave.iter().zip(locals) {
             let local = match local {
