@@ -7,11 +7,11 @@
 
 use crate::engine::compress::Compressor;
 use crate::engine::delta::{self, Base};
-use crate::engine::io::{read_full, ReadAt, Source};
+use crate::engine::io::{ReadAt, Source};
 use crate::error::{Error, Result};
 use crate::proto::{Body, Chunk, Decoded, Frame, FrameReader, FrameWriter, Msg, CHUNK};
 use std::fs::File;
-use std::io::{BufWriter, SeekFrom, Write};
+use std::io::{BufWriter, Read, SeekFrom, Write};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -181,9 +181,12 @@ fn produce_file(
     let mut stats = SendStats::default();
     while left > 0 {
         let want = left.min(CHUNK as u64) as usize;
-        let mut buf = vec![0u8; want];
-        let got =
-            read_full(&mut file, &mut buf).map_err(|e| Error::other(format!("read error: {e}")))?;
+        // Read into fresh capacity, not a zeroed buffer (see FrameReader).
+        let mut buf = Vec::with_capacity(want);
+        let got = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::other(format!("read error: {e}")))?;
         if got < want {
             return Err(Error::other("file shrank while it was being sent"));
         }
