@@ -45,7 +45,9 @@
 #   MANY_SIZE    size of each manyfiles file in bytes (default 100)
 #   MANY_RUNS    repetitions per manyfiles cell (default 1: a million files is slow)
 #   PAR_FILES    files in the parallel section (default 8), PAR_MB their size
-#                in MiB (default 128), PAR_N connections for --parallel (default 4)
+#                in MiB (default 128), PAR_N connections for --parallel (default 4),
+#                PAR_CONN_RATE the cap of each single connection on its wan link
+#                (default 3M; 0: none, one connection can then fill the link)
 #   WANPROXY_BIN the proxy (default: target/release/examples/wanproxy, built
 #                with cargo build --release --example wanproxy when absent)
 
@@ -70,6 +72,7 @@ MANY_RUNS=${MANY_RUNS:-1}
 PAR_FILES=${PAR_FILES:-8}
 PAR_MB=${PAR_MB:-128}
 PAR_N=${PAR_N:-4}
+PAR_CONN_RATE=${PAR_CONN_RATE:-3M}
 FTS_FSYNC=${FTS_FSYNC:-1}
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -1162,8 +1165,10 @@ section_compress() {
 # records its pid for cleanup and sets WAN_PORT to the port it listens on.
 start_wanproxy() {
     local name=$1 target=$2 out=$WORK/out/wanproxy-$1.out first= pid
+    shift 2
+    # Further arguments go to the proxy (e.g. --conn-rate).
     "$WANPROXY_BIN" --listen 127.0.0.1:0 --target "127.0.0.1:$target" \
-        --delay-ms "$WAN_DELAY_MS" --rate "$WAN_RATE" \
+        --delay-ms "$WAN_DELAY_MS" --rate "$WAN_RATE" "$@" \
         >"$out" 2>"$WORK/out/wanproxy-$name.err" </dev/null &
     pid=$!
     case $name in
@@ -1559,9 +1564,11 @@ section_parallel() {
     for ((i = 0; i < PAR_FILES; i++)); do
         head -c $((PAR_MB << 20)) /dev/urandom >"$src/f$i.bin"
     done
-    start_wanproxy fts "${FTS_ADDR##*:}"
+    # Each connection is held to PAR_CONN_RATE as well as sharing the link,
+    # as one TCP flow is on a long fat pipe: the case --parallel is for.
+    start_wanproxy fts "${FTS_ADDR##*:}" --conn-rate "$PAR_CONN_RATE"
     fproxy=127.0.0.1:$WAN_PORT
-    start_wanproxy ssh "$SSH_PORT"
+    start_wanproxy ssh "$SSH_PORT" --conn-rate "$PAR_CONN_RATE"
     sproxy=127.0.0.1:$WAN_PORT
     for ((run = 1; run <= RUNS; run++)); do
         for key in "${keys[@]}"; do
@@ -1589,7 +1596,7 @@ section_parallel() {
     stop_pid "$WAN_SSH_PID"
     WAN_FTS_PID= WAN_SSH_PID=
     rm -rf -- "$src" "$WORK/srv/par" "$WORK/sshpar"
-    echo "## parallel: $PAR_FILES × $PAR_MB MiB over a wan link ($WAN_DELAY_MS ms each way, $WAN_RATE shared by its connections)"
+    echo "## parallel: $PAR_FILES × $PAR_MB MiB over a wan link ($WAN_DELAY_MS ms each way, $WAN_RATE shared by its connections, at most $PAR_CONN_RATE for each)"
     echo
     echo "| tool | median s | MB/s | time ÷ fts --parallel $PAR_N |"
     echo "|---|---:|---:|---:|"

@@ -41,6 +41,10 @@ struct Args {
     /// One-way delay server → client, in ms (overrides --delay-ms)
     #[arg(long)]
     delay_down_ms: Option<u64>,
+    /// Rate cap of each connection on its own, both ways, on top of the
+    /// shared link (what limits one TCP flow on a long fat pipe)
+    #[arg(long, value_parser = parse_rate)]
+    conn_rate: Option<u64>,
     /// Rate cap client → server (overrides --rate)
     #[arg(long, value_parser = parse_rate)]
     rate_up: Option<u64>,
@@ -87,6 +91,8 @@ fn main() {
         delay_down: Duration::from_millis(a.delay_down_ms.unwrap_or(a.delay_ms)),
         rate_up: nonzero(a.rate_up.or(a.rate)),
         rate_down: nonzero(a.rate_down.or(a.rate)),
+        conn_rate_up: nonzero(a.conn_rate),
+        conn_rate_down: nonzero(a.conn_rate),
         ..wan::WanOpts::default()
     };
     let proxy = match wan::WanProxy::start_on(&a.listen, target, opts.clone()) {
@@ -102,12 +108,13 @@ fn main() {
     drop(out);
     let rate = |r: Option<u64>| r.map_or("unlimited".to_string(), |r| format!("{r} B/s"));
     eprintln!(
-        "wanproxy: {} -> {target}; up: {} ms, {}; down: {} ms, {}",
+        "wanproxy: {} -> {target}; up: {} ms, {}; down: {} ms, {}; per connection: {}",
         proxy.host_port(),
         opts.delay_up.as_millis(),
         rate(opts.rate_up),
         opts.delay_down.as_millis(),
         rate(opts.rate_down),
+        rate(opts.conn_rate_up),
     );
     loop {
         std::thread::park();

@@ -148,6 +148,45 @@ fn rate_cap() {
     assert_eq!(p.bytes_down(), 8);
 }
 
+/// A per-connection cap holds each connection to it, while two together
+/// get twice as far (the shared link is wider).
+#[test]
+fn per_connection_cap() {
+    let (sink, total) = sink_server();
+    let p = WanProxy::start(
+        sink,
+        WanOpts {
+            rate_up: Some(10_000_000),
+            conn_rate_up: Some(1_000_000),
+            ..WanOpts::default()
+        },
+    );
+    let mut one = connect(&p);
+    let t0 = Instant::now();
+    assert_eq!(push(&mut one, 1 << 20), 1 << 20);
+    let t = t0.elapsed().as_secs_f64();
+    assert!(
+        (0.9..1.5).contains(&t),
+        "1 MiB at 1 MB/s per connection took {t:.3} s"
+    );
+    let t0 = Instant::now();
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = connect(&p);
+            thread::spawn(move || push(&mut s, 1 << 20))
+        })
+        .collect();
+    for h in both {
+        assert_eq!(h.join().unwrap(), 1 << 20);
+    }
+    let t = t0.elapsed().as_secs_f64();
+    assert!(
+        (0.9..1.6).contains(&t),
+        "two connections of 1 MiB each at 1 MB/s apiece took {t:.3} s"
+    );
+    assert_eq!(total.load(Ordering::SeqCst), 3 << 20);
+}
+
 /// A bulk stream through 25 ms / 12.5 MB/s runs at close to the rate: the
 /// link is pipelined, not a sleep per chunk.
 #[test]

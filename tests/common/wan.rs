@@ -22,6 +22,11 @@
 //!   previous one. Readers sleep while more than a few milliseconds of data
 //!   are waiting for the link (a small bottleneck buffer, then backpressure);
 //!   nothing spins.
+//! - **Per-connection cap** (`conn_rate_*`, off by default). Each
+//!   connection on its own is held to that rate as well, on top of the
+//!   shared link: what limits a single TCP flow on a long fat pipe (its
+//!   window over the round trip, per-flow shaping). With it, several
+//!   connections get more through than one, as on such links.
 //! - **Half-close.** A FIN is forwarded after the data queued before it
 //!   (with the same delay). When either side fails (reset, write error),
 //!   both sides of that connection are closed.
@@ -68,6 +73,11 @@ pub struct WanOpts {
     pub rate_up: Option<u64>,
     /// Bytes per second cap server→client.
     pub rate_down: Option<u64>,
+    /// Bytes per second cap of each connection on its own client→server,
+    /// on top of `rate_up` (`None`: none).
+    pub conn_rate_up: Option<u64>,
+    /// The same server→client.
+    pub conn_rate_down: Option<u64>,
     /// After this many bytes (total over the proxy's life, all connections)
     /// have gone client→server, stop forwarding in both directions until
     /// [`WanProxy::unstall`].
@@ -164,6 +174,14 @@ impl Shared {
         match dir {
             Dir::Up => self.opts.rate_up,
             Dir::Down => self.opts.rate_down,
+        }
+        .filter(|&r| r > 0)
+    }
+
+    fn conn_rate(&self, dir: Dir) -> Option<u64> {
+        match dir {
+            Dir::Up => self.opts.conn_rate_up,
+            Dir::Down => self.opts.conn_rate_down,
         }
         .filter(|&r| r > 0)
     }
@@ -437,29 +455,48 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let rate = shared.rate(dir);
+    let conn_rate = shared.conn_rate(dir);
+    // What one connection gets at most, for sizing chunks and buffers.
+    let eff = match (rate, conn_rate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let delay = shared.delay(dir);
     // Chunks of about 10 ms of link time (at least 4 KiB, at most 64 KiB),
     // so that pacing stays smooth on slow links.
-    let chunk = match rate {
+    let chunk = match eff {
         Some(r) => (r / 100).clamp(4096, 65536) as usize,
         None => 65536,
     };
     // The bottleneck buffer: how far ahead of the link a reader may book.
-    let budget = match rate {
+    let budget = match eff {
         Some(r) => {
             Duration::from_secs_f64(2.0 * chunk as f64 / r as f64) + Duration::from_millis(2)
         }
         None => Duration::ZERO,
     };
-    let base: u64 = if rate.is_some() { 4 << 20 } else { 8 << 20 };
-    let bdp = rate.map_or(0, |r| (2.0 * r as f64 * delay.as_secs_f64()) as u64);
+    let base: u64 = if eff.is_some() { 4 << 20 } else { 8 << 20 };
+    let bdp = eff.map_or(0, |r| (2.0 * r as f64 * delay.as_secs_f64()) as u64);
     let cap = base.max(bdp).max(chunk as u64).min(u32::MAX as u64 / 2) as usize;
     let permits = Semaphore::new(cap);
     let (tx, rx) = mpsc::unbounded_channel();
-    let reader = read_side(r, tx, dir, shared, &permits, rate, delay, chunk, budget);
+    let rates = Rates {
+        link: rate,
+        conn: conn_rate,
+    };
+    let reader = read_side(r, tx, dir, shared, &permits, rates, delay, chunk, budget);
     let writer = write_side(w, rx, dir, shared, &permits, epoch);
     tokio::try_join!(reader, writer)?;
     Ok(())
+}
+
+/// The caps one direction of a connection is held to.
+#[derive(Clone, Copy)]
+struct Rates {
+    /// The shared link's.
+    link: Option<u64>,
+    /// This connection's own.
+    conn: Option<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -469,16 +506,22 @@ async fn read_side<R: tokio::io::AsyncRead + Unpin>(
     dir: Dir,
     shared: &Shared,
     permits: &Semaphore,
-    rate: Option<u64>,
+    rates: Rates,
     delay: Duration,
     chunk: usize,
     budget: Duration,
 ) -> Result<(), Stop> {
+    // When this connection's own cap is next free.
+    let mut conn_free = Instant::now();
     loop {
-        if rate.is_some() {
-            // Wait while the link has more than `budget` booked ahead.
+        if rates.link.is_some() || rates.conn.is_some() {
+            // Wait while the link (or this connection) has more than
+            // `budget` booked ahead.
             loop {
-                let free = *shared.link(dir).lock().unwrap();
+                let mut free = conn_free;
+                if rates.link.is_some() {
+                    free = free.max(*shared.link(dir).lock().unwrap());
+                }
                 if free <= Instant::now() + budget {
                     break;
                 }
@@ -495,16 +538,18 @@ async fn read_side<R: tokio::io::AsyncRead + Unpin>(
         let n = r.read(&mut buf).await?;
         permits.add_permits(chunk - n);
         let now = Instant::now();
-        let sent = match rate {
-            Some(rate) => {
-                let mut link = shared.link(dir).lock().unwrap();
-                let start = (*link).max(now);
-                let end = start + Duration::from_secs_f64(n as f64 / rate as f64);
-                *link = end;
-                end
-            }
-            None => now,
-        };
+        let secs = |rate: u64| Duration::from_secs_f64(n as f64 / rate as f64);
+        let mut sent = now;
+        if let Some(rate) = rates.link {
+            let mut link = shared.link(dir).lock().unwrap();
+            let start = (*link).max(now);
+            *link = start + secs(rate);
+            sent = *link;
+        }
+        if let Some(rate) = rates.conn {
+            conn_free = conn_free.max(now) + secs(rate);
+            sent = sent.max(conn_free);
+        }
         let at = sent + delay;
         if n == 0 {
             let _ = tx.send(Item::Eof { at });
