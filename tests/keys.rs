@@ -188,9 +188,16 @@ fn an_authorized_key_replaces_both_passwords() {
         e["event"] == "key_auth" && e["ok"] == false
     });
     assert_eq!(ev["key"], fp.as_str());
-    // Back in: works again without a restart.
+    // Back in: works again without a restart; the refusal is counted.
     write_keys(&k.keys, &format!("{fp} backup-bot\n"));
     c.run(&["ls", &k.s.url("")]).ok();
+    let out = c.run(&["--json", "stats", &k.s.url("")]);
+    out.ok();
+    assert!(
+        out.json()["totals"]["auth_failures"].as_u64().unwrap() >= 1,
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -253,6 +253,11 @@ impl Access {
             // Fail closed: the file as it is now cannot be trusted.
             Err(e) => (None, Some(e.message)),
         };
+        if key.is_none() {
+            // Counted like a refused password (keys cannot be guessed, so
+            // no backoff: a password may still follow on this connection).
+            shared.hub.auth_failed();
+        }
         shared.log(LogEvent::KeyAuth {
             client: id,
             addr: addr.to_string(),
