@@ -304,23 +304,49 @@ fn stamp(m: &std::fs::Metadata) -> Stamp {
     )
 }
 
+/// How much older than its reading a file version must be for its stamp to
+/// be trusted. File times are only as fine as the kernel's clock tick: a
+/// same-length rewrite within the tick of the last read would keep the
+/// stamp (git's "racily clean" problem), so a version that recent is read
+/// again every time.
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Was the version last changed at `changed` (seconds, nanoseconds) read
+/// (at `read_at`) late enough that any later change must move the stamp?
+fn settled(changed: (i64, i64), read_at: std::time::SystemTime) -> bool {
+    let changed = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            changed.0.max(0) as u64,
+            changed.1.clamp(0, 999_999_999) as u32,
+        );
+    read_at.duration_since(changed).is_ok_and(|age| age >= RACY)
+}
+
 /// The server's authorized keys file, re-read when it changes. A file that
 /// has become unusable (unreadable, writable by others, malformed) admits
 /// no key until it is fixed: keys fail closed.
 #[derive(Debug)]
 pub struct AuthorizedKeys {
     path: PathBuf,
-    cache: Mutex<(Stamp, Arc<Vec<AuthorizedKey>>)>,
+    cache: Mutex<Cached>,
+}
+
+/// The file as last read: its stamp, when it was read, and its keys.
+#[derive(Debug)]
+struct Cached {
+    stamp: Stamp,
+    read_at: std::time::SystemTime,
+    keys: Arc<Vec<AuthorizedKey>>,
 }
 
 impl AuthorizedKeys {
     /// Reads the file now, so that `fts serve` refuses to start with one it
     /// could not use.
     pub fn open(path: &Path) -> Result<AuthorizedKeys> {
-        let (stamp, keys) = Self::read(path)?;
+        let cached = Self::read(path)?;
         Ok(AuthorizedKeys {
             path: path.to_path_buf(),
-            cache: Mutex::new((stamp, Arc::new(keys))),
+            cache: Mutex::new(cached),
         })
     }
 
@@ -328,7 +354,8 @@ impl AuthorizedKeys {
         &self.path
     }
 
-    fn read(path: &Path) -> Result<(Stamp, Vec<AuthorizedKey>)> {
+    fn read(path: &Path) -> Result<Cached> {
+        let read_at = std::time::SystemTime::now();
         let shown = path.display();
         let meta = std::fs::metadata(path).map_err(|e| Error::local_io(path, e))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -355,7 +382,11 @@ impl AuthorizedKeys {
         let text = std::fs::read_to_string(path).map_err(|e| Error::local_io(path, e))?;
         let keys =
             parse_authorized_keys(&text).map_err(|e| Error::usage(format!("{shown}: {e}")))?;
-        Ok((stamp(&meta), keys))
+        Ok(Cached {
+            stamp: stamp(&meta),
+            read_at,
+            keys: Arc::new(keys),
+        })
     }
 
     /// The key with this fingerprint, from the file as it is now. `Err`
@@ -372,11 +403,12 @@ impl AuthorizedKeys {
     fn current(&self) -> Result<Arc<Vec<AuthorizedKey>>> {
         let meta = std::fs::metadata(&self.path).map_err(|e| Error::local_io(&self.path, e))?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != stamp(&meta) {
-            let (s, keys) = Self::read(&self.path)?;
-            *cache = (s, Arc::new(keys));
+        let same = cache.stamp == stamp(&meta)
+            && settled((meta.ctime(), meta.ctime_nsec()), cache.read_at);
+        if !same {
+            *cache = Self::read(&self.path)?;
         }
-        Ok(cache.1.clone())
+        Ok(cache.keys.clone())
     }
 }
 
@@ -471,6 +503,12 @@ mod tests {
         assert_eq!(keys.lookup(&fp).unwrap(), None);
         std::fs::write(&p, format!("{fp} two admin\n")).unwrap();
         assert_eq!(keys.lookup(&fp).unwrap().unwrap().name, "two");
+        // A same-length rewrite right after a read (within one tick of the
+        // file clock) is still seen: a version that recent is read again.
+        let fp2 = crate::tls::fingerprint(b"k2");
+        std::fs::write(&p, format!("{fp2} two admin\n")).unwrap();
+        assert_eq!(keys.lookup(&fp).unwrap(), None);
+        assert_eq!(keys.lookup(&fp2).unwrap().unwrap().name, "two");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
         let e = keys.lookup(&fp).unwrap_err();
         assert!(e.message.contains("writable by group or others"), "{e}");

@@ -260,6 +260,20 @@ fn unknown_keys_and_key_only_servers() {
     out.code(4);
     write_keys(&keys, &format!("{fp} me\n"));
     s.run(&["ls", &s.url("")]).ok();
+    // Its web side has no password to ask for, so it is closed: no
+    // dashboard, no download, no upload.
+    std::fs::write(s.root().join("secret.txt"), b"s").unwrap();
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/files/secret.txt"),
+        ("GET", "/api/stats"),
+    ] {
+        let r = https(&s, method, path, &[], b"");
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    let r = https(&s, "PUT", "/files/new.txt", &[], b"data");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(!s.root().join("new.txt").exists());
 
     // A server with a password: an unknown key may still log in with it.
     let k = Keyed::new(&[]);

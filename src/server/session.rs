@@ -573,7 +573,9 @@ impl Session {
                 (None, _) => failure = Some(Error::auth(self.keys_only())),
             }
         }
-        if let (None, Some(p)) = (&failure, admin_password) {
+        // An admin key is admin already: an admin password adds nothing
+        // (and a wrong one takes nothing away).
+        if let (None, Some(p), false) = (&failure, admin_password, self.admin) {
             match &shared.opts.admin_password {
                 None => failure = Some(self.admin_needed("admin login")),
                 Some(secret) => {

@@ -14,7 +14,7 @@ mod push;
 
 use super::report::{not_utf8, FileError, TransferReport};
 use super::{Context, Excludes};
-use crate::client::Observer;
+use crate::client::{Client, Observer};
 use crate::error::{Error, Result};
 use crate::model::{DirDigest, Entry, Meta};
 use plan::DirPlan;
@@ -194,6 +194,58 @@ async fn next_local(rx: &mut tokio::sync::mpsc::Receiver<LocalDir>) -> Result<Lo
     rx.recv()
         .await
         .ok_or_else(|| Error::other("reading local directories failed"))
+}
+
+/// Longest an answer about a directory waits unread while this side
+/// reads further local directories. An answer bigger than the socket
+/// buffers blocks the server until it is read, and a blocked server hears
+/// nothing (not even keepalives) from this side: reading what has come
+/// every so often keeps that far below the server's I/O timeout.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Questions about remote directories in flight on one connection (see
+/// [`Client::ask_dir`]), answered in the order asked.
+#[derive(Default)]
+struct Asked {
+    /// Asked and not read yet.
+    waiting: usize,
+    /// Since when the oldest of them waits.
+    since: Option<std::time::Instant>,
+    answers: Vec<Result<Option<Vec<Entry>>>>,
+}
+
+impl Asked {
+    /// Asks about `dir` and sends the question at once.
+    async fn ask(
+        &mut self,
+        client: &mut Client,
+        dir: &str,
+        digest: Option<String>,
+        hashes: bool,
+    ) -> Result<()> {
+        self.catch_up(client).await?;
+        client.ask_dir(dir, digest, hashes).await?;
+        client.flush().await?;
+        self.waiting += 1;
+        self.since.get_or_insert_with(std::time::Instant::now);
+        Ok(())
+    }
+
+    /// Reads the answers that have waited long enough (see
+    /// [`ANSWER_WITHIN`]).
+    async fn catch_up(&mut self, client: &mut Client) -> Result<()> {
+        if self.since.is_some_and(|t| t.elapsed() >= ANSWER_WITHIN) {
+            self.answers.extend(client.dir_answers(self.waiting).await?);
+            (self.waiting, self.since) = (0, None);
+        }
+        Ok(())
+    }
+
+    /// Every answer, in the order asked.
+    async fn answers(mut self, client: &mut Client) -> Result<Vec<Result<Option<Vec<Entry>>>>> {
+        self.answers.extend(client.dir_answers(self.waiting).await?);
+        Ok(self.answers)
+    }
 }
 
 /// The digest of one side's directory, as the server computes its own.

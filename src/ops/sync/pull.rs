@@ -3,7 +3,9 @@
 //! below the destination touched through a symlink.
 
 use super::plan::{dry_run_note, needs_meta, DirPlan};
-use super::{digest, local_dirs_streamed, mirror, next_local, sides, Dst, Mirror, Pending, Sides};
+use super::{
+    digest, local_dirs_streamed, mirror, next_local, sides, Asked, Dst, Mirror, Pending, Sides,
+};
 use crate::client::{Action, Client, GetOp};
 use crate::error::{Error, Result};
 use crate::guard;
@@ -196,7 +198,7 @@ impl Mirror for Pull<'_> {
         // As for a push: each directory is asked about once its local side
         // is read, so the server lists while this side still reads.
         let mut locals = Vec::with_capacity(wave.len());
-        let mut asked = 0;
+        let mut asked = Asked::default();
         for p in wave {
             let local = match p.dst {
                 Dst::Absent => Ok(Vec::new()),
@@ -205,13 +207,11 @@ impl Mirror for Pull<'_> {
             if let Ok(l) = &local {
                 let d = (p.dst != Dst::Absent && !checksum).then(|| digest(l));
                 let dir = join_remote(&self.top, &p.rel);
-                self.client.ask_dir(&dir, d, checksum).await?;
-                self.client.flush().await?;
-                asked += 1;
+                asked.ask(&mut self.client, &dir, d, checksum).await?;
             }
             locals.push(local);
         }
-        let mut replies = self.client.dir_answers(asked).await?.into_iter();
+        let mut replies = asked.answers(&mut self.client).await?.into_iter();
         let mut out = Vec::with_capacity(wave.len());
         for (p, local) in wave.iter().zip(locals) {
             let local = match local {

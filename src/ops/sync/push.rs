@@ -2,7 +2,9 @@
 //! one pipelined series of upload steps.
 
 use super::plan::{dry_run_note, needs_meta, DirPlan};
-use super::{digest, local_dirs_streamed, mirror, next_local, sides, Dst, Mirror, Pending, Sides};
+use super::{
+    digest, local_dirs_streamed, mirror, next_local, sides, Asked, Dst, Mirror, Pending, Sides,
+};
 use crate::client::{Client, PutHow, PutOp};
 use crate::error::{Error, Result};
 use crate::model::EntryKind;
@@ -105,20 +107,19 @@ impl Mirror for Push<'_> {
         // while this side still reads the rest, instead of the two taking
         // turns.
         let mut locals = Vec::with_capacity(wave.len());
-        let mut asked = 0;
+        let mut asked = Asked::default();
         for p in wave {
             let (local, mut odd) = next_local(&mut rx).await?;
             report.files_total += odd.len() as u64;
             report.errors.append(&mut odd);
             if let (Ok(l), false) = (&local, p.dst == Dst::Absent) {
                 let d = (!checksum).then(|| digest(l));
-                self.client.ask_dir(&self.at(&p.rel), d, checksum).await?;
-                self.client.flush().await?;
-                asked += 1;
+                let dir = self.at(&p.rel);
+                asked.ask(&mut self.client, &dir, d, checksum).await?;
             }
             locals.push(local);
         }
-        let mut replies = self.client.dir_answers(asked).await?.into_iter();
+        let mut replies = asked.answers(&mut self.client).await?.into_iter();
         let mut out = Vec::with_capacity(wave.len());
         for (p, local) in wave.iter().zip(locals) {
             let src = match local {

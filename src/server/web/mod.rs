@@ -284,9 +284,19 @@ async fn same_origin(req: Request, next: Next) -> Response {
 }
 
 /// Lets a request through only with HTTP Basic credentials holding the
-/// access password (when the share has one).
+/// access password (when the share has one). A server that admits fts
+/// clients by key alone (authorized keys, no access password) keeps its
+/// web side closed: browsers have no key, and an open web side would let
+/// anyone in that the keys keep out.
 async fn require_password(State(c): State<Conn>, req: Request, next: Next) -> Response {
     let Some(secret) = &c.shared.opts.password else {
+        if c.shared.opts.authorized_keys.is_some() {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "this server admits only authorized keys (fts clients); its web side needs an \
+                 access password (fts serve --password-file)",
+            );
+        }
         return next.run(req).await;
     };
     let given = req
