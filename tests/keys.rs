@@ -433,6 +433,23 @@ fn cert_of(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
+/// The certificate and key of an identity file's text, as a client offers
+/// them.
+fn own(pem: &str) -> Arc<CertifiedKey> {
+    Arc::new(CertifiedKey::new(vec![cert_of(pem)], signing_key(pem)))
+}
+
+/// A welcome that still asks for a login (the key did not do it).
+fn needs_login(m: &Msg) -> bool {
+    matches!(
+        m,
+        Msg::Welcome {
+            auth_required: true,
+            ..
+        }
+    )
+}
+
 fn key_accepted(m: &Msg) -> bool {
     matches!(m, Msg::Welcome { auth_required: false, key: Some(k), .. } if k.name.is_some())
 }
@@ -450,7 +467,7 @@ fn forged_client_certificates_are_refused() {
 
     block_on(async {
         // Control: alice's own certificate and key get in.
-        let real = Arc::new(CertifiedKey::new(vec![cert_of(&apem)], signing_key(&apem)));
+        let real = own(&apem);
         let m = try_session(&k.s, &config_offering(&k.s, Some(real))).await;
         assert!(m.as_ref().is_ok_and(key_accepted), "{m:?}");
 
@@ -470,28 +487,10 @@ fn forged_client_certificates_are_refused() {
 
         // Mallory's own key in a certificate with alice's name that
         // mallory signed: a valid handshake, an unknown key.
-        let m = try_session(
-            &k.s,
-            &config_offering(
-                &k.s,
-                Some(Arc::new(CertifiedKey::new(
-                    vec![cert_of(&mpem)],
-                    signing_key(&mpem),
-                ))),
-            ),
-        )
-        .await
-        .unwrap();
-        assert!(
-            matches!(
-                &m,
-                Msg::Welcome {
-                    auth_required: true,
-                    ..
-                }
-            ),
-            "{m:?}"
-        );
+        let m = try_session(&k.s, &config_offering(&k.s, Some(own(&mpem))))
+            .await
+            .unwrap();
+        assert!(needs_login(&m), "{m:?}");
 
         // Alice's public key in a certificate signed by mallory's key
         // (issuer and subject alike, so it looks self-signed), offered
@@ -518,27 +517,12 @@ fn forged_client_certificates_are_refused() {
         // One config, two sessions (a resumption would be allowed to
         // reuse the first): the second is looked up again and refused
         // once the line is gone.
-        let cfg = config_offering(
-            &k.s,
-            Some(Arc::new(CertifiedKey::new(
-                vec![cert_of(&apem)],
-                signing_key(&apem),
-            ))),
-        );
+        let cfg = config_offering(&k.s, Some(own(&apem)));
         let m = try_session(&k.s, &cfg).await;
         assert!(m.as_ref().is_ok_and(key_accepted), "{m:?}");
         write_keys(&k.keys, "");
         let m = try_session(&k.s, &cfg).await.unwrap();
-        assert!(
-            matches!(
-                &m,
-                Msg::Welcome {
-                    auth_required: true,
-                    ..
-                }
-            ),
-            "{m:?}"
-        );
+        assert!(needs_login(&m), "{m:?}");
         // Not logged in, that session gets nothing, not even stats.
         let ((mut r, mut w), first) =
             hello_over(connect_with(&k.s, &cfg).await.unwrap(), PROTOCOL_VERSION).await;
