@@ -301,28 +301,23 @@ fn bad_files_get_clear_errors() {
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o666)).unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let mut c = fts_cmd(dir.path());
-    c.arg("serve")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--authorized-keys"])
-        .arg(&keys);
-    let out = run(c);
-    out.code(2);
-    assert!(
-        out.stderr.contains("writable by group or others"),
-        "{}",
+    // `fts serve` with that file: it must refuse to start (exit 2).
+    let serve_refuses = || {
+        let mut c = fts_cmd(dir.path());
+        c.arg("serve")
+            .arg(&root)
+            .args(["--listen", "127.0.0.1:0", "--authorized-keys"])
+            .arg(&keys);
+        let out = run(c);
+        out.code(2);
         out.stderr
-    );
+    };
+    let err = serve_refuses();
+    assert!(err.contains("writable by group or others"), "{err}");
     // A malformed one names the line.
     write_keys(&keys, "SHA256:short bob\n");
-    let mut c = fts_cmd(dir.path());
-    c.arg("serve")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--authorized-keys"])
-        .arg(&keys);
-    let out = run(c);
-    out.code(2);
-    assert!(out.stderr.contains("line 1"), "{}", out.stderr);
+    let err = serve_refuses();
+    assert!(err.contains("line 1"), "{err}");
 
     // A damaged identity: a clear error, not a silent password fallback.
     let s = Setup::new(&[]);
