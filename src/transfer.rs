@@ -7,6 +7,7 @@
 
 use crate::engine::compress::Compressor;
 use crate::engine::delta::{self, Base};
+use crate::engine::hash::WholeHash;
 use crate::engine::io::{ReadAt, Source};
 use crate::error::{Error, Result};
 use crate::proto::{Body, Chunk, Decoded, Frame, FrameReader, FrameWriter, Msg, CHUNK};
@@ -236,7 +237,7 @@ pub struct Dest {
     /// Positioned where the new bytes start.
     pub out: Box<dyn Write + Send>,
     /// Hash state of what the file already holds (a resumed prefix).
-    pub hasher: blake3::Hasher,
+    pub hasher: WholeHash,
     /// The old copy that delta pieces refer to.
     pub base: Option<Box<dyn ReadAt>>,
     /// The file `out` writes, when it is one (sharing its position): the
@@ -248,7 +249,7 @@ impl Dest {
     pub fn new(out: impl Write + Send + 'static) -> Dest {
         Dest {
             out: Box::new(out),
-            hasher: blake3::Hasher::new(),
+            hasher: WholeHash::default(),
             base: None,
             out_file: None,
         }
@@ -345,20 +346,19 @@ const HASH_BLOCK: usize = 1 << 20;
 const HASH_THREAD_MIN: u64 = 16 << 20;
 
 enum Hash {
-    // Boxed: a hasher is large, the threaded variant small.
-    Inline(Box<blake3::Hasher>),
+    Inline(WholeHash),
     Thread {
         pending: Vec<u8>,
         blocks: std::sync::mpsc::SyncSender<Vec<u8>>,
         spare: std::sync::mpsc::Receiver<Vec<u8>>,
-        done: std::thread::JoinHandle<blake3::Hasher>,
+        done: std::thread::JoinHandle<WholeHash>,
     },
 }
 
 impl Hash {
-    fn new(mut hasher: blake3::Hasher, expect: u64) -> Hash {
+    fn new(mut hasher: WholeHash, expect: u64) -> Hash {
         if expect < HASH_THREAD_MIN {
-            return Hash::Inline(Box::new(hasher));
+            return Hash::Inline(hasher);
         }
         let (blocks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
@@ -714,7 +714,7 @@ mod tests {
                 })
             },
             Dest {
-                hasher: prefix,
+                hasher: prefix.into(),
                 ..Dest::new(pf)
             },
             size - 100_000,
@@ -827,7 +827,7 @@ mod tests {
         // A resumed prefix already in the hasher, then odd-sized writes.
         let mut prefix = blake3::Hasher::new();
         prefix.update(&content[..1000]);
-        let mut w = HashingWriter::new(Vec::new(), Hash::new(prefix, content.len() as u64));
+        let mut w = HashingWriter::new(Vec::new(), Hash::new(prefix.into(), content.len() as u64));
         assert!(matches!(w.hash, Hash::Thread { .. }));
         for part in content[1000..].chunks(777_777) {
             w.write_all(part).unwrap();

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use fts::proto::{Msg, PROTOCOL_VERSION};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,12 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
-
-fn poke(path: &Path, at: u64, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(bytes).unwrap();
-}
 
 fn insert(path: &Path, at: usize, bytes: &[u8]) {
     let mut d = std::fs::read(path).unwrap();

@@ -5,7 +5,7 @@ use clap::Args;
 use fts::auth::Secret;
 use fts::model::printable;
 use fts::server::{LogEvent, ServerOptions};
-use fts::store::LocalStore;
+use fts::store::{LocalStore, S3Store, Store};
 use fts::tls::Identity;
 use fts::{Error, Result};
 use std::io::Write;
@@ -27,9 +27,16 @@ use std::time::{Duration, SystemTime};
 /// unfinished upload never appears under its real name.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Directory or file to share.
+    /// Directory or file to share, or an S3 bucket: `s3://BUCKET[/PREFIX]`
+    /// (credentials and region from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION; see --s3-endpoint). Several
+    /// servers may share one bucket.
     #[arg(default_value = ".")]
     pub root: PathBuf,
+    /// URL of an S3-compatible store other than AWS (Garage, MinIO, …),
+    /// addressed path-style; `http://` is allowed for a local one.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, default_value = "0.0.0.0:7387", value_name = "ADDR:PORT")]
     pub listen: String,
@@ -246,7 +253,15 @@ async fn listen(spec: &str) -> Result<tokio::net::TcpListener> {
 }
 
 pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
-    let store = std::sync::Arc::new(LocalStore::open(&a.root)?);
+    let store: Arc<dyn Store> = match a.root.to_str().filter(|r| r.starts_with("s3://")) {
+        Some(url) => Arc::new(S3Store::open(url, a.s3_endpoint.as_deref())?),
+        None if a.s3_endpoint.is_some() => {
+            return Err(Error::usage(
+                "--s3-endpoint needs an s3://BUCKET[/PREFIX] to serve",
+            ))
+        }
+        None => Arc::new(LocalStore::open(&a.root)?),
+    };
     let state_dir = match &a.state_dir {
         Some(d) => d.clone(),
         None => fts::config::state_dir()?,

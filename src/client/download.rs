@@ -273,7 +273,7 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
                     Error::other(format!("{}: partial file is busy", local.display()))
                 })?;
             let mut dest = Dest::new(part.file().try_clone().map_err(io)?);
-            dest.hasher = hasher;
+            dest.hasher = hasher.into();
             o.action = Action::Resume;
             o.resumed = offset;
             obs.bytes(offset);

@@ -7,8 +7,10 @@
 //!   not compress
 //! - [`partial`]: resumable partial files and their manifests
 //! - [`io`]: the reading traits the engine works on (a file is one)
+//! - [`hash`]: the whole-file BLAKE3 as state saved at part boundaries
 
 pub mod compress;
 pub mod delta;
+pub mod hash;
 pub mod io;
 pub mod partial;

@@ -11,6 +11,7 @@
 
 use super::root::Root;
 use super::{Begin, Content, Probe, Store, Upload};
+use crate::engine::hash::WholeHash;
 use crate::engine::partial::{self, PartFile};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -157,10 +158,11 @@ impl Store for LocalStore {
         Ok(Probe { entry, partial })
     }
 
-    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, blake3::Hasher)> {
+    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, WholeHash)> {
         let target = self.root.resolve_for_write(rel)?;
         let mut f = File::open(partial::part_path(&target)).map_err(io_at(rel))?;
-        partial::hash_prefix(&mut f, len).map_err(io_at(rel))
+        let (hex, h) = partial::hash_prefix(&mut f, len).map_err(io_at(rel))?;
+        Ok((hex, h.into()))
     }
 
     fn begin(&self, rel: &str, how: Begin) -> Result<Option<Box<dyn Upload>>> {

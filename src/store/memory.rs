@@ -3,6 +3,7 @@
 //! above [`super::Store`] may assume a filesystem. Not offered to users.
 
 use super::{Begin, Content, Probe, Store, Upload};
+use crate::engine::hash::WholeHash;
 use crate::engine::io::{ReadAt, Source};
 use crate::error::{Error, Result};
 use crate::model::{Entry, EntryKind, Meta, PartialInfo};
@@ -328,7 +329,7 @@ impl Store for MemStore {
         })
     }
 
-    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, blake3::Hasher)> {
+    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, WholeHash)> {
         let n = normalize(rel)?;
         let st = self.lock();
         let (buf, _) = st.parts.get(&n).ok_or_else(|| not_found(rel))?;
@@ -338,7 +339,7 @@ impl Store for MemStore {
             .ok_or_else(|| Error::other("partial data shorter than its prefix"))?;
         let mut h = blake3::Hasher::new();
         h.update(prefix);
-        Ok((h.clone().finalize().to_hex().to_string(), h))
+        Ok((h.clone().finalize().to_hex().to_string(), h.into()))
     }
 
     fn begin(&self, rel: &str, how: Begin) -> Result<Option<Box<dyn Upload>>> {

@@ -21,12 +21,15 @@ mod local;
 #[cfg(test)]
 pub(crate) mod memory;
 mod root;
+mod s3;
 
 pub use local::LocalStore;
 /// The local store's path resolution, for the fuzz targets only.
 #[doc(hidden)]
 pub use root::Root as FuzzRoot;
+pub use s3::S3Store;
 
+use crate::engine::hash::WholeHash;
 use crate::engine::io::{ReadAt, Source};
 use crate::error::Result;
 use crate::model::{Entry, Meta, PartialInfo};
@@ -129,7 +132,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// BLAKE3 of the first `len` bytes of `rel`'s partial data, and the
     /// hash state after them.
-    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, blake3::Hasher)>;
+    fn hash_partial(&self, rel: &str, len: u64) -> Result<(String, WholeHash)>;
 
     /// Starts writing `rel`. `None` for a resume whose partial data another
     /// transfer is writing.

@@ -3,6 +3,7 @@
 //! when the fixture is dropped.
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod wan;
 
 use serde_json::Value;
@@ -296,6 +297,14 @@ pub fn random_file(path: &Path, size: usize, seed: u64) {
         left -= n;
     }
     f.flush().unwrap();
+}
+
+/// Overwrites `bytes` at offset `at` of the file at `path`, in place.
+pub fn poke(path: &Path, at: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(bytes).unwrap();
 }
 
 pub fn hash(path: &Path) -> String {
