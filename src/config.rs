@@ -13,6 +13,17 @@ fn project() -> Option<directories::ProjectDirs> {
 }
 
 /// The client's config directory (e.g. `~/.config/fts`).
+/// This machine's host name (the kernel's, else `$HOSTNAME`, else
+/// "localhost").
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 pub fn config_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("FTS_CONFIG_DIR") {
         return Ok(PathBuf::from(d));

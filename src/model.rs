@@ -222,6 +222,9 @@ pub struct ServerStatus {
     /// RFC 3339, UTC.
     pub started: String,
     pub root: String,
+    /// The server's node name (`fts serve --node`, default the host name).
+    #[serde(default)]
+    pub node: String,
     pub clients_connected: u64,
     pub max_clients: u64,
     pub read_only: bool,

@@ -59,6 +59,9 @@ use tokio::task::JoinSet;
 pub struct ServerOptions {
     /// What is shared; every file operation goes through it.
     pub store: Arc<dyn Store>,
+    /// This server's name in stats and `/metrics` (the `node` label), so
+    /// the nodes of one shared store can be told apart.
+    pub node: String,
     pub read_only: bool,
     pub max_clients: usize,
     pub password: Option<Secret>,
@@ -90,6 +93,7 @@ impl ServerOptions {
     pub fn new(store: Arc<dyn Store>) -> Self {
         ServerOptions {
             store,
+            node: crate::config::hostname(),
             read_only: false,
             max_clients: 64,
             password: None,
@@ -159,6 +163,7 @@ impl Shared {
         };
         let hub = Arc::new(Hub::new(
             opts.store.location(),
+            opts.node.clone(),
             opts.max_clients as u64,
             opts.read_only,
             opts.state_dir.clone(),

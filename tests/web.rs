@@ -34,6 +34,12 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
         } else {
             assert!(!line.starts_with('#'), "stray comment {line}");
             let (name, value) = line.split_once(' ').expect("sample line");
+            // Every sample is labelled with the node that served it.
+            let (name, labels) = name.split_once('{').expect("sample without labels");
+            assert!(
+                labels.starts_with("node=\"") && labels.ends_with("\"}"),
+                "{labels}"
+            );
             assert!(
                 name.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// servers may share one bucket.
     #[arg(default_value = ".")]
     pub root: PathBuf,
+    /// This server's name in stats and /metrics (the `node` label), to tell
+    /// apart the servers of one bucket; default: the host name.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
     /// URL of an S3-compatible store other than AWS (Garage, MinIO, …),
     /// addressed path-style; `http://` is allowed for a local one.
     #[arg(long, value_name = "URL")]
@@ -293,6 +297,9 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     let listener = listen(&a.listen).await?;
     let mut opts = ServerOptions::new(store);
     opts.read_only = a.read_only;
+    if let Some(n) = &a.node {
+        opts.node = n.clone();
+    }
     opts.max_clients = a.max_clients as usize;
     opts.password = password;
     opts.admin_password = admin_password;

@@ -300,6 +300,7 @@ pub struct Hub {
     started: Instant,
     started_at: SystemTime,
     root: String,
+    node: String,
     max_clients: u64,
     read_only: bool,
     clients: Mutex<BTreeMap<u64, Arc<Live>>>,
@@ -326,7 +327,13 @@ pub fn now_rfc3339() -> String {
 impl Hub {
     /// A hub for a server sharing `root`; with `state_dir`, totals are
     /// loaded from and saved to `totals.json` there.
-    pub fn new(root: String, max_clients: u64, read_only: bool, state_dir: Option<PathBuf>) -> Hub {
+    pub fn new(
+        root: String,
+        node: String,
+        max_clients: u64,
+        read_only: bool,
+        state_dir: Option<PathBuf>,
+    ) -> Hub {
         let totals_path = state_dir.map(|d| d.join("totals.json"));
         let saved = totals_path
             .as_ref()
@@ -337,6 +344,7 @@ impl Hub {
             started: Instant::now(),
             started_at: SystemTime::now(),
             root,
+            node,
             max_clients,
             read_only,
             clients: Mutex::new(BTreeMap::new()),
@@ -468,6 +476,7 @@ impl Hub {
                 uptime_s: self.started.elapsed().as_secs(),
                 started: humantime::format_rfc3339_seconds(self.started_at).to_string(),
                 root: self.root.clone(),
+                node: self.node.clone(),
                 clients_connected: clients.len() as u64,
                 max_clients: self.max_clients,
                 read_only: self.read_only,
@@ -686,7 +695,7 @@ mod tests {
     use super::*;
 
     fn hub() -> Hub {
-        Hub::new("/srv".into(), 8, false, None)
+        Hub::new("/srv".into(), "n".into(), 8, false, None)
     }
 
     #[tokio::test]
@@ -754,11 +763,23 @@ mod tests {
     #[test]
     fn totals_persist() {
         let d = tempfile::tempdir().unwrap();
-        let h = Hub::new("/r".into(), 1, false, Some(d.path().to_path_buf()));
+        let h = Hub::new(
+            "/r".into(),
+            "n".into(),
+            1,
+            false,
+            Some(d.path().to_path_buf()),
+        );
         h.file_done(true);
         h.auth_failed();
         h.save();
-        let h2 = Hub::new("/r".into(), 1, false, Some(d.path().to_path_buf()));
+        let h2 = Hub::new(
+            "/r".into(),
+            "n".into(),
+            1,
+            false,
+            Some(d.path().to_path_buf()),
+        );
         let t = h2.stats().totals;
         assert_eq!((t.files_sent, t.auth_failures), (1, 1));
     }

@@ -480,10 +480,23 @@ pub fn exposition(s: &crate::model::Stats) -> String {
             s.server.uptime_s,
         ),
     ];
+    // Every sample carries the node, so one Prometheus can scrape all the
+    // servers of a shared store.
+    let node: String = s
+        .server
+        .node
+        .chars()
+        .flat_map(|c| match c {
+            '\\' => vec!['\\', '\\'],
+            '"' => vec!['\\', '"'],
+            '\n' => vec!['\\', 'n'],
+            c => vec![c],
+        })
+        .collect();
     let mut out = String::new();
     for (name, kind, help, value) in rows {
         out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}\n"
         ));
     }
     out

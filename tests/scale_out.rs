@@ -1,0 +1,242 @@
+//! Several `fts serve` nodes on one S3 bucket (a real Garage, see
+//! `common::garage`): what one node writes the others serve at once;
+//! concurrent writers of one path leave one whole version; an upload cut
+//! on one node is resumed on another; every node presents the same
+//! certificate and labels its own metrics.
+
+mod common;
+use common::garage::{self, Garage};
+use common::*;
+use object_store::{path::Path as Key, ObjectStoreExt};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+/// Nodes serving one prefix of the bucket, with one certificate.
+struct Cluster {
+    g: &'static Garage,
+    prefix: String,
+    tmp: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    client: Client,
+}
+
+impl Cluster {
+    fn new(name: &str) -> Option<Cluster> {
+        let g = garage::get()?;
+        let tmp = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        Some(Cluster {
+            g,
+            prefix: g.fresh_prefix(name),
+            tmp,
+            cert,
+            key,
+            client: Client::new(),
+        })
+    }
+
+    /// Starts node `name` (its own state directory and port).
+    fn node(&self, name: &str) -> Server {
+        let home = self.tmp.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let root = format!("s3://{}/{}", self.g.bucket, self.prefix);
+        let mut c = fts_cmd(&home);
+        c.args(["--json", "serve", &root, "--listen", "127.0.0.1:0"])
+            .args(["--s3-endpoint", &self.g.endpoint, "--node", name])
+            .arg("--cert")
+            .arg(&self.cert)
+            .arg("--key")
+            .arg(&self.key);
+        for (k, v) in self.g.env() {
+            c.env(k, v);
+        }
+        Server::spawn(c, Path::new(&root), &home)
+    }
+
+    fn local(&self, rel: &str) -> PathBuf {
+        let p = self.tmp.path().join("local").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    }
+
+    fn stored(&self, rel: &str) -> Option<Vec<u8>> {
+        let key = Key::from(format!("{}/{rel}", self.prefix));
+        block_on(async {
+            match self.g.client().get(&key).await {
+                Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("{e}"),
+            }
+        })
+    }
+
+    fn uploaded_parts(&self, rel: &str) -> usize {
+        let key = Key::from(format!(".fts-store/{}/uploads/{rel}", self.prefix));
+        block_on(async {
+            let Ok(r) = self.g.client().get(&key).await else {
+                return 0;
+            };
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            v["parts"].as_array().map_or(0, |p| p.len())
+        })
+    }
+}
+
+fn field(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
+}
+
+#[test]
+fn what_one_node_writes_the_other_serves() {
+    let Some(cl) = Cluster::new("ab") else {
+        return;
+    };
+    let (a, b) = (cl.node("node-a"), cl.node("node-b"));
+    assert_eq!(a.fingerprint, b.fingerprint, "nodes show one certificate");
+    let src = cl.local("one.bin");
+    random_file(&src, 3 * MIB, 1);
+    cl.client
+        .run(&["put", src.to_str().unwrap(), &a.url("")])
+        .ok();
+    let back = cl.local("back/one.bin");
+    cl.client
+        .run(&["get", &b.url("one.bin"), back.to_str().unwrap()])
+        .ok();
+    assert_eq!(hash(&back), hash(&src));
+    assert_eq!(mtime(&back), mtime(&src), "metadata is shared too");
+
+    // A tree synced through B is a no-op sync through A.
+    let tree_src = cl.local("tree");
+    for i in 0..30u64 {
+        random_file(&tree_src.join(format!("d{}/f{i}", i % 3)), 200, i);
+    }
+    cl.client
+        .run(&["sync", tree_src.to_str().unwrap(), &b.url("tree")])
+        .ok();
+    let j = cl
+        .client
+        .run(&["--json", "sync", tree_src.to_str().unwrap(), &a.url("tree")])
+        .json();
+    assert_eq!(field(&j, "files_transferred"), 0, "{j}");
+
+    // Stats and metrics are each node's own, labelled with its name.
+    let j = cl.client.run(&["--json", "stats", &a.url("")]).json();
+    assert_eq!(j["server"]["node"], "node-a", "{j}");
+    assert_eq!(j["totals"]["files_received"], 1, "{j}");
+    let jb = cl.client.run(&["--json", "stats", &b.url("")]).json();
+    assert_eq!(jb["server"]["node"], "node-b");
+    assert_eq!(jb["totals"]["files_received"], 30, "{jb}");
+}
+
+#[test]
+fn concurrent_puts_of_one_path_leave_one_whole_version() {
+    let Some(cl) = Cluster::new("race") else {
+        return;
+    };
+    let (a, b) = (cl.node("node-a"), cl.node("node-b"));
+    // Two parts and a bit: each put is a multipart upload of its own.
+    let (x, y) = (cl.local("x.bin"), cl.local("y.bin"));
+    random_file(&x, 17 * MIB, 10);
+    random_file(&y, 17 * MIB, 11);
+    let (xb, yb) = (std::fs::read(&x).unwrap(), std::fs::read(&y).unwrap());
+    let mut seen = [0; 2];
+    for round in 0..20 {
+        let run = |src: &Path, server: &Server| {
+            let mut c = cl.client.cmd();
+            c.args(["put", "-q", src.to_str().unwrap(), &server.url("same.bin")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        };
+        let (pa, pb) = (run(&x, &a), run(&y, &b));
+        let (oa, ob) = (
+            pa.wait_with_output().unwrap(),
+            pb.wait_with_output().unwrap(),
+        );
+        assert!(
+            oa.status.success(),
+            "{}",
+            String::from_utf8_lossy(&oa.stderr)
+        );
+        assert!(
+            ob.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ob.stderr)
+        );
+        let got = cl.stored("same.bin").unwrap();
+        match () {
+            _ if got == xb => seen[0] += 1,
+            _ if got == yb => seen[1] += 1,
+            _ => panic!("round {round}: the stored file is neither source"),
+        }
+        // What the nodes serve is that same version, with its own metadata.
+        let back = cl.local(&format!("r{round}.bin"));
+        cl.client
+            .run(&["get", &b.url("same.bin"), back.to_str().unwrap()])
+            .ok();
+        assert_eq!(std::fs::read(&back).unwrap(), got, "round {round}");
+    }
+    eprintln!("versions kept: x {} times, y {} times", seen[0], seen[1]);
+}
+
+#[test]
+fn an_upload_cut_on_one_node_resumes_on_another() {
+    let Some(cl) = Cluster::new("resume") else {
+        return;
+    };
+    let a = cl.node("node-a");
+    let size = 48 * MIB;
+    let src = cl.local("huge.bin");
+    random_file(&src, size, 7);
+    let mut c = cl.client.cmd();
+    c.args([
+        "put",
+        "-q",
+        "--bwlimit",
+        "8M",
+        src.to_str().unwrap(),
+        &a.url(""),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cl.uploaded_parts("huge.bin") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never got two parts in"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Node A dies mid-upload; the client gives up.
+    unsafe_kill(a.pid(), "KILL");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(6),
+        "a lost server is exit 6"
+    );
+    assert!(
+        cl.stored("huge.bin").is_none(),
+        "a cut upload became visible"
+    );
+
+    let b = cl.node("node-b");
+    let out = cl
+        .client
+        .run(&["--json", "put", src.to_str().unwrap(), &b.url("")]);
+    out.ok();
+    let j = out.json();
+    assert!(field(&j, "resumed_bytes") >= 16 * MIB as u64, "{j}");
+    assert!(field(&j, "wire_bytes_sent") < size as u64, "{j}");
+    assert_eq!(cl.stored("huge.bin").unwrap(), std::fs::read(&src).unwrap());
+    assert_eq!(cl.uploaded_parts("huge.bin"), 0, "the upload state is gone");
+}
