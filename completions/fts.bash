@@ -1129,12 +1129,20 @@ _fts() {
             return 0
             ;;
         fts__subcmd__serve)
-            opts="-q -v -h -V --listen --max-clients --read-only --authorized-keys --cert --key --state-dir --no-compress --compress-level --no-fsync --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
+            opts="-q -v -h -V --node --s3-endpoint --listen --max-clients --read-only --authorized-keys --cert --key --state-dir --no-compress --compress-level --no-fsync --shutdown-grace --http-timeout --json --quiet --verbose --no-progress --fingerprint --password-file --admin-password-file --identity --name --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

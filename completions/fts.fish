@@ -50,6 +50,8 @@ complete -c fts -n "__fish_fts_needs_command" -f -a "logout" -d 'Remove a server
 complete -c fts -n "__fish_fts_needs_command" -f -a "keygen" -d 'Create your client key, or show its fingerprint'
 complete -c fts -n "__fish_fts_needs_command" -f -a "generate-docs"
 complete -c fts -n "__fish_fts_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fts -n "__fish_fts_using_subcommand serve" -l node -d 'This server\'s name in stats and /metrics (the `node` label), to tell apart the servers of one bucket; default: the host name' -r
+complete -c fts -n "__fish_fts_using_subcommand serve" -l s3-endpoint -d 'URL of an S3-compatible store other than AWS (Garage, MinIO, …), addressed path-style; `http://` is allowed for a local one' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l listen -d 'Address and port to listen on (port 0 picks a free port)' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l max-clients -d 'Most clients served at once; more get a "server full" error' -r
 complete -c fts -n "__fish_fts_using_subcommand serve" -l authorized-keys -d 'Let fts clients log in with the keys listed in FILE, one per line: `SHA256:… NAME [admin] [read-only]` (the fingerprint `fts keygen` prints; `#` starts a comment). A key replaces the access password; `admin` also the admin password; `read-only` refuses its writes. Every fts client must then log in, with a key or (when there is one) the access password; the web side keeps passwords. FILE is read again whenever it changes, so a removed line is refused on that key\'s next connection; a FILE others may write is refused' -r -F

@@ -488,3 +488,29 @@ fn s3_transfers_through_a_slow_link() {
     sh.run(&["get", &url("w.bin"), back.to_str().unwrap()]).ok();
     assert_eq!(hash(&back), hash(&src));
 }
+
+#[test]
+fn s3_gigabyte_put_and_get_in_bounded_server_memory() {
+    let Some(sh) = Share::start(Kind::S3, "gib", &[]) else {
+        return;
+    };
+    let size = 1 << 30;
+    let src = sh.s.local("gib.bin");
+    random_file(&src, size, 77);
+    let want = hash(&src);
+    let j = sh
+        .run(&["--json", "put", src.to_str().unwrap(), &sh.url("")])
+        .json();
+    assert_eq!(field(&j, "bytes_transferred"), size as u64, "{j}");
+    let back = sh.s.local("back/gib.bin");
+    sh.run(&["get", &sh.url("gib.bin"), back.to_str().unwrap()])
+        .ok();
+    assert_eq!(hash(&back), want);
+    std::fs::remove_file(&back).unwrap();
+    let peak = sh.s.server.peak_rss_kib();
+    assert!(
+        peak < 64 * 1024,
+        "server peak RSS {peak} KiB is not under 64 MiB"
+    );
+    eprintln!("server peak RSS for a 1 GiB put and get through S3: {peak} KiB");
+}

@@ -10,9 +10,10 @@
 # curl through a slow link; tests/web.rs fetches the HTML index with
 # wget -r), Node.js with npm, and Debian's chromium for
 # tests/browser.rs, which drives the web dashboard through playwright-core
-# (tests/browser/, pinned by its lockfile: `npm ci`). Those tests skip
-# themselves, saying why, without their tools, but under CI=true
-# tests/browser.rs fails instead.
+# (tests/browser/, pinned by its lockfile: `npm ci`), and Garage (an S3
+# store, `cargo install --locked garage`) for the S3 backend's tests.
+# Those tests skip themselves, saying why, without their tools, but under
+# CI=true tests/browser.rs and the S3 tests fail instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
     fi
+fi
+# tests/backends.rs and tests/scale_out.rs run against a real S3 store:
+# Garage, built from crates.io (about 11-20 minutes on 2 cores, once).
+if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+    echo "tests/run.sh: installing garage (cargo install --locked garage)" >&2
+    cargo install --locked garage --version 2.5.0
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
     npm ci --prefix tests/browser --no-audit --no-fund

@@ -55,7 +55,7 @@ use tokio::runtime::Handle;
 /// S3 allows 10,000 parts to an upload.
 pub const MAX_PARTS: usize = 10_000;
 /// One ranged read; also what a sequential reader fetches ahead.
-const WINDOW: u64 = 8 << 20;
+const WINDOW: u64 = 4 << 20;
 /// Where fts keeps its own objects, beside the share's.
 const STATE: &str = ".fts-store";
 /// Largest sidecar or upload state accepted (10,000 parts fit).
@@ -965,10 +965,9 @@ impl Writing {
             // resume that checks just this prefix.
             self.first = Some(self.hash.finalize().to_hex().to_string());
         }
-        let body = PutPayload::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(PART as usize),
-        ));
+        // The next part's buffer is allocated once this one is sent, so an
+        // upload holds one part, not two.
+        let body = PutPayload::from(std::mem::take(&mut self.buf));
         let p = inner
             .s3
             .put_part(key, &id, self.parts.len(), body)
@@ -1015,6 +1014,9 @@ impl Write for S3Writer {
                 inner
                     .wait(w.flush_part(&inner, &self.rel, &self.key))
                     .map_err(io::Error::other)?;
+            }
+            if w.buf.capacity() == 0 {
+                w.buf.reserve_exact(PART as usize);
             }
             let take = ((PART as usize) - w.buf.len()).min(rest.len());
             w.buf.extend_from_slice(&rest[..take]);
