@@ -15,6 +15,12 @@
 #               small-file tree first copy and re-sync, delta, fresh
 #               upload; fts vs rsync -a over ssh. Not in the default set:
 #               SECTIONS=wan (or all)
+#   s3          fts serve s3://... on a local Garage: a large upload and
+#               download, a first copy and an unchanged re-run of a tree of
+#               small files; fts vs rclone straight to the same Garage
+#               (rclone's defaults). Needs garage (cargo install --locked
+#               garage) and rclone (installed from Debian when missing).
+#               Not in the default set: SECTIONS=s3 (or all)
 #
 # See bench/README.md. Progress goes to stderr; the markdown report goes to
 # stdout, so
@@ -48,6 +54,9 @@
 #                in MiB (default 128), PAR_N connections for --parallel (default 4),
 #                PAR_CONN_RATE the cap of each single connection on its wan link
 #                (default 3M; 0: none, one connection can then fill the link)
+#   S3_MB        size of the s3 section's large file in MiB (default 1024)
+#   S3_FILES     number of 4 KiB files in the s3 section's tree (default 10000)
+#   GARAGE_BIN   garage binary (default: on PATH, else ~/.cargo/bin/garage)
 #   WANPROXY_BIN the proxy (default: target/release/examples/wanproxy, built
 #                with cargo build --release --example wanproxy when absent)
 
@@ -73,6 +82,8 @@ PAR_FILES=${PAR_FILES:-8}
 PAR_MB=${PAR_MB:-128}
 PAR_N=${PAR_N:-4}
 PAR_CONN_RATE=${PAR_CONN_RATE:-3M}
+S3_MB=${S3_MB:-1024}
+S3_FILES=${S3_FILES:-10000}
 FTS_FSYNC=${FTS_FSYNC:-1}
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -102,13 +113,13 @@ NO_FSYNC=()
 [[ $EUID -eq 0 ]] || die "run as root (needs apt-get and a root sshd)"
 
 # Sections always run in this order, whatever order SECTIONS lists them in.
-ALL_SECTIONS=(copy delta smallfiles compress wan manyfiles parallel)
+ALL_SECTIONS=(copy delta smallfiles compress wan manyfiles parallel s3)
 declare -A WANT=()
 read -r -a words <<<"${SECTIONS//,/ }"
 for w in "${words[@]}"; do
     case $w in
     all) for s in "${ALL_SECTIONS[@]}"; do WANT[$s]=1; done ;;
-    copy | delta | smallfiles | compress | wan | manyfiles | parallel) WANT[$w]=1 ;;
+    copy | delta | smallfiles | compress | wan | manyfiles | parallel | s3) WANT[$w]=1 ;;
     *) die "unknown section '$w' in SECTIONS (known: ${ALL_SECTIONS[*]} all)" ;;
     esac
 done
@@ -155,6 +166,8 @@ SSHD_PID=
 RSYNCD_PID=
 WAN_FTS_PID=
 WAN_SSH_PID=
+GARAGE_PID=
+S3_FTS_PID=
 CHILD_PID=
 CREATED_RUN_SSHD=
 
@@ -182,6 +195,8 @@ cleanup() {
     stop_pid "$RSYNCD_PID"
     stop_pid "$WAN_FTS_PID"
     stop_pid "$WAN_SSH_PID"
+    stop_pid "$S3_FTS_PID"
+    stop_pid "$GARAGE_PID"
     stop_pid "$SSHD_PID"
     [[ -n $CREATED_RUN_SSHD ]] && rmdir /run/sshd 2>/dev/null
     [[ -n $WORK && -d $WORK ]] && rm -rf -- "$WORK"
@@ -205,6 +220,7 @@ install_deps() {
     for p in rsync openssh-server openssh-client; do
         pkg_installed "$p" || pkgs+=("$p")
     done
+    if want s3 && ! command -v rclone >/dev/null; then pkgs+=(rclone); fi
     ((${#pkgs[@]})) || return 0
     log "installing: ${pkgs[*]}"
     # Installing openssh-server would otherwise start (and keep running) a
@@ -234,6 +250,7 @@ SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fts-bench.XXXXXX")
 # rsync -e takes a single string that it splits on whitespace itself.
 [[ $WORK != *[[:space:]]* ]] || die "temporary directory path contains whitespace: $WORK"
+REAL_HOME=$HOME
 export HOME=$WORK/home
 unset XDG_CONFIG_HOME XDG_STATE_HOME XDG_DATA_HOME XDG_CACHE_HOME
 unset FTS_PASSWORD FTS_ADMIN_PASSWORD SSH_AUTH_SOCK
@@ -269,6 +286,8 @@ if want manyfiles; then
     for n in $MANY_COUNTS; do peak $(((n + n / 100 + 1) * 4 * 3)); done
 fi
 if want parallel; then peak $((PAR_FILES * PAR_MB * 1024 * 3)); fi
+# s3: the file, two copies in Garage and one download; the tree three times.
+if want s3; then peak $((S3_MB * 1024 * 4 + S3_FILES * 4 * 4)); fi
 # wan keeps all its data at once: the tree and two copies, the delta
 # file's old and new version and two receivers (+ a temporary file), the
 # upload and two copies.
@@ -1609,6 +1628,164 @@ section_parallel() {
     done
     echo
     print_samples_and_commands "${keys[@]}"
+    echo
+}
+
+# ---------------------------------------------------------------------------
+# s3: fts serve s3://… over a single-node Garage vs rclone to the same bucket
+# ---------------------------------------------------------------------------
+garage_cmd() { "$GARAGE_BIN" -c "$WORK/garage/garage.toml" "$@"; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start_garage() {
+    if [[ -z ${GARAGE_BIN:-} ]]; then
+        GARAGE_BIN=$(command -v garage || echo "$REAL_HOME/.cargo/bin/garage")
+    fi
+    [[ -x $GARAGE_BIN ]] || die "s3: no garage binary (cargo install --locked garage, or set GARAGE_BIN)"
+    local g=$WORK/garage rpc api adm id out i
+    mkdir -p "$g"
+    rpc=$(free_port) api=$(free_port) adm=$(free_port)
+    cat >"$g/garage.toml" <<EOF
+metadata_dir = "$g/meta"
+data_dir = "$g/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$api"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$adm"
+EOF
+    RUST_LOG=warn "$GARAGE_BIN" -c "$g/garage.toml" server >"$g/server.log" 2>&1 </dev/null &
+    GARAGE_PID=$!
+    id=
+    for i in $(seq 100); do
+        id=$(garage_cmd node id -q 2>/dev/null || true)
+        [[ -n $id ]] && break
+        sleep 0.2
+    done
+    [[ -n $id ]] || die "s3: garage did not start: $(tail -n 5 "$g/server.log")"
+    garage_cmd layout assign -z dc1 -c 10G "${id%%@*}" >/dev/null
+    garage_cmd layout apply --version 1 >/dev/null
+    out=$(garage_cmd key create bench)
+    S3_KEY=$(awk -F': *' '/^Key ID/ { print $2 }' <<<"$out")
+    S3_SECRET=$(awk -F': *' '/^Secret key/ { print $2 }' <<<"$out")
+    garage_cmd bucket create bench >/dev/null
+    garage_cmd bucket allow --read --write --owner bench --key bench >/dev/null
+    S3_ENDPOINT=http://127.0.0.1:$api
+    log "garage listening on $S3_ENDPOINT (key $S3_KEY)"
+}
+
+section_s3() {
+    local -A TIMES=() CMDLINE=() RSS=()
+    local big=$WORK/s3big.bin tree=$WORK/s3tree back=$WORK/s3back keys=() run key tool first addr fp
+    start_garage
+    export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_REGION=garage
+    # rclone's S3 client refuses a plain-http endpoint when a CA bundle is set.
+    unset AWS_CA_BUNDLE
+    export RCLONE_CONFIG_GB_TYPE=s3 RCLONE_CONFIG_GB_PROVIDER=Other RCLONE_CONFIG_GB_ENV_AUTH=false \
+        RCLONE_CONFIG_GB_ACCESS_KEY_ID=$S3_KEY RCLONE_CONFIG_GB_SECRET_ACCESS_KEY=$S3_SECRET \
+        RCLONE_CONFIG_GB_REGION=garage RCLONE_CONFIG_GB_ENDPOINT=$S3_ENDPOINT \
+        RCLONE_CONFIG_GB_FORCE_PATH_STYLE=true
+    "$FTS_BIN" serve s3://bench/fts --s3-endpoint "$S3_ENDPOINT" --listen 127.0.0.1:0 --json \
+        --state-dir "$WORK/s3state" >"$WORK/out/s3serve.log" 2>"$WORK/out/s3serve.err" </dev/null &
+    S3_FTS_PID=$!
+    first=
+    for _ in $(seq 100); do
+        first=$(head -n 1 "$WORK/out/s3serve.log" 2>/dev/null || true)
+        [[ -n $first ]] && break
+        kill -0 "$S3_FTS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ $first == *'"event":"listening"'* ]] || {
+        cat "$WORK/out/s3serve.err" >&2
+        die "s3: fts serve s3://… did not start"
+    }
+    addr=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' <<<"$first")
+    fp=$(sed -n 's/.*"fingerprint":"\([^"]*\)".*/\1/p' <<<"$first")
+    local fts=("$FTS_BIN" --json --fingerprint "$fp")
+    head -c $((S3_MB << 20)) /dev/urandom >"$big"
+    make_small_tree "$tree" "$S3_FILES" s3
+    keys=(upload download tree-first tree-again)
+    for ((run = 1; run <= RUNS; run++)); do
+        for key in "${keys[@]}"; do
+            for tool in fts rclone; do
+                case $key/$tool in
+                upload/fts) CMD=("${fts[@]}" put "$big" "fts://$addr/big.bin") ;;
+                upload/rclone) CMD=(rclone copyto "$big" gb:bench/rclone/big.bin) ;;
+                download/fts)
+                    rm -f -- "$back"
+                    CMD=("${fts[@]}" get "fts://$addr/big.bin" "$back")
+                    ;;
+                download/rclone)
+                    rm -f -- "$back"
+                    CMD=(rclone copyto gb:bench/rclone/big.bin "$back")
+                    ;;
+                tree-first/fts)
+                    # A first copy each run: what the last run stored goes first.
+                    rclone purge gb:bench/fts/tree >/dev/null 2>&1 || true
+                    rclone purge gb:bench/.fts-store/meta/fts/tree >/dev/null 2>&1 || true
+                    CMD=("${fts[@]}" sync "$tree" "fts://$addr/tree")
+                    ;;
+                tree-first/rclone)
+                    rclone purge gb:bench/rclone-tree >/dev/null 2>&1 || true
+                    CMD=(rclone copy "$tree" gb:bench/rclone-tree)
+                    ;;
+                tree-again/fts) CMD=("${fts[@]}" sync "$tree" "fts://$addr/tree") ;;
+                tree-again/rclone) CMD=(rclone copy "$tree" gb:bench/rclone-tree) ;;
+                esac
+                CMDLINE[$key/$tool]=$(shell_quote "${CMD[@]}")
+                [[ $tool == fts ]] && reset_peak_rss "$S3_FTS_PID"
+                timed "$WORK/out/s3-$key-$tool.out" "$WORK/out/s3-$key-$tool.err" "${CMD[@]}"
+                add_sample TIMES "$key/$tool" "$ELAPSED"
+                [[ $tool == fts ]] && add_sample RSS "$key" "$(peak_rss_of "$S3_FTS_PID")"
+                log "s3: run $run/$RUNS $key $tool ${ELAPSED}s"
+                if [[ $key == download ]]; then
+                    cmp -s "$big" "$back" || die "s3: $tool download differs"
+                fi
+            done
+        done
+    done
+    # What fts stored is what was sent: read back by rclone, not by fts.
+    rclone copy gb:bench/fts/tree "$WORK/s3check" >/dev/null 2>&1 || die "s3: rclone could not read fts's tree"
+    diff -r -q "$tree" "$WORK/s3check" >&2 || die "s3: the tree fts stored differs"
+    stop_pid "$S3_FTS_PID"
+    stop_pid "$GARAGE_PID"
+    S3_FTS_PID= GARAGE_PID=
+    unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+    rm -rf -- "$big" "$back" "$tree" "$WORK/s3check" "$WORK/garage" "$WORK/s3state"
+    echo "## s3: fts serve s3://… vs rclone, both to one local Garage ($S3_MB MiB file, $S3_FILES × 4 KiB files)"
+    echo
+    echo "| work | fts s | rclone s | rclone ÷ fts | fts MB/s | fts server peak RSS MiB |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    local tf trc bytes peak_kib
+    for key in "${keys[@]}"; do
+        tf=$(median "${TIMES[$key/fts]}")
+        trc=$(median "${TIMES[$key/rclone]}")
+        case $key in
+        upload | download) bytes=$((S3_MB << 20)) ;;
+        *) bytes=$((S3_FILES * SMALL_SIZE)) ;;
+        esac
+        peak_kib=$(tr ' ' '\n' <<<"${RSS[$key]}" | sort -n | tail -n 1)
+        printf '| %s | %s | %s | %s | %s | %s |\n' "$key" "$tf" "$trc" "$(ratio "$trc" "$tf")" \
+            "$(awk -v b="$bytes" -v t="$tf" 'BEGIN { printf "%.1f", b / t / 1e6 }')" \
+            "$(awk -v k="$peak_kib" 'BEGIN { printf "%.1f", k / 1024 }')"
+    done
+    echo
+    echo "Commands (last run):"
+    echo
+    for key in "${keys[@]}"; do
+        for tool in fts rclone; do
+            echo "- $key $tool: \`${CMDLINE[$key/$tool]}\`"
+        done
+    done
     echo
 }
 

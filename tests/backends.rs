@@ -150,7 +150,7 @@ impl Share {
                 std::fs::metadata(part).map(|m| m.len()).unwrap_or(0)
             }
             Backend::S3 { g, prefix } => {
-                let key = Key::from(format!(".fts-store/{prefix}/uploads/{rel}"));
+                let key = Key::from(format!(".fts-store/uploads/{prefix}/{rel}"));
                 block_on(async {
                     let Ok(r) = g.client().get(&key).await else {
                         return 0;

@@ -80,7 +80,7 @@ impl Cluster {
     }
 
     fn uploaded_parts(&self, rel: &str) -> usize {
-        let key = Key::from(format!(".fts-store/{}/uploads/{rel}", self.prefix));
+        let key = Key::from(format!(".fts-store/uploads/{}/{rel}", self.prefix));
         block_on(async {
             let Ok(r) = self.g.client().get(&key).await else {
                 return 0;

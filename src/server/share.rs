@@ -331,7 +331,16 @@ impl Session {
         // once waits for it instead of sending it all again.
         let deadline = Instant::now() + self.opts().io_timeout + Duration::from_secs(1);
         loop {
-            if let Some(up) = store.begin(rel, Begin::Resume { offset }).map_err(Err)? {
+            if let Some(up) = store
+                .begin(
+                    rel,
+                    Begin::Resume {
+                        offset,
+                        source: *meta,
+                    },
+                )
+                .map_err(Err)?
+            {
                 let mut d = dest(&*up)?;
                 d.hasher = prefix.1;
                 return Ok((up, d, meta.size - offset));

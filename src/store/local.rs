@@ -177,7 +177,7 @@ impl Store for LocalStore {
             Begin::Temp => {
                 Sink::Temp(fsutil::TempFile::create_beside(&target).map_err(io_at(rel))?)
             }
-            Begin::Resume { offset } => {
+            Begin::Resume { offset, .. } => {
                 match PartFile::resume(&target, offset).map_err(io_at(rel))? {
                     Some(p) => Sink::Part(p),
                     None => return Ok(None),

@@ -361,7 +361,7 @@ impl Store for MemStore {
                     (buf, true)
                 }
             }
-            Begin::Resume { offset } => {
+            Begin::Resume { offset, .. } => {
                 let Some((buf, _)) = st.parts.get(&n).cloned() else {
                     return Err(not_found(rel));
                 };

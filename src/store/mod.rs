@@ -65,8 +65,10 @@ pub enum Begin {
     /// cut transfer can continue later.
     Fresh(Meta),
     /// Continue the partial data of an earlier attempt after its first
-    /// `offset` bytes.
-    Resume { offset: u64 },
+    /// `offset` bytes, which belong to version `source` of the file (a
+    /// store whose partial data another writer may have replaced since it
+    /// was checked refuses a mismatch).
+    Resume { offset: u64, source: Meta },
     /// A plain temporary file that is never resumed (a rebuild from a
     /// delta, a browser upload).
     Temp,

@@ -6,10 +6,10 @@
 //! percent-encoded where object_store requires it):
 //! - `PREFIX/REL`: a file's bytes, one plain object per file, so other S3
 //!   tools see ordinary objects (and fts lists theirs);
-//! - `.fts-store/PREFIX/meta/REL`: a small JSON sidecar with what S3 does
+//! - `.fts-store/meta/PREFIX/REL`: a small JSON sidecar with what S3 does
 //!   not keep (mode, mtime, BLAKE3) and the ETag of the object it
 //!   describes; a directory or a symlink is only a sidecar;
-//! - `.fts-store/PREFIX/uploads/REL`: a resumable upload's multipart id,
+//! - `.fts-store/uploads/PREFIX/REL`: a resumable upload's multipart id,
 //!   source version, and per part its ETag and BLAKE3 chaining value, so
 //!   any node can continue it.
 //!
@@ -21,14 +21,16 @@
 //! size and time and no stored hash. Reads are ranged GETs of bounded
 //! windows pinned to the ETag they started with, so a file replaced while
 //! it is sent fails instead of mixing versions, and no request outlives
-//! the client's pace. Memory per transfer is one part ([`PART`]) plus one
-//! read-ahead window.
+//! the client's pace. Memory per transfer is one part ([`PART`]) for an
+//! upload, [`AHEAD`] + 1 windows for a download.
 //!
-//! Limits: [`MAX_PARTS`] parts make the largest file 80 GiB; the
+//! Limits: [`MAX_PARTS`] parts of [`PART`] make the largest file 78 GiB; the
 //! partial state of an upload is guarded against a second writer per
 //! node, not across nodes; a cut upload's parts stay in the bucket until
-//! it is resumed or replaced (an `AbortIncompleteMultipartUpload`
-//! lifecycle rule cleans up after clients that never come back).
+//! it is resumed, another resumable upload of the path starts, or the path
+//! is removed (an `AbortIncompleteMultipartUpload` lifecycle rule cleans
+//! up after clients that never come back); S3 console "folder" marker
+//! objects (`dir/`) are not understood.
 
 use super::{Begin, Content, Probe, Store, Upload};
 use crate::engine::hash::{prefix_hash, WholeHash, PART};
@@ -54,8 +56,11 @@ use tokio::runtime::Handle;
 
 /// S3 allows 10,000 parts to an upload.
 pub const MAX_PARTS: usize = 10_000;
-/// One ranged read; also what a sequential reader fetches ahead.
+/// One ranged read.
 const WINDOW: u64 = 4 << 20;
+/// Windows a sequential reader has in flight beyond the one it reads: one
+/// S3 stream is latency-bound, a few in parallel fill the link.
+const AHEAD: usize = 3;
 /// Where fts keeps its own objects, beside the share's.
 const STATE: &str = ".fts-store";
 /// Largest sidecar or upload state accepted (10,000 parts fit).
@@ -260,6 +265,11 @@ impl S3Store {
         }
         let prefix = normalize(prefix)
             .map_err(|e| Error::usage(format!("'{url}': bad prefix: {}", e.message)))?;
+        if prefix == STATE || prefix.starts_with(".fts-store/") {
+            return Err(Error::usage(format!(
+                "'{url}': {STATE} is where fts keeps its state; choose another prefix"
+            )));
+        }
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_retry(RetryConfig {
@@ -340,11 +350,11 @@ impl Inner {
     }
 
     fn meta(&self, rel: &str) -> Path {
-        self.path(&[STATE], &["meta"], rel)
+        self.path(&[STATE, "meta"], &[], rel)
     }
 
     fn upload_key(&self, rel: &str) -> Path {
-        self.path(&[STATE], &["uploads"], rel)
+        self.path(&[STATE, "uploads"], &[], rel)
     }
 
     /// `rel` of `loc` below `base` (still encoded), if it is below it.
@@ -398,6 +408,16 @@ impl Inner {
         }
     }
 
+    /// Aborts the multipart upload a cut upload's state at `key` names
+    /// (best effort: its parts are garbage either way).
+    async fn abort_cut_upload(&self, key: &Path, rel: &str) {
+        if let Ok(Some((s, _))) = self.get_json::<UploadState>(key, rel).await {
+            // `.fts-store/uploads/KEY` is the state of the upload to KEY.
+            let data = Path::from_iter(key.parts().skip(2));
+            let _ = self.s3.abort_multipart(&data, &s.id).await;
+        }
+    }
+
     async fn side(&self, rel: &str) -> Result<Option<Side>> {
         Ok(self.get_json(&self.meta(rel), rel).await?.map(|(s, _)| s))
     }
@@ -412,7 +432,7 @@ impl Inner {
 
     /// True when anything (object or sidecar) is below `rel/`.
     async fn has_children(&self, rel: &str) -> Result<bool> {
-        for base in [self.data_dir(rel), self.meta(rel)] {
+        let any = |base: Path| async move {
             let mut l = self.s3.list(Some(&base));
             while let Some(m) = l.next().await {
                 let m = m.map_err(|e| s3_err("list", rel, e))?;
@@ -421,21 +441,27 @@ impl Inner {
                 }
                 return Ok(true);
             }
-        }
-        Ok(false)
+            Ok::<bool, Error>(false)
+        };
+        let (d, m) = futures_util::future::join(any(self.data_dir(rel)), any(self.meta(rel))).await;
+        Ok(d? || m?)
     }
 
-    /// With no prefix, fts's own objects sit among the share's: skip them.
-    fn is_state(&self, base: &Path, loc: &Path) -> bool {
-        self.prefix.is_empty()
-            && Inner::below(base, loc).is_some_and(|r| r == STATE || r.starts_with(".fts-store/"))
+    /// With no prefix, fts's own objects sit among the share's: skip them
+    /// (only at the top of the bucket; a user's `x/.fts-store` is theirs).
+    fn is_state(&self, _base: &Path, loc: &Path) -> bool {
+        self.prefix.is_empty() && loc.parts().next().is_some_and(|p| p.as_ref() == STATE)
     }
 
     async fn stat(&self, rel: &str) -> Result<Option<Entry>> {
         if rel.is_empty() {
             return Ok(Some(dir_entry("")));
         }
-        let (head, side) = futures_util::future::join(self.head(rel), self.side(rel)).await;
+        // All at once: a missing file (what every new upload probes) costs
+        // one round trip, not two.
+        let (head, side, children) =
+            futures_util::future::join3(self.head(rel), self.side(rel), self.has_children(rel))
+                .await;
         let (head, side) = (head?, side?);
         if let Some(m) = head {
             let etag = m.e_tag.unwrap_or_default();
@@ -453,7 +479,7 @@ impl Inner {
             }
             return Ok(Some(e));
         }
-        if self.has_children(rel).await? {
+        if children? {
             self.learn_dir(rel);
             return Ok(Some(dir_entry(rel)));
         }
@@ -761,7 +787,8 @@ struct S3Content {
     pos: u64,
     /// The window holding `pos` (its start and bytes).
     cur: Option<(u64, Bytes)>,
-    ahead: Option<(u64, tokio::task::JoinHandle<Result<Bytes>>)>,
+    /// Fetches of the next windows, in order.
+    ahead: std::collections::VecDeque<(u64, tokio::task::JoinHandle<Result<Bytes>>)>,
     /// The last random-access window, for delta bases.
     at: Mutex<Option<(u64, Bytes)>>,
 }
@@ -800,22 +827,26 @@ impl S3Content {
 
     fn window(&mut self) -> io::Result<()> {
         let start = self.pos - self.pos % WINDOW;
-        let b = match self.ahead.take() {
-            Some((s, h)) if s == start => self
+        // A seek elsewhere makes the fetches ahead useless.
+        if self.ahead.front().is_some_and(|(s, _)| *s != start) {
+            for (_, h) in self.ahead.drain(..) {
+                h.abort();
+            }
+        }
+        let b = match self.ahead.pop_front() {
+            Some((_, h)) => self
                 .inner
                 .wait(h)
                 .map_err(|e| Error::other(e.to_string()))
                 .and_then(|r| r),
-            Some((_, h)) => {
-                h.abort();
-                self.inner.wait(self.fetch(start, WINDOW))
-            }
             None => self.inner.wait(self.fetch(start, WINDOW)),
         }
         .map_err(io::Error::other)?;
-        let next = start + WINDOW;
-        if next < self.size {
-            self.ahead = Some((next, self.inner.rt.spawn(self.fetch(next, WINDOW))));
+        let mut next = self.ahead.back().map_or(start, |(s, _)| *s) + WINDOW;
+        while self.ahead.len() < AHEAD && next < self.size {
+            let h = self.inner.rt.spawn(self.fetch(next, WINDOW));
+            self.ahead.push_back((next, h));
+            next += WINDOW;
         }
         self.cur = Some((start, b));
         Ok(())
@@ -824,7 +855,7 @@ impl S3Content {
 
 impl Drop for S3Content {
     fn drop(&mut self) {
-        if let Some((_, h)) = self.ahead.take() {
+        for (_, h) in self.ahead.drain(..) {
             h.abort();
         }
     }
@@ -876,6 +907,9 @@ impl ReadAt for S3Content {
         Ok(self.size)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
         let end = offset
             .checked_add(buf.len() as u64)
             .filter(|e| *e <= self.size)
@@ -899,11 +933,17 @@ impl ReadAt for S3Content {
     }
 }
 
+/// Parts an upload sends while it fills the next: the store's latency is
+/// hidden, and an upload holds `1 + IN_FLIGHT` parts of memory.
+const IN_FLIGHT: usize = 1;
+
 /// An upload's progress, shared by its writer and its handle.
 #[derive(Default)]
 struct Writing {
     /// Bytes of the part being filled (at most [`PART`]).
     buf: Vec<u8>,
+    /// Parts on their way, in order; they follow `parts`.
+    inflight: std::collections::VecDeque<tokio::task::JoinHandle<Result<PartId>>>,
     hash: WholeHash,
     multipart: Option<String>,
     parts: Vec<PartRec>,
@@ -917,6 +957,9 @@ struct S3Upload {
     rel: String,
     key: Path,
     w: Arc<Mutex<Writing>>,
+    /// Set when the upload is dropped unfinished, for a writer still busy
+    /// on another thread (its requests hold the lock for seconds).
+    gone: Arc<std::sync::atomic::AtomicBool>,
     /// This upload holds the node's busy mark for `rel`.
     busy: bool,
     done: bool,
@@ -927,13 +970,15 @@ struct S3Writer {
     rel: String,
     key: Path,
     w: Arc<Mutex<Writing>>,
+    gone: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writing {
     /// Sends the full part in `buf`, records it (and the state, for a
     /// resumable upload) once its chaining value is known.
-    async fn flush_part(&mut self, inner: &Inner, rel: &str, key: &Path) -> Result<()> {
-        if self.parts.len() >= MAX_PARTS {
+    async fn flush_part(&mut self, inner: &Arc<Inner>, rel: &str, key: &Path) -> Result<()> {
+        let idx = self.parts.len() + self.inflight.len();
+        if idx + 1 >= MAX_PARTS {
             return Err(Error::other(format!(
                 "'{rel}': too large for the S3 store (at most {MAX_PARTS} parts of {} MiB)",
                 PART >> 20
@@ -965,19 +1010,53 @@ impl Writing {
             // resume that checks just this prefix.
             self.first = Some(self.hash.finalize().to_hex().to_string());
         }
-        // The next part's buffer is allocated once this one is sent, so an
-        // upload holds one part, not two.
+        // The next part's buffer is allocated when its first byte comes.
         let body = PutPayload::from(std::mem::take(&mut self.buf));
-        let p = inner
-            .s3
-            .put_part(key, &id, self.parts.len(), body)
+        let (i2, k2, r2) = (inner.clone(), key.clone(), rel.to_string());
+        self.inflight.push_back(inner.rt.spawn(async move {
+            i2.s3
+                .put_part(&k2, &id, idx, body)
+                .await
+                .map_err(|e| s3_err("upload", &r2, e))
+        }));
+        while self.inflight.len() > IN_FLIGHT {
+            self.settle_one(rel).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part on its way and records it.
+    async fn settle_one(&mut self, rel: &str) -> Result<()> {
+        let Some(h) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let p = h
             .await
-            .map_err(|e| s3_err("upload", rel, e))?;
+            .map_err(|e| Error::other(format!("'{rel}': part upload failed: {e}")))??;
         self.parts.push(PartRec {
             etag: p.content_id,
             cv: String::new(),
         });
         Ok(())
+    }
+
+    /// Stops the parts on their way (the upload is given up).
+    fn cancel_inflight(&mut self) {
+        for h in self.inflight.drain(..) {
+            h.abort();
+        }
+    }
+
+    /// The upload ends unfinished: a resumable one keeps its recorded
+    /// parts for the next attempt; any other is aborted. Never blocks.
+    fn abandon(&mut self, inner: &Arc<Inner>, key: &Path) {
+        self.cancel_inflight();
+        if let (None, Some(id)) = (self.source, self.multipart.take()) {
+            let (inner2, key) = (inner.clone(), key.clone());
+            inner.rt.spawn(async move {
+                let _ = inner2.s3.abort_multipart(&key, &id).await;
+            });
+        }
     }
 
     /// Fills in chaining values the hash has closed, and saves the state.
@@ -990,7 +1069,12 @@ impl Writing {
                 changed = true;
             }
         }
-        if let (true, Some(source), Some(id)) = (changed, self.source, &self.multipart) {
+        // Saved after each of the first parts, then every 8th: a resume
+        // may send up to 7 parts again, and the state (which grows with
+        // the parts) is not rewritten 10,000 times.
+        let n = self.parts.len();
+        let due = n <= 8 || n % 8 == 0;
+        if let (true, true, Some(source), Some(id)) = (changed, due, self.source, &self.multipart) {
             let done = self.parts.iter().take_while(|p| !p.cv.is_empty()).cloned();
             let state = UploadState {
                 id: id.clone(),
@@ -1008,6 +1092,10 @@ impl Write for S3Writer {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut w = lock(&self.w);
         let inner = self.inner.clone();
+        if self.gone.load(std::sync::atomic::Ordering::Acquire) {
+            w.abandon(&inner, &self.key);
+            return Err(io::Error::other("the upload was abandoned"));
+        }
         let mut rest = data;
         while !rest.is_empty() {
             if w.buf.len() as u64 == PART {
@@ -1051,6 +1139,7 @@ impl Upload for S3Upload {
             rel: self.rel.clone(),
             key: self.key.clone(),
             w: self.w.clone(),
+            gone: self.gone.clone(),
         }))
     }
 
@@ -1061,6 +1150,9 @@ impl Upload for S3Upload {
         // The writer is done with it: taken out, not held across requests.
         let mut w = std::mem::take(&mut *lock(&w));
         let res = inner.wait(async {
+            while !w.inflight.is_empty() {
+                w.settle_one(&rel).await?;
+            }
             let body = PutPayload::from(std::mem::take(&mut w.buf));
             let etag = match w.multipart.clone() {
                 None => {
@@ -1112,7 +1204,8 @@ impl Upload for S3Upload {
     }
 
     fn discard(&mut self) {
-        let w = lock(&self.w);
+        let mut w = lock(&self.w);
+        w.cancel_inflight();
         if let Some(id) = w.multipart.clone() {
             let (inner, key, rel, resumable) = (
                 self.inner.clone(),
@@ -1136,14 +1229,16 @@ impl Upload for S3Upload {
 impl Drop for S3Upload {
     fn drop(&mut self) {
         if !self.done {
-            let w = lock(&self.w);
-            // A resumable upload keeps its parts for the next attempt; any
-            // other is given up.
-            if let (None, Some(id)) = (w.source, w.multipart.clone()) {
-                let (inner, key) = (self.inner.clone(), self.key.clone());
-                self.inner.rt.spawn(async move {
-                    let _ = inner.s3.abort_multipart(&key, &id).await;
-                });
+            // Runs on a runtime worker when a session is cut: it must not
+            // wait for a writer in the middle of a request.
+            self.gone.store(true, std::sync::atomic::Ordering::Release);
+            match self.w.try_lock() {
+                Ok(mut w) => w.abandon(&self.inner, &self.key),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    p.into_inner().abandon(&self.inner, &self.key)
+                }
+                // The writer sees `gone` on its next write and cleans up.
+                Err(std::sync::TryLockError::WouldBlock) => {}
             }
         }
         self.release();
@@ -1198,6 +1293,9 @@ impl Store for S3Store {
 
     fn open(&self, rel: &str) -> Result<(Box<dyn Content>, Meta)> {
         let n = self.norm(rel)?;
+        if n.is_empty() {
+            return Err(Error::other(format!("'{rel}' is a directory")));
+        }
         let inner = &self.inner;
         let (head, side) = self.wait(futures_util::future::join(inner.head(&n), inner.side(&n)));
         let Some(head) = head? else {
@@ -1236,7 +1334,7 @@ impl Store for S3Store {
                 version: (e.mtime, tag, head.size),
                 pos: 0,
                 cur: None,
-                ahead: None,
+                ahead: Default::default(),
                 at: Mutex::new(None),
             }),
             meta,
@@ -1289,23 +1387,27 @@ impl Store for S3Store {
     fn begin(&self, rel: &str, how: Begin) -> Result<Option<Box<dyn Upload>>> {
         let n = self.canon(rel)?;
         // Only what this node knows: the server probed the target first,
-        // and a full check costs two listings per file.
-        if !n.is_empty() && self.inner.knows_dir(&n) {
+        // and a full check costs two listings per file. The root always is.
+        if self.inner.knows_dir(&n) {
             return Err(Error::other(format!(
                 "'{rel}' is a directory on the server"
             )));
         }
         let fresh = |source: Option<Meta>| Writing {
-            buf: Vec::new(),
             hash: WholeHash::parts(Vec::new()),
-            multipart: None,
-            parts: Vec::new(),
-            first: None,
             source,
+            ..Writing::default()
         };
         let (w, busy) = match how {
             Begin::Temp => (fresh(None), false),
             Begin::Fresh(source) => {
+                if source.size > MAX_PARTS as u64 * PART {
+                    return Err(Error::other(format!(
+                        "'{rel}': too large for the S3 store (at most {MAX_PARTS} parts of {} MiB, {} GiB)",
+                        PART >> 20,
+                        (MAX_PARTS as u64 * PART) >> 30
+                    )));
+                }
                 if lock(&self.inner.busy).insert(n.clone()) {
                     (fresh(Some(source)), true)
                 } else {
@@ -1314,10 +1416,14 @@ impl Store for S3Store {
                     (fresh(None), false)
                 }
             }
-            Begin::Resume { offset } => {
+            Begin::Resume { offset, source } => {
                 let s = self.state(&n)?.ok_or_else(|| not_found(rel))?;
                 let k = (offset / PART) as usize;
-                if offset % PART != 0 || k == 0 || k > S3Store::usable_parts(&s) {
+                // The state may have been replaced (another upload of
+                // another version) since its prefix was checked.
+                let same = (s.source.size, s.source.mtime, s.source.mtime_ns)
+                    == (source.size, source.mtime, source.mtime_ns);
+                if !same || offset % PART != 0 || k == 0 || k > S3Store::usable_parts(&s) {
                     return Err(Error::other(format!(
                         "'{rel}': the partial upload cannot resume at byte {offset}"
                     )));
@@ -1339,12 +1445,12 @@ impl Store for S3Store {
                 };
                 (
                     Writing {
-                        buf: Vec::new(),
                         hash: WholeHash::parts(cvs),
                         multipart: Some(s.id),
                         parts,
                         first: s.first,
                         source: Some(s.source),
+                        ..Writing::default()
                     },
                     true,
                 )
@@ -1355,6 +1461,7 @@ impl Store for S3Store {
             key: self.inner.data(&n),
             rel: n,
             w: Arc::new(Mutex::new(w)),
+            gone: Arc::default(),
             busy,
             done: false,
         })))
@@ -1412,6 +1519,10 @@ impl Store for S3Store {
 
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
         let n = self.norm(rel)?;
+        if n.is_empty() {
+            // The share root has no sidecar (it is the prefix itself).
+            return Ok(());
+        }
         let inner = &self.inner;
         self.wait(async {
             let (head, side) = futures_util::future::join(inner.head(&n), inner.side(&n)).await;
@@ -1466,6 +1577,7 @@ impl Store for S3Store {
         let e = self.wait(inner.stat(&n))?.ok_or_else(|| not_found(rel))?;
         if e.kind != EntryKind::Dir {
             self.wait(async {
+                inner.abort_cut_upload(&inner.upload_key(&n), &n).await;
                 inner.delete_quiet(&inner.data(&n), &n).await?;
                 inner.delete_quiet(&inner.meta(&n), &n).await?;
                 inner.delete_quiet(&inner.upload_key(&n), &n).await
@@ -1486,6 +1598,11 @@ impl Store for S3Store {
         })?;
         inner.forget_dirs();
         self.wait(async {
+            // Cut uploads below go too, with the parts S3 keeps for them.
+            let mut cut = inner.s3.list(Some(&inner.upload_key(&n)));
+            while let Some(Ok(m)) = cut.next().await {
+                inner.abort_cut_upload(&m.location, &n).await;
+            }
             for base in [inner.data_dir(&n), inner.meta(&n), inner.upload_key(&n)] {
                 let locs = inner
                     .s3
