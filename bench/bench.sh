@@ -286,8 +286,8 @@ if want manyfiles; then
     for n in $MANY_COUNTS; do peak $(((n + n / 100 + 1) * 4 * 3)); done
 fi
 if want parallel; then peak $((PAR_FILES * PAR_MB * 1024 * 3)); fi
-# s3: the file, two copies in Garage and one download; the tree three times.
-if want s3; then peak $((S3_MB * 1024 * 4 + S3_FILES * 4 * 4)); fi
+# s3: the file, one copy per run and tool in Garage, one download; the tree three times.
+if want s3; then peak $((S3_MB * 1024 * (2 * RUNS + 2) + S3_FILES * 4 * 4)); fi
 # wan keeps all its data at once: the tree and two copies, the delta
 # file's old and new version and two receivers (+ a temporary file), the
 # upload and two copies.
@@ -1718,15 +1718,16 @@ section_s3() {
         for key in "${keys[@]}"; do
             for tool in fts rclone; do
                 case $key/$tool in
-                upload/fts) CMD=("${fts[@]}" put "$big" "fts://$addr/big.bin") ;;
-                upload/rclone) CMD=(rclone copyto "$big" gb:bench/rclone/big.bin) ;;
+                # A new name each run: a fresh upload, not a delta or a skip.
+                upload/fts) CMD=("${fts[@]}" put "$big" "fts://$addr/big-$run.bin") ;;
+                upload/rclone) CMD=(rclone copyto "$big" "gb:bench/rclone/big-$run.bin") ;;
                 download/fts)
                     rm -f -- "$back"
-                    CMD=("${fts[@]}" get "fts://$addr/big.bin" "$back")
+                    CMD=("${fts[@]}" get "${NO_FSYNC[@]}" "fts://$addr/big-$run.bin" "$back")
                     ;;
                 download/rclone)
                     rm -f -- "$back"
-                    CMD=(rclone copyto gb:bench/rclone/big.bin "$back")
+                    CMD=(rclone copyto "gb:bench/rclone/big-$run.bin" "$back")
                     ;;
                 tree-first/fts)
                     # A first copy each run: what the last run stored goes first.

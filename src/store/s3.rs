@@ -65,6 +65,11 @@ const AHEAD: usize = 3;
 const STATE: &str = ".fts-store";
 /// Largest sidecar or upload state accepted (10,000 parts fit).
 const MAX_STATE: u64 = 4 << 20;
+/// Sidecar reads in flight at once while listing.
+const SIDE_FETCHES: usize = 32;
+/// Entries a recursive listing merges before it reads their sidecars
+/// together.
+const WALK_BATCH: usize = 256;
 /// Directories known to exist, remembered to spare a request per file;
 /// forgotten past this many.
 const MAX_KNOWN_DIRS: usize = 100_000;
@@ -581,6 +586,48 @@ impl S3Store {
             }
             each(e)
         };
+        // Merged entries waiting for their sidecars: the object (if any),
+        // the sidecar's location (if any), and the key below `n`.
+        type Pending = (Option<object_store::ObjectMeta>, Option<Path>, String);
+        let mut pending: Vec<Pending> = Vec::with_capacity(WALK_BATCH);
+        let mut flush = |pending: &mut Vec<Pending>, seen: &mut HashSet<String>| -> Result<()> {
+            let locs = pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, m, _))| m.clone().map(|m| (i.to_string(), m)))
+                .collect();
+            let mut sides: BTreeMap<usize, Side> = BTreeMap::new();
+            for (i, s) in self.fetch_sides(locs, n)? {
+                if let (Ok(i), Some(s)) = (i.parse::<usize>(), s) {
+                    sides.insert(i, s);
+                }
+            }
+            for (i, (o, _, k)) in pending.drain(..).enumerate() {
+                let rel = join(&decode_rel(&k));
+                let side = sides.get(&i);
+                match o {
+                    Some(o) => {
+                        let mut e = file_entry(
+                            &rel,
+                            o.size,
+                            o.last_modified.timestamp(),
+                            side,
+                            o.e_tag.as_deref().unwrap_or_default(),
+                        );
+                        if hashes && e.hash.is_none() {
+                            e.hash = Some(self.hash_object(&rel)?);
+                        }
+                        emit(e, seen)?;
+                    }
+                    None => {
+                        if let Some(e) = side.and_then(|s| side_entry(&rel, s)) {
+                            emit(e, seen)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
         loop {
             let dk = loop {
                 let Some(o) = data.peek(self, n)? else {
@@ -601,37 +648,24 @@ impl S3Store {
                 };
             };
             let (object, with_side) = match (&dk, &mk) {
-                (None, None) => return Ok(()),
+                (None, None) => {
+                    flush(&mut pending, &mut seen)?;
+                    return Ok(());
+                }
                 (Some(_), None) => (true, false),
                 (None, Some(_)) => (false, true),
                 (Some(a), Some(b)) if a < b => (true, false),
                 (Some(a), Some(b)) => (a == b, true),
             };
-            let side = match with_side.then(|| meta.take()).flatten() {
-                Some(m) => self
-                    .wait(inner.get_json::<Side>(&m.location, n))?
-                    .map(|(s, _)| s),
-                None => None,
+            let side = with_side.then(|| meta.take()).flatten().map(|m| m.location);
+            let (o, k) = if object {
+                (data.take(), dk.unwrap_or_default())
+            } else {
+                (None, mk.unwrap_or_default())
             };
-            if object {
-                let o = data.take().expect("peeked");
-                let rel = join(&decode_rel(dk.as_deref().unwrap_or_default()));
-                let mut e = file_entry(
-                    &rel,
-                    o.size,
-                    o.last_modified.timestamp(),
-                    side.as_ref(),
-                    o.e_tag.as_deref().unwrap_or_default(),
-                );
-                if hashes && e.hash.is_none() {
-                    e.hash = Some(self.hash_object(&rel)?);
-                }
-                emit(e, &mut seen)?;
-            } else if let Some(s) = side {
-                let rel = join(&decode_rel(mk.as_deref().unwrap_or_default()));
-                if let Some(e) = side_entry(&rel, &s) {
-                    emit(e, &mut seen)?;
-                }
+            pending.push((o, side, k));
+            if pending.len() >= WALK_BATCH {
+                flush(&mut pending, &mut seen)?;
             }
         }
     }
@@ -673,22 +707,19 @@ impl S3Store {
             let rel = join(&decode(&k));
             found.entry(rel.clone()).or_insert_with(|| dir_entry(&rel));
         }
-        let sides: BTreeMap<String, Path> = meta
+        let locs: Vec<(String, Path)> = meta
             .objects
             .iter()
             .filter_map(|o| Inner::below(&mbase, &o.location).map(|k| (k, o.location.clone())))
             .collect();
+        let sides: BTreeMap<String, Option<Side>> =
+            self.fetch_sides(locs, n)?.into_iter().collect();
         for o in &data.objects {
             let Some(k) = Inner::below(&dbase, &o.location) else {
                 continue;
             };
             let rel = join(&decode(&k));
-            let side = match sides.get(&k) {
-                Some(loc) => self
-                    .wait(inner.get_json::<Side>(loc, &rel))?
-                    .map(|(s, _)| s),
-                None => None,
-            };
+            let side = sides.get(&k).cloned().flatten();
             let etag = o.e_tag.as_deref().unwrap_or_default();
             let mut e = file_entry(
                 &rel,
@@ -702,21 +733,40 @@ impl S3Store {
             }
             found.insert(rel, e);
         }
-        for (k, loc) in &sides {
+        for (k, side) in &sides {
             let rel = join(&decode(k));
             if found.get(&rel).is_some_and(|e| e.kind == EntryKind::File) {
                 continue;
             }
-            if let Some((s, _)) = self.wait(inner.get_json::<Side>(loc, &rel))? {
-                if let Some(e) = side_entry(&rel, &s) {
-                    found.insert(rel, e);
-                }
+            if let Some(e) = side.as_ref().and_then(|s| side_entry(&rel, s)) {
+                found.insert(rel, e);
             }
         }
         for (_, e) in found {
             each(e)?;
         }
         Ok(())
+    }
+
+    /// The sidecars at `locs`, fetched [`SIDE_FETCHES`] at a time (one
+    /// after the other, a directory of small files waits a round trip per
+    /// file), in the order given.
+    fn fetch_sides(
+        &self,
+        locs: Vec<(String, Path)>,
+        rel: &str,
+    ) -> Result<Vec<(String, Option<Side>)>> {
+        let inner = &self.inner;
+        let got: Vec<Result<(String, Option<Side>)>> = self.wait(
+            futures_util::stream::iter(locs)
+                .map(|(k, loc)| async move {
+                    let s = inner.get_json::<Side>(&loc, rel).await?;
+                    Ok((k, s.map(|(s, _)| s)))
+                })
+                .buffered(SIDE_FETCHES)
+                .collect(),
+        );
+        got.into_iter().collect()
     }
 
     /// BLAKE3 of an object with no sidecar to say it (read in full).
