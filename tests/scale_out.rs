@@ -240,3 +240,45 @@ fn an_upload_cut_on_one_node_resumes_on_another() {
     assert_eq!(cl.stored("huge.bin").unwrap(), std::fs::read(&src).unwrap());
     assert_eq!(cl.uploaded_parts("huge.bin"), 0, "the upload state is gone");
 }
+
+#[test]
+fn a_bucket_that_cannot_be_used_stops_the_server_at_start() {
+    let Some(g) = garage::get() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = |root: &str, endpoint: &str, secret: &str| {
+        let mut c = fts_cmd(tmp.path());
+        c.args([
+            "serve",
+            root,
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-endpoint",
+            endpoint,
+        ])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", &g.region);
+        run(c)
+    };
+    let bucket = format!("s3://{}/p", g.bucket);
+    // Nothing listens there.
+    let o = serve(&bucket, "http://127.0.0.1:1", &g.secret);
+    o.code(6);
+    assert!(o.stderr.contains("cannot reach s3://"), "{}", o.stderr);
+    // A wrong secret: the store refuses the first request.
+    let o = serve(&bucket, &g.endpoint, "not-the-secret");
+    o.code(6);
+    // No such bucket.
+    let o = serve("s3://no-such-bucket-here/p", &g.endpoint, &g.secret);
+    o.code(6);
+    // Malformed: usage errors before any request.
+    serve("s3://", &g.endpoint, &g.secret).code(2);
+    serve(
+        &format!("s3://{}/.fts-store/x", g.bucket),
+        &g.endpoint,
+        &g.secret,
+    )
+    .code(2);
+}
