@@ -108,16 +108,7 @@ impl Share {
     fn stored(&self, rel: &str) -> Option<Vec<u8>> {
         match &self.b {
             Backend::Local(root) => std::fs::read(root.join(rel)).ok(),
-            Backend::S3 { g, prefix } => {
-                let key = Key::from(format!("{prefix}/{rel}"));
-                block_on(async {
-                    match g.client().get(&key).await {
-                        Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
-                        Err(object_store::Error::NotFound { .. }) => None,
-                        Err(e) => panic!("S3 read of {key}: {e}"),
-                    }
-                })
-            }
+            Backend::S3 { g, prefix } => g.read(&format!("{prefix}/{rel}")),
         }
     }
 
@@ -149,16 +140,7 @@ impl Share {
                 let part = fts::engine::partial::part_path(&root.join(rel));
                 std::fs::metadata(part).map(|m| m.len()).unwrap_or(0)
             }
-            Backend::S3 { g, prefix } => {
-                let key = Key::from(format!(".fts-store/uploads/{prefix}/{rel}"));
-                block_on(async {
-                    let Ok(r) = g.client().get(&key).await else {
-                        return 0;
-                    };
-                    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-                    v["parts"].as_array().map_or(0, |p| p.len() as u64) * 8 * MIB as u64
-                })
-            }
+            Backend::S3 { g, prefix } => g.uploaded_parts(prefix, rel) as u64 * 8 * MIB as u64,
         }
     }
 }

@@ -664,13 +664,14 @@ fn tests_run_sh_installs_what_is_missing_then_runs_cargo_test() {
     } else {
         " chromium chromium-driver"
     };
-    // Not root, nothing there but npm: sudo apt-get, npm ci, cargo test.
+    // Not root, nothing there but npm: sudo apt-get, Garage, npm ci, cargo test.
     let m = FakeMachine::new(&[], 1000);
     assert_eq!(
         m.run(&["--test", "docs"]),
         [
             "sudo apt-get update -qq".to_string(),
             format!("sudo apt-get install -y -qq tmux curl wget nodejs{chromium}"),
+            "cargo install --locked garage --version 2.5.0".into(),
             "npm ci --prefix tests/browser --no-audit --no-fund".into(),
             "cargo test --locked --test docs".into(),
         ]
@@ -682,13 +683,14 @@ fn tests_run_sh_installs_what_is_missing_then_runs_cargo_test() {
         [
             "apt-get update -qq".to_string(),
             format!("apt-get install -y -qq nodejs{chromium}"),
+            "cargo install --locked garage --version 2.5.0".into(),
             "npm ci --prefix tests/browser --no-audit --no-fund".into(),
             "cargo test --locked".into(),
         ]
     );
     // Everything there: just the tests.
     if chromium.is_empty() {
-        let m = FakeMachine::new(&["tmux", "curl", "wget", "node"], 1000);
+        let m = FakeMachine::new(&["tmux", "curl", "wget", "node", "garage"], 1000);
         std::fs::create_dir_all(
             m.tmp
                 .path()

@@ -39,7 +39,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # tests/backends.rs and tests/scale_out.rs run against a real S3 store:
 # Garage, built from crates.io (about 11-20 minutes on 2 cores, once).
-if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-${HOME:-/nonexistent}/.cargo}/bin/garage" ]; then
     echo "tests/run.sh: installing garage (cargo install --locked garage)" >&2
     cargo install --locked garage --version 2.5.0
 fi

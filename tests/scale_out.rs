@@ -7,7 +7,6 @@
 mod common;
 use common::garage::{self, Garage};
 use common::*;
-use object_store::{path::Path as Key, ObjectStoreExt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -69,25 +68,11 @@ impl Cluster {
     }
 
     fn stored(&self, rel: &str) -> Option<Vec<u8>> {
-        let key = Key::from(format!("{}/{rel}", self.prefix));
-        block_on(async {
-            match self.g.client().get(&key).await {
-                Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
-                Err(object_store::Error::NotFound { .. }) => None,
-                Err(e) => panic!("{e}"),
-            }
-        })
+        self.g.read(&format!("{}/{rel}", self.prefix))
     }
 
     fn uploaded_parts(&self, rel: &str) -> usize {
-        let key = Key::from(format!(".fts-store/uploads/{}/{rel}", self.prefix));
-        block_on(async {
-            let Ok(r) = self.g.client().get(&key).await else {
-                return 0;
-            };
-            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-            v["parts"].as_array().map_or(0, |p| p.len())
-        })
+        self.g.uploaded_parts(&self.prefix, rel)
     }
 }
 

@@ -205,6 +205,29 @@ impl Garage {
         ]
     }
 
+    /// The object at `key`, read without fts; `None` if there is none.
+    pub fn read(&self, key: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt;
+        let key = object_store::path::Path::from(key);
+        super::block_on(async {
+            match self.client().get(&key).await {
+                Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("S3 read of {key}: {e}"),
+            }
+        })
+    }
+
+    /// Parts recorded in the resumable state of an upload of `rel` to the
+    /// share at `prefix` (0 when there is none).
+    pub fn uploaded_parts(&self, prefix: &str, rel: &str) -> usize {
+        self.read(&format!(".fts-store/uploads/{prefix}/{rel}"))
+            .map_or(0, |b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                v["parts"].as_array().map_or(0, |p| p.len())
+            })
+    }
+
     /// A client of the bucket that does not go through fts, for checking
     /// what is stored.
     pub fn client(&self) -> object_store::aws::AmazonS3 {
