@@ -10,14 +10,19 @@
 //! their replies: when the input runs dry (nothing more arrives within
 //! [`LINGER`]), before any request that is not a put, or when the batch
 //! reaches [`MAX_FILES`], [`MAX_BYTES`] or [`MAX_AGE`]. With `--no-fsync`
-//! nothing is held.
+//! nothing is held. A store whose commits wait on the network (S3) has up
+//! to [`crate::store::Store::commit_parallelism`] of a batch committed at
+//! once, on threads of the pass.
 
 use super::session::{Session, Writer};
 use super::share::Verified;
 use super::LogEvent;
 use crate::error::{Error, Result};
+use crate::model::Meta;
 use crate::proto::Msg;
-use crate::store::Store;
+use crate::store::{Store, Upload};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
 
@@ -94,19 +99,24 @@ fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
     let rels: Vec<String> = uploads.iter().map(|v| v.rel.clone()).collect();
     let data = store.make_durable(&rels);
     let mut out = Vec::with_capacity(uploads.len());
+    let mut jobs = Vec::with_capacity(uploads.len());
     for v in uploads {
-        let result = match &data {
-            // Not committed: the upload is dropped and the old version
-            // stays (a resumable one keeps its partial data).
-            Err(e) => Err(e.clone()),
-            Ok(()) => v.up.commit(&v.meta),
-        };
         out.push(Outcome {
             id: v.id,
             shown: v.shown,
             bytes: v.meta.size,
-            result,
+            result: Ok(()),
         });
+        jobs.push((v.up, v.meta));
+    }
+    let results = match &data {
+        // Not committed: the uploads are dropped and the old versions
+        // stay (a resumable one keeps its partial data).
+        Err(e) => jobs.iter().map(|_| Err(e.clone())).collect(),
+        Ok(()) => commit_all(store.commit_parallelism(), &rels, jobs),
+    };
+    for (o, r) in out.iter_mut().zip(results) {
+        o.result = r;
     }
     if data.is_err() {
         return (out, 1);
@@ -124,6 +134,52 @@ fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
         }
     }
     (out, 2)
+}
+
+/// Commits every upload, up to `parallel` at once when their targets are
+/// distinct (two of one path keep their order: the later one wins); the
+/// results in the uploads' order.
+fn commit_all(
+    parallel: usize,
+    rels: &[String],
+    jobs: Vec<(Box<dyn Upload>, Meta)>,
+) -> Vec<Result<()>> {
+    let distinct = rels.iter().collect::<std::collections::HashSet<_>>().len() == rels.len();
+    let threads = parallel.min(jobs.len());
+    if threads <= 1 || !distinct {
+        return jobs
+            .into_iter()
+            .map(|(up, meta)| up.commit(&meta))
+            .collect();
+    }
+    type Slot = Mutex<(Option<(Box<dyn Upload>, Meta)>, Option<Result<()>>)>;
+    let slots: Vec<Slot> = jobs
+        .into_iter()
+        .map(|j| Mutex::new((Some(j), None)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = slots.get(i) else { break };
+                let job = slot.lock().unwrap_or_else(|p| p.into_inner()).0.take();
+                if let Some((up, meta)) = job {
+                    let r = up.commit(&meta);
+                    slot.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .unwrap_or_else(|| Err(Error::other("commit did not run")))
+        })
+        .collect()
 }
 
 impl Session {

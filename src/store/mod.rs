@@ -158,6 +158,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// complete has nothing to do).
     fn make_durable(&self, rels: &[String]) -> Result<()>;
 
+    /// How many uploads of one batch the server may commit at once (on
+    /// threads of its own). A local rename is quick: one after another.
+    /// A store where each commit waits on the network says more.
+    fn commit_parallelism(&self) -> usize {
+        1
+    }
+
     /// Sets mode and times of an existing entry.
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()>;
 

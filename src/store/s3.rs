@@ -27,10 +27,10 @@
 //! Limits: [`MAX_PARTS`] parts of [`PART`] make the largest file 78 GiB; the
 //! partial state of an upload is guarded against a second writer per
 //! node, not across nodes; a cut upload's parts stay in the bucket until
-//! it is resumed, another resumable upload of the path starts, or the path
-//! is removed (an `AbortIncompleteMultipartUpload` lifecycle rule cleans
-//! up after clients that never come back); S3 console "folder" marker
-//! objects (`dir/`) are not understood.
+//! it is resumed or the path is removed (an
+//! `AbortIncompleteMultipartUpload` lifecycle rule cleans up after clients
+//! that never come back, and after cut uploads a newer one replaced); S3
+//! console "folder" marker objects (`dir/`) are not understood.
 
 use super::{Begin, Content, Probe, Store, Upload};
 use crate::engine::hash::{prefix_hash, WholeHash, PART};
@@ -1048,15 +1048,10 @@ impl Writing {
         let id = match &self.multipart {
             Some(id) => id.clone(),
             None => {
-                if self.source.is_some() {
-                    // An older attempt at this path is given up for ours.
-                    if let Some((old, _)) = inner
-                        .get_json::<UploadState>(&inner.upload_key(rel), rel)
-                        .await?
-                    {
-                        let _ = inner.s3.abort_multipart(key, &old.id).await;
-                    }
-                }
+                // An earlier attempt's multipart upload is not aborted
+                // here: it may be another node's, still running (its
+                // completion would then fail). `rm` and a lifecycle rule
+                // clean up after cut ones.
                 let id = inner
                     .s3
                     .create_multipart(key)
@@ -1595,6 +1590,11 @@ impl Store for S3Store {
     fn make_durable(&self, _rels: &[String]) -> Result<()> {
         // An S3 write is durable once it has been acknowledged.
         Ok(())
+    }
+
+    fn commit_parallelism(&self) -> usize {
+        // Each commit is one or two requests that wait on the store.
+        16
     }
 
     fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
