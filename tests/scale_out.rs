@@ -173,6 +173,91 @@ fn concurrent_puts_of_one_path_leave_one_whole_version() {
     eprintln!("versions kept: x {} times, y {} times", seen[0], seen[1]);
 }
 
+/// Starts a slow put of a 32 MiB file to `rel` through `node` and waits
+/// until its first part is in the bucket.
+fn slow_put(cl: &Cluster, node: &Server, rel: &str) -> (PathBuf, std::process::Child) {
+    let src = cl.local(rel);
+    random_file(&src, 32 * MIB, 21);
+    let mut c = cl.client.cmd();
+    c.args([
+        "put",
+        "-q",
+        "--bwlimit",
+        "8M",
+        src.to_str().unwrap(),
+        &node.url(rel),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cl.uploaded_parts(rel) < 1 {
+        assert!(Instant::now() < deadline, "the upload never got a part in");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (src, child)
+}
+
+#[test]
+fn an_upload_overtaken_by_a_newer_write_is_done_and_the_newer_stays() {
+    let Some(cl) = Cluster::new("overtaken") else {
+        return;
+    };
+    let (a, b) = (cl.node("node-a"), cl.node("node-b"));
+    let (_, slow) = slow_put(&cl, &a, "big.bin");
+    // A write that starts later and ends first: Garage keeps the
+    // last-started version and drops the slow one's multipart upload.
+    let small = cl.local("small.bin");
+    random_file(&small, 100_000, 22);
+    cl.client
+        .run(&["put", small.to_str().unwrap(), &b.url("big.bin")])
+        .ok();
+    let out = slow.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "an upload replaced by a newer one is not a failure: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read(&small).unwrap();
+    assert_eq!(cl.stored("big.bin").unwrap(), want, "the newer write stays");
+    let back = cl.local("back.bin");
+    cl.client
+        .run(&["get", &a.url("big.bin"), back.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read(&back).unwrap(), want);
+    assert_eq!(mtime(&back), mtime(&small), "with the newer one's metadata");
+    assert_eq!(
+        cl.uploaded_parts("big.bin"),
+        0,
+        "no state of a dropped upload"
+    );
+}
+
+#[test]
+fn an_upload_aborted_in_the_store_fails_and_leaves_nothing() {
+    let Some(cl) = Cluster::new("aborted") else {
+        return;
+    };
+    let a = cl.node("node-a");
+    let (_, slow) = slow_put(&cl, &a, "big.bin");
+    // What a lifecycle rule or another tool does to a running upload.
+    let state =
+        cl.g.read(&format!(".fts-store/uploads/{}/big.bin", cl.prefix))
+            .unwrap();
+    let state: Value = serde_json::from_slice(&state).unwrap();
+    let id = state["id"].as_str().unwrap().to_string();
+    let key = object_store::path::Path::from(format!("{}/big.bin", cl.prefix));
+    block_on(async {
+        use object_store::multipart::MultipartStore;
+        cl.g.client().abort_multipart(&key, &id).await.unwrap()
+    });
+    let out = slow.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an aborted upload was reported done");
+    assert!(err.contains("dropped this upload"), "{err}");
+    assert!(cl.stored("big.bin").is_none(), "something was stored");
+}
+
 #[test]
 fn an_upload_cut_on_one_node_resumes_on_another() {
     let Some(cl) = Cluster::new("resume") else {

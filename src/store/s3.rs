@@ -14,8 +14,10 @@
 //!   any node can continue it.
 //!
 //! A write is one S3 object write (a PUT, or a multipart upload's
-//! completion), so readers see the old or the new version, never a mix,
-//! and of two concurrent writers the last one wins whole. A sidecar is
+//! completion), so readers see the old or the new version, never a mix.
+//! Of two overlapping writers of one path one wins whole, by the store's
+//! rule (AWS: the last to finish; Garage: the last to start, which drops
+//! the other's multipart upload), and both are reported done. A sidecar is
 //! written after its object: when the two disagree (another node or tool
 //! wrote in between) the ETag tells, and the object is shown with its S3
 //! size and time and no stored hash. Reads are ranged GETs of bounded
@@ -107,6 +109,11 @@ struct UploadState {
     /// BLAKE3 of the first part alone (a lone part's root hash cannot be
     /// derived from its chaining value).
     first: Option<String>,
+    /// The ETag of the object at the path when the upload began (`""`:
+    /// none), to tell an upload a newer write replaced from a cancelled
+    /// one.
+    #[serde(default)]
+    before: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +178,16 @@ fn md5_hex(data: &[u8]) -> String {
 /// ETags compared as S3 means them: some answers quote them, some not.
 fn same_tag(a: &str, b: &str) -> bool {
     !a.is_empty() && a.trim_matches('"') == b.trim_matches('"')
+}
+
+/// A part's or a completion's answer; `None` when the store no longer has
+/// the multipart upload (S3's NoSuchUpload, a 404).
+fn gone_upload<T>(r: object_store::Result<T>, rel: &str) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(s3_err("upload", rel, e)),
+    }
 }
 
 fn not_found(rel: &str) -> Error {
@@ -421,6 +438,38 @@ impl Inner {
         match self.s3.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(s3_err("delete", rel, e)),
+        }
+    }
+
+    /// Ends an upload whose multipart upload the store dropped. Garage
+    /// keeps only the last-started of overlapping writes to a key, and
+    /// drops an earlier-started upload when a later one completes: that
+    /// upload is then as good as written and replaced, and reported done
+    /// (the newer version and its sidecar stay). Anything else (the upload
+    /// was aborted, and the object is still the one from before it began,
+    /// or is gone) is an error.
+    async fn superseded(&self, rel: &str, w: &Writing) -> Result<()> {
+        let now = self.head(rel).await?.map(|h| h.e_tag.unwrap_or_default());
+        let replaced = match (&w.before, &now) {
+            (Some(was), Some(is)) => !is.is_empty() && !same_tag(is, was),
+            _ => false,
+        };
+        if w.source.is_some() {
+            // Its state names the dropped upload (if no newer one of this
+            // path replaced the state already).
+            let key = self.upload_key(rel);
+            if let Ok(Some((s, _))) = self.get_json::<UploadState>(&key, rel).await {
+                if Some(&s.id) == w.multipart.as_ref() {
+                    let _ = self.delete_quiet(&key, rel).await;
+                }
+            }
+        }
+        if replaced {
+            Ok(())
+        } else {
+            Err(Error::other(format!(
+                "'{rel}': the store dropped this upload (aborted on the server?); try again"
+            )))
         }
     }
 
@@ -1004,13 +1053,18 @@ struct Writing {
     /// Bytes of the part being filled (at most [`PART`]).
     buf: Vec<u8>,
     /// Parts on their way, in order; they follow `parts`.
-    inflight: std::collections::VecDeque<tokio::task::JoinHandle<Result<PartId>>>,
+    inflight: std::collections::VecDeque<tokio::task::JoinHandle<Result<Option<PartId>>>>,
     hash: WholeHash,
     multipart: Option<String>,
     parts: Vec<PartRec>,
     first: Option<String>,
     /// Set for a resumable upload: the version its state belongs to.
     source: Option<Meta>,
+    /// See [`UploadState::before`]; `None` when not known.
+    before: Option<String>,
+    /// The store dropped the multipart upload: the rest is only hashed
+    /// (see [`Inner::superseded`]).
+    superseded: bool,
 }
 
 struct S3Upload {
@@ -1045,6 +1099,10 @@ impl Writing {
                 PART >> 20
             )));
         }
+        if self.superseded {
+            self.buf.clear();
+            return Ok(());
+        }
         let id = match &self.multipart {
             Some(id) => id.clone(),
             None => {
@@ -1052,11 +1110,13 @@ impl Writing {
                 // here: it may be another node's, still running (its
                 // completion would then fail). `rm` and a lifecycle rule
                 // clean up after cut ones.
-                let id = inner
-                    .s3
-                    .create_multipart(key)
-                    .await
-                    .map_err(|e| s3_err("upload", rel, e))?;
+                let (id, head) =
+                    futures_util::future::join(inner.s3.create_multipart(key), inner.head(rel))
+                        .await;
+                let id = id.map_err(|e| s3_err("upload", rel, e))?;
+                self.before = head
+                    .ok()
+                    .map(|h| h.and_then(|h| h.e_tag).unwrap_or_default());
                 self.multipart = Some(id.clone());
                 id
             }
@@ -1069,12 +1129,11 @@ impl Writing {
         // The next part's buffer is allocated when its first byte comes.
         let body = PutPayload::from(std::mem::take(&mut self.buf));
         let (i2, k2, r2) = (inner.clone(), key.clone(), rel.to_string());
-        self.inflight.push_back(inner.rt.spawn(async move {
-            i2.s3
-                .put_part(&k2, &id, idx, body)
-                .await
-                .map_err(|e| s3_err("upload", &r2, e))
-        }));
+        self.inflight.push_back(
+            inner
+                .rt
+                .spawn(async move { gone_upload(i2.s3.put_part(&k2, &id, idx, body).await, &r2) }),
+        );
         while self.inflight.len() > IN_FLIGHT {
             self.settle_one(rel).await?;
         }
@@ -1089,10 +1148,16 @@ impl Writing {
         let p = h
             .await
             .map_err(|e| Error::other(format!("'{rel}': part upload failed: {e}")))??;
-        self.parts.push(PartRec {
-            etag: p.content_id,
-            cv: String::new(),
-        });
+        match p {
+            Some(p) => self.parts.push(PartRec {
+                etag: p.content_id,
+                cv: String::new(),
+            }),
+            None => {
+                self.superseded = true;
+                self.cancel_inflight();
+            }
+        }
         Ok(())
     }
 
@@ -1129,7 +1194,7 @@ impl Writing {
         // may send up to 7 parts again, and the state (which grows with
         // the parts) is not rewritten 10,000 times.
         let n = self.parts.len();
-        let due = n <= 8 || n % 8 == 0;
+        let due = !self.superseded && (n <= 8 || n % 8 == 0);
         if let (true, true, Some(source), Some(id)) = (changed, due, self.source, &self.multipart) {
             let done = self.parts.iter().take_while(|p| !p.cv.is_empty()).cloned();
             let state = UploadState {
@@ -1137,6 +1202,7 @@ impl Writing {
                 source,
                 parts: done.collect(),
                 first: self.first.clone(),
+                before: self.before.clone(),
             };
             inner.put_json(&inner.upload_key(rel), rel, &state).await?;
         }
@@ -1245,12 +1311,12 @@ impl Upload for S3Upload {
                         .map_err(|e| s3_err("write", &rel, e))?
                         .e_tag
                 }
+                Some(_) if w.superseded => return inner.superseded(&rel, &w).await,
                 Some(id) => {
-                    let last = inner
-                        .s3
-                        .put_part(&key, &id, w.parts.len(), body)
-                        .await
-                        .map_err(|e| s3_err("upload", &rel, e))?;
+                    let last = inner.s3.put_part(&key, &id, w.parts.len(), body).await;
+                    let Some(last) = gone_upload(last, &rel)? else {
+                        return inner.superseded(&rel, &w).await;
+                    };
                     let mut parts: Vec<PartId> = w
                         .parts
                         .iter()
@@ -1259,12 +1325,11 @@ impl Upload for S3Upload {
                         })
                         .collect();
                     parts.push(last);
-                    inner
-                        .s3
-                        .complete_multipart(&key, &id, parts)
-                        .await
-                        .map_err(|e| s3_err("upload", &rel, e))?
-                        .e_tag
+                    let done = inner.s3.complete_multipart(&key, &id, parts).await;
+                    match gone_upload(done, &rel)? {
+                        Some(done) => done.e_tag,
+                        None => return inner.superseded(&rel, &w).await,
+                    }
                 }
             };
             inner.put_json(&inner.meta(&rel), &rel, &side(etag)).await?;
@@ -1525,6 +1590,7 @@ impl Store for S3Store {
                         parts,
                         first: s.first,
                         source: Some(s.source),
+                        before: s.before,
                         ..Writing::default()
                     },
                     true,
