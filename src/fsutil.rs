@@ -52,6 +52,11 @@ pub fn is_temp_name(name: &str) -> bool {
 /// A fresh hidden name beside `target`: `.NAME.XXXXXXXX.fts-tmp`, kept under
 /// NAME_MAX (255) whatever the target's length.
 fn temp_name(target: &Path) -> PathBuf {
+    hidden_name(target, &random_hex(4))
+}
+
+/// `.NAME.TAG.fts-tmp` beside `target`, NAME cut to keep under NAME_MAX.
+fn hidden_name(target: &Path, tag: &str) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -60,7 +65,7 @@ fn temp_name(target: &Path) -> PathBuf {
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    target.with_file_name(format!(".{}.{}.fts-tmp", &name[..cut], random_hex(4)))
+    target.with_file_name(format!(".{}.{tag}.fts-tmp", &name[..cut]))
 }
 
 /// A file being written beside its target. It only ever appears under the
@@ -120,7 +125,9 @@ impl TempFile {
     /// given a name later (no /proc to link it through).
     #[cfg(target_os = "linux")]
     fn unnamed(target: &Path) -> io::Result<Option<TempFile>> {
-        if !Path::new("/proc/self/fd").is_dir() {
+        // Asked once: a busy server makes one temp file per small file.
+        static PROC_FD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !*PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
             return Ok(None);
         }
         let dir = match target.parent() {
@@ -135,7 +142,9 @@ impl TempFile {
             .open(dir)
         {
             Ok(file) => Ok(Some(TempFile {
-                path: temp_name(target),
+                // Only for messages: the file has no name, so no need of a
+                // random one (which costs a getrandom call).
+                path: hidden_name(target, "unnamed"),
                 file,
                 unnamed: true,
                 done: false,

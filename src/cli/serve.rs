@@ -379,7 +379,12 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
                 );
                 let _ = so.flush();
             }
-            other if !quiet => eprintln!("{} {}", now(), human(other)),
+            other if !quiet => {
+                // One write per line: stderr is unbuffered, and a busy
+                // server logs a line per file.
+                let line = format!("{} {}\n", now(), human(other));
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
             _ => {}
         }
     });

@@ -281,12 +281,7 @@ impl Session {
                 .ok_or_else(|| Ok("the partial file is busy".to_string()))
         };
         let dest = |up: &dyn Upload| -> Result<Dest, Result<String, Error>> {
-            let out = up.writer().map_err(Err)?;
-            let out_file = up.file().map_err(Err)?;
-            Ok(Dest {
-                out_file,
-                ..Dest::new(out)
-            })
+            up.writer().map(Dest::new).map_err(Err)
         };
         if let Some(base_meta) = delta_base {
             let (base, now) = store.open(rel).map_err(Err)?;
@@ -298,7 +293,13 @@ impl Session {
                 ));
             }
             let up = begun(Begin::Temp)?;
-            let d = dest(&*up)?.with_base(base);
+            // Unchanged ranges of the base may be copied by the kernel
+            // into the file itself.
+            let d = Dest {
+                out_file: up.file().map_err(Err)?,
+                ..dest(&*up)?
+            }
+            .with_base(base);
             return Ok((up, d, meta.size));
         }
         let Some(res) = resume else {

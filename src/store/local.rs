@@ -166,12 +166,7 @@ impl Store for LocalStore {
     }
 
     fn begin(&self, rel: &str, how: Begin) -> Result<Option<Box<dyn Upload>>> {
-        let target = self.root.resolve_for_write(rel)?;
-        if target.is_dir() {
-            return Err(Error::other(format!(
-                "'{rel}' is a directory on the server"
-            )));
-        }
+        let target = self.root.resolve_upload(rel)?;
         let sink = match how {
             Begin::Fresh(source) => Sink::fresh(&target, &source).map_err(io_at(rel))?,
             Begin::Temp => {

@@ -7,9 +7,12 @@
 
 use crate::error::{Error, Result};
 use crate::paths::{components, normalize};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// What the share is: a directory, or one file.
 #[derive(Debug, Clone)]
@@ -18,7 +21,22 @@ pub struct Root {
     dir: PathBuf,
     /// For a single-file share, the file's name.
     file: Option<OsString>,
+    /// Directories uploads went to lately (shared by the clones).
+    dirs: Arc<Mutex<HashMap<String, KnownDir>>>,
 }
+
+/// A directory below the root as last resolved: its canonical path, and
+/// which directory that was (device, inode), to tell whether the client's
+/// path still leads to the same one.
+#[derive(Debug, Clone)]
+struct KnownDir {
+    canon: PathBuf,
+    id: (u64, u64),
+}
+
+/// Most directories [`Root::resolve_upload`] remembers; past that it
+/// starts over (a sync sends a directory's files together).
+const KNOWN_DIRS: usize = 256;
 
 impl Root {
     pub fn open(path: &Path) -> Result<Root> {
@@ -28,11 +46,16 @@ impl Root {
             Ok(Root {
                 dir: canon,
                 file: None,
+                dirs: Arc::default(),
             })
         } else if md.is_file() {
             let file = canon.file_name().map(|n| n.to_os_string());
             let dir = canon.parent().unwrap_or(Path::new("/")).to_path_buf();
-            Ok(Root { dir, file })
+            Ok(Root {
+                dir,
+                file,
+                dirs: Arc::default(),
+            })
         } else {
             Err(Error::usage(format!(
                 "{}: not a directory or regular file",
@@ -147,6 +170,66 @@ impl Root {
         Ok(target)
     }
 
+    /// Where an upload of `rel` is written: like
+    /// [`Root::resolve_for_write`], and `rel` must not be a directory. The
+    /// parent's canonical path is remembered and used again while the
+    /// client's path to it still leads to that same directory, which saves
+    /// resolving every component of it again for each file of a sync. That
+    /// check is not a proof that the directory is still inside the root
+    /// (it could have been moved out and reached through a symlink since),
+    /// so the caller must [`Root::confirm`] what it opens there, as
+    /// `LocalStore::begin` does for every upload.
+    pub fn resolve_upload(&self, rel: &str) -> Result<PathBuf> {
+        let comps = components(rel)?;
+        let target = match (&self.file, comps.split_last()) {
+            (None, Some((name, parents))) => {
+                let parent_rel = parents.join("/");
+                let lexical = parents.iter().fold(self.dir.clone(), |p, c| p.join(c));
+                let id = dir_id(&lexical);
+                let known = self.known_dirs();
+                let hit = known
+                    .get(&parent_rel)
+                    .filter(|k| Some(k.id) == id)
+                    .map(|k| k.canon.clone());
+                drop(known);
+                match hit {
+                    Some(canon) => canon.join(name),
+                    None => {
+                        let target = self.resolve_for_write(rel)?;
+                        let canon = target.parent().unwrap_or(&self.dir).to_path_buf();
+                        // Remembered only when nothing moved in between.
+                        if let Some(id) = id.filter(|id| dir_id(&canon) == Some(*id)) {
+                            let mut known = self.known_dirs();
+                            if known.len() >= KNOWN_DIRS {
+                                known.clear();
+                            }
+                            known.insert(parent_rel, KnownDir { canon, id });
+                        }
+                        target
+                    }
+                }
+            }
+            _ => self.resolve_for_write(rel)?,
+        };
+        let is_dir = match std::fs::symlink_metadata(&target) {
+            // An existing symlink there must lead inside too.
+            Ok(m) if m.file_type().is_symlink() => self.resolve_existing(rel)?.is_dir(),
+            Ok(m) => m.is_dir(),
+            Err(_) => false,
+        };
+        if is_dir {
+            return Err(Error::other(format!(
+                "'{rel}' is a directory on the server"
+            )));
+        }
+        Ok(target)
+    }
+
+    fn known_dirs(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownDir>> {
+        // A panic elsewhere while holding it leaves nothing half-done.
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Opens an existing entry for reading (see [`Root::confirm`]).
     pub fn open_entry(&self, rel: &str) -> Result<(PathBuf, File)> {
         let p = self.resolve_existing(rel)?;
@@ -224,6 +307,12 @@ impl std::ops::Deref for Pinned {
     fn deref(&self) -> &Path {
         &self.path
     }
+}
+
+/// The directory `p` leads to (following symlinks), if it is one.
+fn dir_id(p: &Path) -> Option<(u64, u64)> {
+    let md = std::fs::metadata(p).ok()?;
+    md.is_dir().then(|| (md.dev(), md.ino()))
 }
 
 #[cfg(target_os = "linux")]
@@ -334,6 +423,82 @@ mod tests {
             ErrorKind::NotFound
         );
         assert_eq!(root.display_rel("").unwrap(), "only.txt");
+    }
+
+    /// A remembered upload directory is used again only while the path
+    /// still leads to that very directory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_remembered_upload_directory_is_checked_again() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root_dir = d.path().join("root");
+        std::fs::create_dir_all(root_dir.join("sub/dir")).unwrap();
+        let root = Root::open(&root_dir).unwrap();
+        let canon_root = std::fs::canonicalize(&root_dir).unwrap();
+        assert_eq!(
+            root.resolve_upload("sub/x").unwrap(),
+            canon_root.join("sub/x")
+        );
+        assert_eq!(root.known_dirs().len(), 1);
+        // Served from memory now, and still refuses a directory.
+        assert_eq!(
+            root.resolve_upload("sub/y").unwrap(),
+            canon_root.join("sub/y")
+        );
+        assert!(root
+            .resolve_upload("sub/dir")
+            .unwrap_err()
+            .message
+            .contains("is a directory"));
+
+        // Swapped for a symlink that leads out: refused, as on first use.
+        std::fs::rename(root_dir.join("sub"), root_dir.join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root_dir.join("sub")).unwrap();
+        assert_eq!(
+            root.resolve_upload("sub/x").unwrap_err().kind,
+            ErrorKind::Permission
+        );
+        // Replaced by a new directory of the same name: that one is used.
+        std::fs::remove_file(root_dir.join("sub")).unwrap();
+        std::fs::create_dir(root_dir.join("sub")).unwrap();
+        assert_eq!(
+            root.resolve_upload("sub/x").unwrap(),
+            canon_root.join("sub/x")
+        );
+        // Gone: the same error as without memory.
+        std::fs::remove_dir(root_dir.join("sub")).unwrap();
+        assert_eq!(
+            root.resolve_upload("sub/x").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+    }
+
+    /// The remembered directory moved out of the root and reached again
+    /// through a symlink looks the same by its identity; what is opened
+    /// there is refused by the descriptor check.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_remembered_directory_moved_out_is_refused_on_open() {
+        use crate::store::{Begin, Store};
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root_dir = d.path().join("root");
+        std::fs::create_dir_all(root_dir.join("sub")).unwrap();
+        let store = crate::store::LocalStore::open(&root_dir).unwrap();
+        let meta = crate::model::Meta {
+            size: 1,
+            mtime: 1,
+            mtime_ns: 0,
+            mode: 0o644,
+        };
+        let up = store.begin("sub/a", Begin::Fresh(meta)).unwrap().unwrap();
+        up.commit(&meta).unwrap();
+        std::fs::rename(root_dir.join("sub"), outside.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("sub"), root_dir.join("sub")).unwrap();
+        let err = store.begin("sub/b", Begin::Fresh(meta)).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::Permission);
+        assert!(!outside.path().join("sub/b").exists());
     }
 
     /// The race the path checks cannot see: a directory swapped for a
