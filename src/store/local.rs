@@ -214,10 +214,26 @@ impl Store for LocalStore {
     }
 
     fn make_durable(&self, rels: &[String]) -> Result<()> {
-        let paths = rels
-            .iter()
-            .map(|rel| self.root.resolve_for_write(rel))
-            .collect::<Result<Vec<_>>>()?;
+        // Each directory is resolved once, not once per file in it: a
+        // batch is mostly files of a few directories.
+        let mut dirs: std::collections::HashMap<String, PathBuf> = Default::default();
+        let mut paths = Vec::with_capacity(rels.len());
+        for rel in rels {
+            let comps = crate::paths::components(rel)?;
+            let parent = comps[..comps.len().saturating_sub(1)].join("/");
+            let known = dirs.get(&parent).filter(|_| !self.root.is_file());
+            let path = match (known, comps.last()) {
+                (Some(dir), Some(name)) => dir.join(name),
+                _ => {
+                    let path = self.root.resolve_for_write(rel)?;
+                    if let Some(dir) = path.parent() {
+                        dirs.insert(parent, dir.to_path_buf());
+                    }
+                    path
+                }
+            };
+            paths.push(path);
+        }
         fsutil::make_durable(&paths).map(drop).map_err(|e| {
             Error::local_io(Path::new(&self.location()), e).context("making uploads durable")
         })
