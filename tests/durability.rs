@@ -66,6 +66,52 @@ fn a_put_is_durable_before_it_is_acknowledged_and_small_files_share_passes() {
     assert_eq!(counts(&totals(&s)), (passes + 2, 2002));
 }
 
+/// Batches of a long run are made durable while the next one arrives;
+/// failures in between keep their place: each reply still answers its own
+/// request, the failed files are reported by name, all others stored.
+#[test]
+fn failures_between_overlapping_batches_keep_their_place() {
+    let s = Setup::new(&[]);
+    let src = s.local("tree");
+    small_tree(&src, 1600);
+    // On the server, three of the targets are directories (with content).
+    let bad = ["d3/f13", "d7/f737", "d1/f1501"];
+    for b in bad {
+        std::fs::create_dir_all(s.root().join("tree").join(b).join("keep")).unwrap();
+    }
+    let out = s.run(&["--json", "put", "-r", src.to_str().unwrap(), &s.url("")]);
+    out.code(9);
+    let j = out.json();
+    assert_eq!(j["files_transferred"], 1597, "{j}");
+    let failed: Vec<String> = j["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors list: {j}"))
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    for b in bad {
+        assert!(
+            failed.iter().any(|f| f.ends_with(b)),
+            "{b} not reported: {failed:?}"
+        );
+    }
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for i in 0..1600 {
+        let rel = format!("d{}/f{i}", i % 10);
+        let there = s.root().join("tree").join(&rel);
+        if bad.contains(&rel.as_str()) {
+            assert!(there.join("keep").is_dir(), "{rel} was replaced");
+        } else {
+            assert_eq!(
+                std::fs::read(&there).unwrap(),
+                std::fs::read(src.join(&rel)).unwrap(),
+                "{rel}"
+            );
+        }
+    }
+    assert_eq!(counts(&totals(&s)).1, 1597);
+}
+
 #[test]
 fn serve_no_fsync_acknowledges_without_a_pass() {
     let s = Setup::new(&["--no-fsync"]);

@@ -9,8 +9,11 @@
 //! two [`crate::store::Store::make_durable`] calls) before it sends any of
 //! their replies: when the input runs dry (nothing more arrives within
 //! [`LINGER`]), before any request that is not a put, or when the batch
-//! reaches [`MAX_FILES`], [`MAX_BYTES`] or [`MAX_AGE`]. With `--no-fsync`
-//! nothing is held. A store whose commits wait on the network (S3) has up
+//! reaches [`MAX_FILES`], [`MAX_BYTES`] or [`MAX_AGE`]. A batch that is
+//! full while requests keep coming has its pass run in the background
+//! while the next batch is received (its replies go out before the next
+//! batch's, once it has ended), so the commits use the second core. With
+//! `--no-fsync` nothing is held. A store whose commits wait on the network (S3) has up
 //! to [`crate::store::Store::commit_parallelism`] of a batch committed at
 //! once, on threads of the pass.
 
@@ -28,7 +31,7 @@ use tokio::io::AsyncWrite;
 
 /// Files one pass covers at most, so a long run of tiny files still sees
 /// its acknowledgements (and progress) flow.
-const MAX_FILES: usize = 1000;
+const MAX_FILES: usize = 500;
 /// Bytes one pass covers at most: beyond this the flush is long anyway,
 /// and waiting for more only delays the acknowledgements.
 const MAX_BYTES: u64 = 64 << 20;
@@ -51,18 +54,36 @@ enum Pending {
     Upload(Verified),
 }
 
-/// Replies and uploads waiting for a durability pass.
+/// Replies and uploads waiting for a durability pass, and the pass that
+/// runs over the batch before them, if one does.
 #[derive(Default)]
 pub(super) struct Held {
     pending: Vec<Pending>,
     files: usize,
     bytes: u64,
     since: Option<Instant>,
+    running: Option<Running>,
+}
+
+/// A pass running on a blocking thread while the session receives the
+/// next batch (so the commits and flushes of one batch overlap the next
+/// one's transfer), and the replies that wait for it, in order (`None`:
+/// the next upload's outcome).
+struct Running {
+    task: tokio::task::JoinHandle<(Vec<Outcome>, u64)>,
+    ids: Vec<u64>,
+    order: Vec<Option<Msg>>,
 }
 
 impl Held {
+    /// Nothing waits: no reply held, no pass running.
     pub(super) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.running.is_none()
+    }
+
+    /// A pass is running in the background.
+    pub(super) fn running(&self) -> bool {
+        self.running.is_some()
     }
 
     fn push(&mut self, p: Pending) {
@@ -217,10 +238,21 @@ impl Session {
         Msg::error(Some(id), e)
     }
 
-    /// Runs the durability pass over the held uploads, then sends the held
-    /// replies in order: `Done` for each upload the pass committed and made
+    /// Runs the durability pass over the held uploads and sends every held
+    /// reply in order: `Done` for each upload the pass committed and made
     /// durable, the error for each it could not.
     pub(super) async fn release<W: AsyncWrite + Unpin>(&mut self, w: &mut Writer<W>) -> Result<()> {
+        self.launch(w).await?;
+        self.finish(w).await
+    }
+
+    /// Starts the durability pass over the held uploads in the background,
+    /// once the pass before it has ended and its replies are sent; its own
+    /// replies go out with the next `launch` or `release`. Two batches at
+    /// most are open at once, so a session holds at most 2 × [`MAX_FILES`]
+    /// unnamed files.
+    pub(super) async fn launch<W: AsyncWrite + Unpin>(&mut self, w: &mut Writer<W>) -> Result<()> {
+        self.finish(w).await?;
         let Held { pending, files, .. } = std::mem::take(&mut self.held);
         let mut uploads = Vec::with_capacity(files);
         let mut order = Vec::with_capacity(pending.len());
@@ -233,32 +265,45 @@ impl Session {
                 }
             }
         }
-        let mut outcomes = Vec::new().into_iter();
-        if !uploads.is_empty() {
-            let store = self.opts().store.clone();
-            let ids: Vec<u64> = uploads.iter().map(|v| v.id).collect();
-            // A pass can take a while (a big file's writeback): not on
-            // the reactor, which keeps serving every other client.
-            let (done, passes) =
-                match tokio::task::spawn_blocking(move || pass(&*store, uploads)).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let e = Error::other(format!("durability pass failed: {e}"));
-                        let lost = ids.into_iter().map(|id| Outcome {
-                            id,
-                            shown: String::new(),
-                            bytes: 0,
-                            result: Err(e.clone()),
-                        });
-                        (lost.collect(), 0)
-                    }
-                };
-            let durable = done.iter().filter(|o| o.result.is_ok()).count() as u64;
-            if durable > 0 {
-                self.hub().fsynced(passes, durable);
+        if uploads.is_empty() {
+            for m in order.into_iter().flatten() {
+                w.msg(&m).await?;
             }
-            outcomes = done.into_iter();
+            return Ok(());
         }
+        let store = self.opts().store.clone();
+        let ids = uploads.iter().map(|v| v.id).collect();
+        // A pass can take a while (a big file's writeback): not on the
+        // reactor, which keeps serving this and every other client.
+        let task = tokio::task::spawn_blocking(move || pass(&*store, uploads));
+        self.held.running = Some(Running { task, ids, order });
+        Ok(())
+    }
+
+    /// Waits for the running pass, if any, and sends the replies held
+    /// behind it.
+    pub(super) async fn finish<W: AsyncWrite + Unpin>(&mut self, w: &mut Writer<W>) -> Result<()> {
+        let Some(Running { task, ids, order }) = self.held.running.take() else {
+            return Ok(());
+        };
+        let (done, passes) = match task.await {
+            Ok(r) => r,
+            Err(e) => {
+                let e = Error::other(format!("durability pass failed: {e}"));
+                let lost = ids.into_iter().map(|id| Outcome {
+                    id,
+                    shown: String::new(),
+                    bytes: 0,
+                    result: Err(e.clone()),
+                });
+                (lost.collect(), 0)
+            }
+        };
+        let durable = done.iter().filter(|o| o.result.is_ok()).count() as u64;
+        if durable > 0 {
+            self.hub().fsynced(passes, durable);
+        }
+        let mut outcomes = done.into_iter();
         for slot in order {
             let reply = match slot {
                 Some(m) => m,

@@ -395,6 +395,9 @@ impl Session {
             // silence: they go out before anything that takes long (a big
             // upload to receive) and at least every few milliseconds.
             let long = matches!(&msg, Msg::Put { meta, .. } if meta.size >= 256 * 1024);
+            if long && self.held.running() {
+                self.finish(w).await?;
+            }
             if unflushed.is_some_and(|t| long || t.elapsed() >= HOLD_REPLIES) {
                 unflushed = None;
                 w.flush().await?;
@@ -404,7 +407,7 @@ impl Session {
                 return Ok(());
             }
             if self.held.full() {
-                self.release(w).await?;
+                self.launch(w).await?;
             }
             unflushed.get_or_insert_with(Instant::now);
         }
