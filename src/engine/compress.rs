@@ -18,17 +18,24 @@ pub const DEFAULT_LEVEL: i32 = 3;
 pub const MAX_RAW: usize = 1 << 20;
 
 pub struct Compressor {
-    inner: Option<zstd::bulk::Compressor<'static>>,
+    level: Option<i32>,
     skip: u64,
     /// Bytes saved so far (raw minus compressed, for chunks sent compressed).
     pub saved: u64,
+}
+
+thread_local! {
+    /// One zstd context per thread and level, shared by the files it
+    /// sends: making one costs more than sending a small file.
+    static CONTEXT: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl Compressor {
     /// `None` disables compression.
     pub fn new(level: Option<i32>) -> Compressor {
         Compressor {
-            inner: level.and_then(|l| zstd::bulk::Compressor::new(l).ok()),
+            level,
             skip: 0,
             saved: 0,
         }
@@ -36,7 +43,7 @@ impl Compressor {
 
     /// The compressed form of `data`, if compressing was worth it.
     pub fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
-        let inner = self.inner.as_mut()?;
+        let level = self.level?;
         if data.len() < 256 {
             return None;
         }
@@ -44,7 +51,14 @@ impl Compressor {
             self.skip = self.skip.saturating_sub(data.len() as u64);
             return None;
         }
-        match inner.compress(data) {
+        let compressed = CONTEXT.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_none_or(|(l, _)| *l != level) {
+                *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+            }
+            c.as_mut().map(|(_, z)| z.compress(data))
+        })?;
+        match compressed {
             Ok(c) if c.len() + 4 < data.len() - data.len() / 16 => {
                 self.saved += (data.len() - c.len()) as u64;
                 Some(c)
@@ -65,7 +79,21 @@ pub fn decompress(bytes: &[u8], raw_len: usize) -> Result<Vec<u8>> {
             "compressed chunk claims {raw_len} bytes"
         )));
     }
-    let out = zstd::bulk::decompress(bytes, raw_len)
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = CONTEXT
+        .with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_none() {
+                *c = Some(zstd::bulk::Decompressor::new()?);
+            }
+            match c.as_mut() {
+                Some(d) => d.decompress(bytes, raw_len),
+                None => zstd::bulk::decompress(bytes, raw_len),
+            }
+        })
         .map_err(|e| Error::protocol(format!("bad compressed chunk: {e}")))?;
     if out.len() != raw_len {
         return Err(Error::protocol("compressed chunk has the wrong length"));
