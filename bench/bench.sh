@@ -295,6 +295,20 @@ if want wan; then peak $(((WAN_FILES + WAN_FILES / 100 + 1) * 4 * 3 + WAN_DELTA_
 need_kb=$((need_kb + 65536))
 avail_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 ((avail_kb > need_kb)) || die "not enough space in $WORK: need ~$((need_kb / 1024)) MiB, have $((avail_kb / 1024)) MiB"
+# tmpfs runs out of inodes too (by default one per two pages of RAM): the
+# largest manyfiles tree and its two copies take one per file and directory
+# (a 1,000,000-file row needs 3.03 million).
+need_inodes=0
+if want manyfiles; then
+    for n in $MANY_COUNTS; do
+        (((n + n / 100 + 1) * 3 > need_inodes)) && need_inodes=$(((n + n / 100 + 1) * 3))
+    done
+fi
+avail_inodes=$(df -Pi "$WORK" | awk 'NR == 2 { print $4 }')
+# Some filesystems (btrfs) have no fixed inode count and report none.
+if [[ $avail_inodes =~ ^[0-9]+$ ]] && ((avail_inodes > 0 && avail_inodes < need_inodes + 10000)); then
+    die "not enough inodes in $WORK: need ~$need_inodes, have $avail_inodes (on tmpfs: mount -o remount,nr_inodes=... or fewer MANY_COUNTS)"
+fi
 
 # ---------------------------------------------------------------------------
 # Throwaway sshd: own host key, own user key, own config, loopback only.
