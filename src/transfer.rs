@@ -5,6 +5,7 @@
 //! of depth [`DEPTH`], so memory per transfer stays bounded whatever the
 //! file size, and that work overlaps with TLS.
 
+use crate::engine::blocks;
 use crate::engine::compress::Compressor;
 use crate::engine::delta::{self, Base};
 use crate::engine::hash::WholeHash;
@@ -222,6 +223,39 @@ pub async fn send_delta<W: AsyncWrite + Unpin>(
         still_same(&file, start, size)?;
         Ok((
             hash,
+            SendStats {
+                literal: ds.literal,
+                matched: ds.matched,
+                compressed_saved: comp.saved,
+            },
+        ))
+    })
+    .await
+}
+
+/// Sends `file` as delta pieces following a block plan made of it (see
+/// [`crate::engine::blocks`]): copies for blocks the receiver has at the
+/// same offset, literals for the rest. Returns the hash the plan computed
+/// and what was saved; the file must still be the planned version.
+pub async fn send_planned<W: AsyncWrite + Unpin, P: AsRef<blocks::Plan> + Send + Sync + 'static>(
+    w: &mut FrameWriter<W>,
+    mut file: impl Source,
+    plan: std::sync::Arc<P>,
+    opts: SendOptions,
+    progress: &(dyn Fn(&Chunk) + Sync),
+) -> Result<(String, SendStats), SendError> {
+    pump(w, progress, move |tx| {
+        let plan = (*plan).as_ref();
+        let start = file.version();
+        let mut comp = Compressor::new(opts.compress);
+        let ds = blocks::send(&mut file, plan, |p| {
+            let c = compressed(&mut comp, p.delta, Some(p.out_len));
+            tx.blocking_send(Produced::Chunk(c))
+                .map_err(|_| std::io::Error::other("transfer cancelled"))
+        })?;
+        still_same(&file, start, plan.len)?;
+        Ok((
+            plan.hash.clone(),
             SendStats {
                 literal: ds.literal,
                 matched: ds.matched,

@@ -19,7 +19,7 @@ mod upload;
 pub use chat::{ChatReader, ChatReply, ChatWriter};
 pub use connect::{default_name, ConnectOptions};
 pub use download::{GetHow, GetOp};
-pub use upload::{Probed, PutHow, PutOp};
+pub use upload::{plan_blocks, Planned, Probed, PutHow, PutOp};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Entry, Notice, Stats};

@@ -3,13 +3,14 @@
 //! requests and file data stream out while the replies are read.
 
 use super::{blocking, reply_error, Action, Client, FileOutcome, Observer, Tls};
-use crate::engine::{delta, partial};
+use crate::engine::{blocks, delta, partial};
 use crate::error::{Error, Result};
 use crate::model::{Entry, Meta, PartialInfo};
 use crate::proto::{Frame, FrameReader, FrameWriter, Msg, Resume};
 use crate::transfer::{self, SendError, SendOptions};
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::io::ReadHalf;
 use tokio::sync::mpsc;
 
@@ -21,10 +22,12 @@ pub enum PutHow {
     Resume {
         offset: u64,
     },
-    /// The server's copy (`base`) has this signature.
+    /// The server's copy (`base`) has this signature. A block signature
+    /// comes with the plan made from it (see [`crate::engine::blocks`]).
     Delta {
         base: Meta,
         signature: Vec<u8>,
+        plan: Option<Arc<Planned>>,
     },
 }
 
@@ -60,6 +63,36 @@ pub struct Probed {
     pub partial: Option<PartialInfo>,
     /// The base version and its signature, when the server sent one.
     pub signature: Option<(Meta, Vec<u8>)>,
+}
+
+/// What a delta upload is sent from.
+enum DeltaWith {
+    Rolling(fast_rsync::Signature),
+    Blocks(Arc<Planned>),
+}
+
+/// A block-delta plan of a local file, and the version it was made of.
+#[derive(Debug)]
+pub struct Planned {
+    pub version: Meta,
+    pub plan: blocks::Plan,
+}
+
+impl AsRef<blocks::Plan> for Planned {
+    fn as_ref(&self) -> &blocks::Plan {
+        &self.plan
+    }
+}
+
+/// Plans the upload of `local` against the server's block signature
+/// `sig` (one BLAKE3 pass over the file, on both cores).
+pub fn plan_blocks(local: &std::path::Path, sig: Vec<u8>) -> Result<Planned> {
+    let sig = blocks::parse(sig)?;
+    let mut f = File::open(local).map_err(|e| Error::local_io(local, e))?;
+    let md = f.metadata().map_err(|e| Error::local_io(local, e))?;
+    let version = crate::fsutil::meta_of(&md);
+    let plan = blocks::plan(&mut f, version.size, &sig).map_err(|e| e.context(local.display()))?;
+    Ok(Planned { version, plan })
 }
 
 /// A request the writer has sent, waiting for its reply, or (no `id`) a
@@ -130,6 +163,7 @@ impl Client {
     pub async fn probe(
         &mut self,
         targets: &[(String, Option<Meta>)],
+        rolling: bool,
     ) -> Result<Vec<Result<Probed>>> {
         self.pipelined(
             targets,
@@ -138,6 +172,7 @@ impl Client {
                 id,
                 path: path.clone(),
                 source: *source,
+                rolling,
             },
             async |r, id, m| {
                 let Msg::ProbeReply {
@@ -343,11 +378,8 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
     outcome.bytes = meta.size;
     // Work out how to send: a resume needs our hash of the prefix, a delta
     // a signature that survives validation; otherwise the whole file.
-    let mut plan: (
-        Option<Resume>,
-        Option<(Meta, fast_rsync::Signature)>,
-        blake3::Hasher,
-    ) = (None, None, blake3::Hasher::new());
+    let mut plan: (Option<Resume>, Option<(Meta, DeltaWith)>, blake3::Hasher) =
+        (None, None, blake3::Hasher::new());
     match how {
         PutHow::Resume { offset } if offset > 0 && offset <= meta.size => {
             let mut f2 = file.try_clone().map_err(|e| Error::local_io(&local, e))?;
@@ -369,9 +401,21 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
                 outcome.resumed = offset;
             }
         }
-        PutHow::Delta { base, signature } => {
-            if let Ok(sig) = delta::parse_signature(signature) {
-                plan.1 = Some((base, sig));
+        PutHow::Delta {
+            base,
+            signature,
+            plan: blocks,
+        } => {
+            let with = match blocks {
+                // Planned on the file as it is now (same size and mtime).
+                Some(p) if p.version == meta => Some(DeltaWith::Blocks(p)),
+                Some(_) => None,
+                None => delta::parse_signature(signature)
+                    .ok()
+                    .map(DeltaWith::Rolling),
+            };
+            if let Some(with) = with {
+                plan.1 = Some((base, with));
                 outcome.action = Action::Delta;
             }
         }
@@ -392,8 +436,11 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
         obs.bytes(offset);
     }
     let sent = match delta_plan {
-        Some((_, sig)) => {
+        Some((_, DeltaWith::Rolling(sig))) => {
             transfer::send_delta(w, file, meta.size, sig, send, &|c| obs.bytes(c.out_len)).await
+        }
+        Some((_, DeltaWith::Blocks(p))) => {
+            transfer::send_planned(w, file, p, send, &|c| obs.bytes(c.out_len)).await
         }
         None => {
             transfer::send_file(w, file, offset, meta.size, prefix, send, &|c| {

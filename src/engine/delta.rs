@@ -226,7 +226,8 @@ impl<F: FnMut(Piece) -> io::Result<()>> Splitter<F> {
         Ok(())
     }
 
-    fn copy(&mut self, mut offset: u64, mut len: u64) -> io::Result<()> {
+    /// Adds a copy of `len` bytes at `offset` of the old copy.
+    pub(crate) fn copy(&mut self, mut offset: u64, mut len: u64) -> io::Result<()> {
         self.stats.matched += len;
         while len > 0 {
             self.room(17, 1)?;
@@ -239,7 +240,9 @@ impl<F: FnMut(Piece) -> io::Result<()>> Splitter<F> {
         Ok(())
     }
 
-    fn literal(&mut self, data: &[u8]) -> io::Result<usize> {
+    /// Adds as much of `data` as a literal as fits the current piece;
+    /// returns how much that was (call again with the rest).
+    pub(crate) fn literal(&mut self, data: &[u8]) -> io::Result<usize> {
         self.room(64, 1)?;
         let space = (PIECE_BYTES - self.cur.len() - 5 - 9) as u64;
         let take = (data.len() as u64).min(space).min(PIECE_OUT - self.cur_out) as usize;
@@ -525,7 +528,7 @@ impl<'a> SameOffset<'a> {
     }
 }
 
-fn io_err(e: io::Error) -> Error {
+pub(crate) fn io_err(e: io::Error) -> Error {
     Error::other(e.to_string())
 }
 

@@ -153,6 +153,57 @@ fn subtree(cvs: &[ChainingValue], len: u64) -> ChainingValue {
     )
 }
 
+/// Merges the chaining values of consecutive subtrees of one power-of-two
+/// size (the last may be shorter), given in order, into the root hash,
+/// holding O(log n) values: the same merging `blake3::Hasher` does with
+/// its chunks, one level up. A value is merged only once the next one has
+/// come, because the last subtree's parent is the root.
+#[derive(Default)]
+pub struct CvStack {
+    stack: Vec<ChainingValue>,
+    last: Option<ChainingValue>,
+    merged: u64,
+}
+
+impl CvStack {
+    pub fn push(&mut self, cv: ChainingValue) {
+        let Some(mut cv) = self.last.replace(cv) else {
+            return;
+        };
+        self.merged += 1;
+        let mut total = self.merged;
+        while total & 1 == 0 {
+            let Some(left) = self.stack.pop() else { break };
+            cv = merge_subtrees_non_root(&left, &cv, Mode::Hash);
+            total >>= 1;
+        }
+        self.stack.push(cv);
+    }
+
+    /// The root, or `None` for fewer than two subtrees (a lone subtree's
+    /// root hash does not follow from its chaining value).
+    pub fn finish(mut self) -> Option<blake3::Hash> {
+        let mut cv = self.last?;
+        let first = if self.stack.is_empty() {
+            return None;
+        } else {
+            self.stack.remove(0)
+        };
+        while let Some(left) = self.stack.pop() {
+            cv = merge_subtrees_non_root(&left, &cv, Mode::Hash);
+        }
+        Some(merge_subtrees_root(&first, &cv, Mode::Hash))
+    }
+}
+
+/// The chaining value of `data`, the subtree at `offset` of a file (a
+/// multiple of a power of two at least as large as `data`).
+pub fn subtree_cv(data: &[u8], offset: u64) -> ChainingValue {
+    let mut h = hasher_at(offset);
+    h.update(data);
+    h.finalize_non_root()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +264,30 @@ mod tests {
         // Resumed at the boundary with nothing after it.
         let at = WholeHash::parts(again.saved()[..2].to_vec());
         assert_eq!(at.finalize(), blake3::hash(&all[..2 * p]));
+    }
+
+    #[test]
+    fn stacked_block_values_give_the_whole_files_hash() {
+        let all = data(70 * 1024 + 5);
+        for block in [1024usize, 4096] {
+            for len in (block + 1..all.len())
+                .step_by(997)
+                .chain([2 * block, 8 * block, 9 * block])
+            {
+                let mut st = CvStack::default();
+                for (i, b) in all[..len].chunks(block).enumerate() {
+                    st.push(subtree_cv(b, (i * block) as u64));
+                }
+                assert_eq!(
+                    st.finish(),
+                    Some(blake3::hash(&all[..len])),
+                    "{block} {len}"
+                );
+            }
+            let mut lone = CvStack::default();
+            lone.push(subtree_cv(&all[..block], 0));
+            assert_eq!(lone.finish(), None);
+        }
     }
 
     #[test]

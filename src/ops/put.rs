@@ -4,12 +4,13 @@
 
 use super::report::{not_utf8, FileError, TransferReport};
 use super::{err_text, join_remote, Context};
-use crate::client::{Client, PutHow, PutOp};
-use crate::engine::partial;
+use crate::client::{plan_blocks, Client, PutHow, PutOp};
+use crate::engine::{blocks, partial};
 use crate::error::{Error, Result};
 use crate::model::{EntryKind, Meta};
 use crate::remote::Remote;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// `fts put`: uploads local files (and with `recursive`, trees).
@@ -236,7 +237,8 @@ async fn run_put_on(
             .iter()
             .map(|(i, mine)| (file_remote(&round[*i]), ctx.transfer.delta.then_some(*mine)))
             .collect();
-        let probes = client.probe(&targets).await?;
+        let probes = client.probe(&targets, false).await?;
+        let mut deltas = Vec::new();
         for ((i, mine), probe) in autos.into_iter().zip(probes) {
             let (PutOp::File { how, .. }, Ok(probe)) = (&mut round[i], probe) else {
                 continue;
@@ -249,10 +251,16 @@ async fn run_put_on(
             } else if let Some((base, signature)) = probe.signature {
                 let is_file = probe.entry.is_some_and(|e| e.kind == EntryKind::File);
                 if ctx.transfer.delta && is_file && base.size > 0 && mine.size > 0 {
-                    *how = PutHow::Delta { base, signature };
+                    *how = PutHow::Delta {
+                        base,
+                        signature,
+                        plan: None,
+                    };
+                    deltas.push((i, mine));
                 }
             }
         }
+        plan_deltas(client, &mut round, deltas).await?;
         let locals: Vec<Option<PathBuf>> = round
             .iter()
             .map(|op| match op {
@@ -286,6 +294,61 @@ async fn run_put_on(
             let again = client.put_batch(redo, &*ctx.observer).await?;
             report.absorb(again, ctx.transfer.verbose);
         }
+    }
+    Ok(())
+}
+
+/// Plans the deltas of a round (`deltas`: their steps and our versions)
+/// made against block signatures. Files whose data moved are probed again
+/// for a rolling signature, one more round trip for those only; a file
+/// that cannot be planned goes whole (a read error shows when it is sent).
+async fn plan_deltas(
+    client: &mut Client,
+    round: &mut [PutOp],
+    deltas: Vec<(usize, Meta)>,
+) -> Result<()> {
+    let mut moved = Vec::new();
+    for (i, mine) in deltas {
+        let PutOp::File { local, how, .. } = &mut round[i] else {
+            continue;
+        };
+        let PutHow::Delta {
+            signature, plan, ..
+        } = how
+        else {
+            continue;
+        };
+        if !blocks::is_blocks(signature) {
+            continue;
+        }
+        let (path, sig) = (local.clone(), std::mem::take(signature));
+        let planned = tokio::task::spawn_blocking(move || plan_blocks(&path, sig)).await;
+        match planned {
+            Ok(Ok(p)) if !p.plan.needs_search => *plan = Some(Arc::new(p)),
+            Ok(Ok(_)) => moved.push((i, mine)),
+            _ => *how = PutHow::Full,
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let targets: Vec<(String, Option<Meta>)> = moved
+        .iter()
+        .map(|(i, mine)| (file_remote(&round[*i]), Some(*mine)))
+        .collect();
+    let probes = client.probe(&targets, true).await?;
+    for ((i, _), probe) in moved.into_iter().zip(probes) {
+        let PutOp::File { how, .. } = &mut round[i] else {
+            continue;
+        };
+        *how = match probe.ok().and_then(|p| p.signature) {
+            Some((base, signature)) if base.size > 0 => PutHow::Delta {
+                base,
+                signature,
+                plan: None,
+            },
+            _ => PutHow::Full,
+        };
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::model::{Entry, Meta, Notice, PartialInfo, Stats};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; checked in `Hello`/`Welcome`.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// ALPN id of the fts protocol on the shared TLS port.
 pub const ALPN_FTS: &[u8] = b"fts/1";
 /// Largest control message accepted from a peer.
@@ -136,12 +136,16 @@ pub enum Msg {
     /// `source` (the version the client would upload), the server also
     /// sends the signature of its file when a delta is the way to go (a
     /// regular, non-empty file and no partial file of that version), so a
-    /// delta costs no round trip of its own.
+    /// delta costs no round trip of its own. The signature is a block
+    /// signature ([`crate::engine::blocks`]) unless `rolling` asks for
+    /// fast_rsync's, which finds data that moved.
     Probe {
         id: u64,
         path: String,
         #[serde(default)]
         source: Option<Meta>,
+        #[serde(default)]
+        rolling: bool,
     },
     Symlink {
         id: u64,

@@ -461,7 +461,12 @@ impl Session {
                 digest,
                 hashes,
             } => self.list_dir(w, &path, digest, hashes).await?,
-            Msg::Probe { id, path, source } => self.probe(w, id, &path, source).await?,
+            Msg::Probe {
+                id,
+                path,
+                source,
+                rolling,
+            } => self.probe(w, id, &path, source, rolling).await?,
             Msg::Mkdir { id, path } => w.msg(&done(id, self.mkdir(&path))).await?,
             Msg::Symlink { id, path, target } => {
                 w.msg(&done(id, self.symlink(&path, &target))).await?

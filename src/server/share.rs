@@ -6,7 +6,7 @@
 
 use super::session::{msg_name, Reader, Session, Writer};
 use super::LogEvent;
-use crate::engine::{delta, partial};
+use crate::engine::{blocks, delta, partial};
 use crate::error::{Error, Result};
 use crate::model::{ClientState, Entry, EntryKind, Meta};
 use crate::proto::{GetResume, Msg, Resume};
@@ -164,6 +164,7 @@ impl Session {
         id: u64,
         rel: &str,
         source: Option<Meta>,
+        rolling: bool,
     ) -> Result<()> {
         let reply = self.probe_reply(id, rel, source).await;
         let sign = matches!(
@@ -175,7 +176,7 @@ impl Session {
         );
         w.msg(&reply).await?;
         if sign {
-            self.signature(w, id, rel).await?;
+            self.signature(w, id, rel, rolling).await?;
         }
         Ok(())
     }
@@ -217,17 +218,24 @@ impl Session {
     }
 
     /// Sends the signature of a file (`SigReply` and the blob, or an
-    /// error for `id`) so the client can upload a delta.
+    /// error for `id`) so the client can upload a delta: a block signature,
+    /// or with `rolling` fast_rsync's.
     pub(super) async fn signature<W: AsyncWrite + Unpin>(
         &self,
         w: &mut Writer<W>,
         id: u64,
         rel: &str,
+        rolling: bool,
     ) -> Result<()> {
         let opened = self.writable().and_then(|()| self.store().open(rel));
         let sig = match opened {
             Ok((mut f, meta)) => tokio::task::spawn_blocking(move || {
-                delta::signature(&mut f, meta.size).map(|s| (s, meta))
+                let sig = if rolling {
+                    delta::signature(&mut f, meta.size)
+                } else {
+                    blocks::signature(&mut f, meta.size)
+                };
+                sig.map(|s| (s, meta))
             })
             .await
             .map_err(|e| Error::other(e.to_string()))

@@ -4,7 +4,7 @@
 
 use super::{session, ServerOptions, Shared};
 use crate::auth::Secret;
-use crate::engine::{delta, partial};
+use crate::engine::{blocks, delta, partial};
 use crate::model::{EntryKind, Meta};
 use crate::proto::{frames, FrameReader, FrameWriter, GetResume, Msg, Resume, PROTOCOL_VERSION};
 use crate::store::memory::MemStore;
@@ -120,6 +120,11 @@ async fn put(
     .unwrap();
     let src = Cursor::new(content.to_vec());
     let sent = match base {
+        Some((_, sig)) if blocks::is_blocks(&sig) => {
+            let sig = blocks::parse(sig).unwrap();
+            let plan = blocks::plan(&mut Cursor::new(content), meta.size, &sig).unwrap();
+            transfer::send_planned(w, src, Arc::new(Planned(plan)), SEND, &|_| {}).await
+        }
         Some((_, sig)) => {
             let sig = delta::parse_signature(sig).unwrap();
             transfer::send_delta(w, src, meta.size, sig, SEND, &|_| {}).await
@@ -132,6 +137,14 @@ async fn put(
     };
     let (hash, _) = sent.unwrap_or_else(|_| panic!("sending {path} failed"));
     ask(r, w, Msg::PutEnd { id, hash }).await
+}
+
+struct Planned(blocks::Plan);
+
+impl AsRef<blocks::Plan> for Planned {
+    fn as_ref(&self) -> &blocks::Plan {
+        &self.0
+    }
 }
 
 /// Downloads `path` (with `have` as the old copy for a delta, or its
@@ -383,34 +396,45 @@ async fn deltas_both_ways_through_the_memory_store() {
     let mut new = old.clone();
     new[70_000..70_010].copy_from_slice(b"0123456789");
     new.extend_from_slice(&data(5000, 4));
-    s.store.put_file("f", &old, 1_600_000_000);
     let (mut r, mut w) = s.connect().await;
 
-    // Upload: the probe brings the server's signature.
-    let reply = ask(
-        &mut r,
-        &mut w,
-        Msg::Probe {
-            id: 1,
-            path: "f".into(),
-            source: Some(meta_of(&new, 1_700_000_000)),
-        },
-    )
-    .await;
-    let Msg::ProbeReply {
-        signature: true, ..
-    } = reply
-    else {
-        panic!("{reply:?}")
-    };
-    let Msg::SigReply { base, len, .. } = r.read_msg().await.unwrap() else {
-        panic!("no signature")
-    };
-    let sig = r.read_blob(len, delta::MAX_SIGNATURE).await.unwrap();
-    assert!((sig.len() as u64) < old.len() as u64 / 50);
-    let done = put(&mut r, &mut w, 2, "f", &new, None, Some((base, sig))).await;
-    assert!(matches!(done, Msg::Done { id: 2 }), "{done:?}");
-    assert_eq!(s.store.file("f").unwrap(), new);
+    // Upload: the probe brings the server's signature, a block one or,
+    // when asked, a rolling one.
+    for rolling in [false, true] {
+        s.store.put_file("f", &old, 1_600_000_000);
+        let reply = ask(
+            &mut r,
+            &mut w,
+            Msg::Probe {
+                id: 1,
+                path: "f".into(),
+                source: Some(meta_of(&new, 1_700_000_000)),
+                rolling,
+            },
+        )
+        .await;
+        let Msg::ProbeReply {
+            signature: true, ..
+        } = reply
+        else {
+            panic!("{reply:?}")
+        };
+        let Msg::SigReply { base, len, .. } = r.read_msg().await.unwrap() else {
+            panic!("no signature")
+        };
+        let sig = r.read_blob(len, delta::MAX_SIGNATURE).await.unwrap();
+        assert_eq!(blocks::is_blocks(&sig), !rolling);
+        assert!((sig.len() as u64) < old.len() as u64 / 50);
+        let done = put(&mut r, &mut w, 2, "f", &new, None, Some((base, sig))).await;
+        assert!(matches!(done, Msg::Done { id: 2 }), "{done:?}");
+        let got = s.store.file("f").unwrap();
+        assert!(
+            got == new,
+            "rolling {rolling}: {} bytes, want {}",
+            got.len(),
+            new.len()
+        );
+    }
 
     // Download: the client's old copy is the base.
     let (got, is_delta) = get(&mut r, &mut w, 3, "f", Some((&old, true))).await;
@@ -458,6 +482,7 @@ async fn a_cut_upload_resumes_and_a_download_resumes() {
             id: 2,
             path: "f".into(),
             source: Some(meta),
+            rolling: false,
         },
     )
     .await;
