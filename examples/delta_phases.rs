@@ -46,4 +46,22 @@ fn main() {
     let mut f = File::open(new).unwrap();
     fts::engine::partial::hash_prefix(&mut f, nlen).unwrap();
     println!("blake3: {:.2}s", t.elapsed().as_secs_f64());
+
+    // The block delta (what an upload uses first).
+    let t = Instant::now();
+    let bsig = fts::engine::blocks::signature(&mut File::open(old).unwrap(), len).unwrap();
+    println!(
+        "block signature: {:.2}s ({} bytes)",
+        t.elapsed().as_secs_f64(),
+        bsig.len()
+    );
+    let bsig = fts::engine::blocks::parse(bsig).unwrap();
+    let t = Instant::now();
+    let plan = fts::engine::blocks::plan(&mut File::open(new).unwrap(), nlen, &bsig).unwrap();
+    println!(
+        "block plan (BLAKE3 per block, compare, whole-file hash): {:.2}s ({:?}, search needed: {})",
+        t.elapsed().as_secs_f64(),
+        plan.stats,
+        plan.needs_search
+    );
 }

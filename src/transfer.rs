@@ -360,6 +360,13 @@ impl<W: Write> delta::Rebuild for HashingWriter<BufWriter<W>> {
             }
             Err(e) => return Err(e),
         };
+        k.copied += done;
+        // The hashing thread, when there is one, reads the copy back while
+        // this one goes on copying.
+        if let Hash::Thread { .. } = self.hash {
+            let file = k.file.try_clone()?;
+            return self.hash.read_back(file, at, done).map(|()| done);
+        }
         if k.buf.is_empty() {
             k.buf = vec![0; 256 * 1024];
         }
@@ -370,7 +377,6 @@ impl<W: Write> delta::Rebuild for HashingWriter<BufWriter<W>> {
             self.hash.update(&k.buf[..m])?;
             pos += m as u64;
         }
-        k.copied += done;
         Ok(done)
     }
 }
@@ -383,9 +389,20 @@ enum Hash {
     Inline(WholeHash),
     Thread {
         pending: Vec<u8>,
-        blocks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        blocks: std::sync::mpsc::SyncSender<ToHash>,
         spare: std::sync::mpsc::Receiver<Vec<u8>>,
-        done: std::thread::JoinHandle<WholeHash>,
+        done: std::thread::JoinHandle<std::io::Result<WholeHash>>,
+    },
+}
+
+/// What the hashing thread hashes next, in output order.
+enum ToHash {
+    Bytes(Vec<u8>),
+    /// `len` bytes at `offset` of the output, which the kernel wrote.
+    ReadBack {
+        file: File,
+        offset: u64,
+        len: u64,
     },
 }
 
@@ -394,16 +411,31 @@ impl Hash {
         if expect < HASH_THREAD_MIN {
             return Hash::Inline(hasher);
         }
-        let (blocks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (blocks, rx) = std::sync::mpsc::sync_channel::<ToHash>(2);
         let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let done = std::thread::spawn(move || {
-            for mut b in rx {
-                hasher.update(&b);
-                b.clear();
-                // The writer may be gone or have enough spares: drop it then.
-                let _ = back.try_send(b);
+            let mut buf = Vec::new();
+            for item in rx {
+                match item {
+                    ToHash::Bytes(mut b) => {
+                        hasher.update(&b);
+                        b.clear();
+                        // The writer may be gone or have enough spares: drop it then.
+                        let _ = back.try_send(b);
+                    }
+                    ToHash::ReadBack { file, offset, len } => {
+                        buf.resize(HASH_BLOCK, 0);
+                        let mut pos = offset;
+                        while pos < offset + len {
+                            let m = (offset + len - pos).min(HASH_BLOCK as u64) as usize;
+                            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf[..m], pos)?;
+                            hasher.update(&buf[..m]);
+                            pos += m as u64;
+                        }
+                    }
+                }
             }
-            hasher
+            Ok(hasher)
         });
         Hash::Thread {
             pending: Vec::with_capacity(HASH_BLOCK),
@@ -434,13 +466,32 @@ impl Hash {
                             .unwrap_or_else(|_| Vec::with_capacity(HASH_BLOCK));
                         let full = std::mem::replace(pending, next);
                         blocks
-                            .send(full)
+                            .send(ToHash::Bytes(full))
                             .map_err(|_| std::io::Error::other("hashing thread ended"))?;
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Hashes `len` bytes at `offset` of `file` (the output) on the
+    /// hashing thread, after everything given before.
+    fn read_back(&mut self, file: File, offset: u64, len: u64) -> std::io::Result<()> {
+        let Hash::Thread {
+            pending, blocks, ..
+        } = self
+        else {
+            return Err(std::io::Error::other("no hashing thread"));
+        };
+        let gone = |_| std::io::Error::other("hashing thread ended");
+        if !pending.is_empty() {
+            let full = std::mem::replace(pending, Vec::with_capacity(HASH_BLOCK));
+            blocks.send(ToHash::Bytes(full)).map_err(gone)?;
+        }
+        blocks
+            .send(ToHash::ReadBack { file, offset, len })
+            .map_err(gone)
     }
 
     fn finish(self) -> Result<blake3::Hash> {
@@ -454,13 +505,14 @@ impl Hash {
             } => {
                 if !pending.is_empty() {
                     blocks
-                        .send(pending)
+                        .send(ToHash::Bytes(pending))
                         .map_err(|_| Error::other("hashing thread ended"))?;
                 }
                 drop(blocks);
                 let h = done
                     .join()
-                    .map_err(|_| Error::other("hashing thread panicked"))?;
+                    .map_err(|_| Error::other("hashing thread panicked"))?
+                    .map_err(write_err)?;
                 Ok(h.finalize())
             }
         }
@@ -789,12 +841,13 @@ mod tests {
 
     /// Rebuilds `new` from `old` (files in `old_dir`, output in `out_dir`)
     /// the way a receiver does; returns the bytes the kernel copied.
-    fn rebuild_in(old_dir: &std::path::Path, out_dir: &std::path::Path) -> u64 {
-        let mut old = data(3 << 20, 31);
+    /// `len` bytes: from [`HASH_THREAD_MIN`] on, the hashing thread reads
+    /// the kernel's copies back.
+    fn rebuild_in(old_dir: &std::path::Path, out_dir: &std::path::Path, len: usize) -> u64 {
+        let old = data(len, 31);
         let mut new = old.clone();
         new[1_000_000..1_000_010].copy_from_slice(b"0123456789");
         new.splice(2_000_000..2_000_000, *b"inserted");
-        old.truncate(3 << 20);
         let old_path = old_dir.join("old");
         std::fs::write(&old_path, &old).unwrap();
         let sig = delta::signature(&mut File::open(&old_path).unwrap(), old.len() as u64).unwrap();
@@ -833,9 +886,14 @@ mod tests {
 
     #[test]
     fn unchanged_ranges_are_copied_by_the_kernel_within_a_filesystem() {
-        let d = tempfile::tempdir().unwrap();
-        let copied = rebuild_in(d.path(), d.path());
-        assert!(copied > 2 << 20, "only {copied} bytes copied in the kernel");
+        for len in [3 << 20, HASH_THREAD_MIN as usize + (5 << 20)] {
+            let d = tempfile::tempdir().unwrap();
+            let copied = rebuild_in(d.path(), d.path(), len);
+            assert!(
+                copied > len as u64 - (1 << 20),
+                "only {copied} bytes copied in the kernel"
+            );
+        }
     }
 
     #[test]
@@ -852,7 +910,7 @@ mod tests {
             dev(b.path()),
             "the temp dir must not be on /dev/shm for this test (unset TMPDIR)"
         );
-        assert_eq!(rebuild_in(a.path(), b.path()), 0);
+        assert_eq!(rebuild_in(a.path(), b.path(), 3 << 20), 0);
     }
 
     #[test]
