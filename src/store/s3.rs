@@ -190,6 +190,34 @@ fn gone_upload<T>(r: object_store::Result<T>, rel: &str) -> Result<Option<T>> {
     }
 }
 
+/// Sends part `idx` of multipart upload `id`; `None` when the store no
+/// longer has the upload. A store may refuse a part of an upload it
+/// dropped before reading the body and close the connection (Garage
+/// does, depending on timing): the client then sees a send error, not the
+/// 404, so a failed part is asked about again with an empty body, which
+/// the store can answer in full.
+async fn put_part(
+    s3: &AmazonS3,
+    key: &Path,
+    id: &str,
+    idx: usize,
+    body: PutPayload,
+    rel: &str,
+) -> Result<Option<PartId>> {
+    let first = match gone_upload(s3.put_part(key, &id.to_string(), idx, body).await, rel) {
+        Ok(p) => return Ok(p),
+        Err(e) => e,
+    };
+    // The failed part is re-sent anyway if the upload goes on (a resume).
+    match s3
+        .put_part(key, &id.to_string(), idx, PutPayload::new())
+        .await
+    {
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        _ => Err(first),
+    }
+}
+
 fn not_found(rel: &str) -> Error {
     Error::not_found(format!("'{rel}': no such file or directory"))
 }
@@ -1132,7 +1160,7 @@ impl Writing {
         self.inflight.push_back(
             inner
                 .rt
-                .spawn(async move { gone_upload(i2.s3.put_part(&k2, &id, idx, body).await, &r2) }),
+                .spawn(async move { put_part(&i2.s3, &k2, &id, idx, body, &r2).await }),
         );
         while self.inflight.len() > IN_FLIGHT {
             self.settle_one(rel).await?;
@@ -1313,8 +1341,8 @@ impl Upload for S3Upload {
                 }
                 Some(_) if w.superseded => return inner.superseded(&rel, &w).await,
                 Some(id) => {
-                    let last = inner.s3.put_part(&key, &id, w.parts.len(), body).await;
-                    let Some(last) = gone_upload(last, &rel)? else {
+                    let last = put_part(&inner.s3, &key, &id, w.parts.len(), body, &rel).await;
+                    let Some(last) = last? else {
                         return inner.superseded(&rel, &w).await;
                     };
                     let mut parts: Vec<PartId> = w
