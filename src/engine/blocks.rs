@@ -37,7 +37,7 @@ const HEADER: usize = 16;
 /// Smallest block: one BLAKE3 chunk, so blocks are subtrees.
 const MIN_BLOCK: u32 = 1024;
 /// Bytes read and hashed at a time (a multiple of every block size).
-const WINDOW: usize = 32 << 20;
+const WINDOW: usize = 8 << 20;
 /// A run of this many differing blocks means data moved: ask for a search.
 const SEARCH_RUN: usize = 3;
 
@@ -75,6 +75,8 @@ fn block_cvs(data: &[u8], block: usize, first: u64) -> Vec<ChainingValue> {
 
 /// Reads `file` (`len` bytes) window by window, handing each window's
 /// block chaining values, in order, to `each` with the window's data.
+/// The next window is read while the last one is hashed on other threads
+/// (two buffers of [`WINDOW`]).
 fn hash_blocks(
     file: &mut (impl Read + Seek),
     len: u64,
@@ -82,20 +84,41 @@ fn hash_blocks(
     mut each: impl FnMut(&[u8], &[ChainingValue], u64) -> Result<()>,
 ) -> Result<()> {
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    let mut buf = vec![0u8; (len as usize).min(WINDOW)];
+    let size = (len as usize).min(WINDOW);
+    let mut spare = vec![0u8; size];
     let mut at = 0u64;
-    while at < len {
-        let want = (len - at).min(WINDOW as u64) as usize;
-        let got = read_full(file, &mut buf[..want]).map_err(io_err)?;
-        if got < want {
-            return Err(Error::other("file shrank while it was hashed"));
+    std::thread::scope(|scope| -> Result<()> {
+        let mut hashing: Option<std::thread::ScopedJoinHandle<_>> = None;
+        loop {
+            let want = (len - at).min(WINDOW as u64) as usize;
+            let mut buf = std::mem::take(&mut spare);
+            if want > 0 {
+                if buf.len() < want {
+                    buf = vec![0u8; size];
+                }
+                let got = read_full(file, &mut buf[..want]).map_err(io_err)?;
+                if got < want {
+                    return Err(Error::other("file shrank while it was hashed"));
+                }
+            }
+            if let Some(h) = hashing.take() {
+                let (done, cvs, first): (Vec<u8>, Vec<ChainingValue>, u64) =
+                    h.join().map_err(|_| Error::other("hashing thread panicked"))?;
+                let n = done.len().min((len - first * block as u64) as usize);
+                each(&done[..n], &cvs, first)?;
+                spare = done;
+            }
+            if want == 0 {
+                return Ok(());
+            }
+            let first = at / block as u64;
+            hashing = Some(scope.spawn(move || {
+                let cvs = block_cvs(&buf[..want], block as usize, first);
+                (buf, cvs, first)
+            }));
+            at += want as u64;
         }
-        let first = at / block as u64;
-        let cvs = block_cvs(&buf[..got], block as usize, first);
-        each(&buf[..got], &cvs, first)?;
-        at += got as u64;
-    }
-    Ok(())
+    })
 }
 
 /// The block signature of `file`'s first `len` bytes.
