@@ -93,28 +93,6 @@ pub struct ServeArgs {
     pub http_timeout: u64,
 }
 
-/// glibc raises its mmap threshold to the size of each large block freed,
-/// after which the server's multi-MiB transfer buffers come from per-thread
-/// arenas that keep the memory once it is free: a few transfers on a few
-/// threads then hold far more than they use (a 1 GiB put through the S3
-/// store peaked at 63–78 MiB, 41 MiB with this). A fixed threshold keeps
-/// every block of 2 MiB or more (the S3 store's parts and windows; not the
-/// 1 MiB chunk buffers, reused in the hot path) in its own mapping,
-/// returned when freed. Fixing it also fixes the trim threshold, at 128
-/// KiB unless set: each freed 1 MiB chunk buffer at the top of a heap was
-/// then handed back to the kernel and faulted in again for the next one
-/// (55,000–73,000 page faults per 1 GiB put; 14,000–30,000 at 4 MiB,
-/// about 10 % less server CPU), so free space up to 4 MiB per heap is kept.
-fn bounded_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator tunables; called before the
-    // server's threads allocate their buffers.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
-    }
-}
-
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -279,7 +257,6 @@ async fn listen(spec: &str) -> Result<tokio::net::TcpListener> {
 }
 
 pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
-    bounded_heap();
     let store: Arc<dyn Store> = match a.root.to_str().filter(|r| r.starts_with("s3://")) {
         Some(url) => Arc::new(S3Store::open(url, a.s3_endpoint.as_deref())?),
         None if a.s3_endpoint.is_some() => {

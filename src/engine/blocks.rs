@@ -102,8 +102,9 @@ fn hash_blocks(
                 }
             }
             if let Some(h) = hashing.take() {
-                let (done, cvs, first): (Vec<u8>, Vec<ChainingValue>, u64) =
-                    h.join().map_err(|_| Error::other("hashing thread panicked"))?;
+                let (done, cvs, first): (Vec<u8>, Vec<ChainingValue>, u64) = h
+                    .join()
+                    .map_err(|_| Error::other("hashing thread panicked"))?;
                 let n = done.len().min((len - first * block as u64) as usize);
                 each(&done[..n], &cvs, first)?;
                 spare = done;
