@@ -117,7 +117,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    bounded_heap(matches!(cli.command, Command::Serve(_)));
+    bounded_heap();
     let out = output::Output::new(&cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,22 +269,20 @@ pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Re
 /// 1 MiB chunk buffers, reused in the hot path) in its own mapping,
 /// returned when freed. Fixing it also fixes the trim threshold, at 128
 /// KiB unless set: each freed 1 MiB chunk buffer at the top of a heap was
-/// then handed back to the kernel and faulted in again for the next one
-/// (55,000–73,000 page faults per 1 GiB put; 14,000–30,000 at 4 MiB,
-/// about 10 % less server CPU). The server keeps up to 4 MiB free per
-/// heap: it may have many heaps, one per thread that served a client.
-/// A client (one command, a few heaps) keeps up to 16 MiB: a 1 GiB get
-/// took 90,000 page faults at 128 KiB, ~40,000 at 4 MiB and ~3,200 at
-/// 16 MiB, with the same peak RSS (~22 MiB).
-fn bounded_heap(server: bool) {
+/// then handed back to the kernel and faulted in again for the next one.
+/// Up to 16 MiB free per heap is kept, and at most 4 heaps are made, so
+/// what is kept free stays under 64 MiB however many threads allocate
+/// (glibc would make up to 8 per core). 1 GiB on /dev/shm: a get took
+/// 90,000 page faults at 128 KiB, ~40,000 at 4 MiB, ~3,200 now; a put
+/// ~40,000 on the server at 4 MiB, almost none now (server CPU -5–10 %),
+/// with the same peak RSS.
+fn bounded_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator tunables; called first thing,
     // before any thread allocates a buffer.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
-        libc::mallopt(
-            libc::M_TRIM_THRESHOLD,
-            if server { 4 << 20 } else { 16 << 20 },
-        );
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
