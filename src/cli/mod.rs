@@ -117,7 +117,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    bounded_heap();
+    bounded_heap(matches!(cli.command, Command::Serve(_)));
     let out = output::Output::new(&cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -270,19 +270,27 @@ pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Re
 /// returned when freed. Fixing it also fixes the trim threshold, at 128
 /// KiB unless set: each freed 1 MiB chunk buffer at the top of a heap was
 /// then handed back to the kernel and faulted in again for the next one.
-/// Up to 16 MiB free per heap is kept, and at most 4 heaps are made, so
-/// what is kept free stays under 64 MiB however many threads allocate
-/// (glibc would make up to 8 per core). 1 GiB on /dev/shm: a get took
-/// 90,000 page faults at 128 KiB, ~40,000 at 4 MiB, ~3,200 now; a put
-/// ~40,000 on the server at 4 MiB, almost none now (server CPU -5–10 %),
-/// with the same peak RSS.
-fn bounded_heap() {
+/// The server keeps up to 4 MiB free per heap (55,000–73,000 page faults
+/// per 1 GiB put at 128 KiB, 14,000–40,000 at 4 MiB; more would be
+/// faster, but at 16 MiB a 1 GiB put and get through the S3 store peaked
+/// at 67 MiB, over the 64 MiB bound). A client keeps up to 16 MiB free
+/// per heap and makes at most 4 heaps, so what it keeps free stays under
+/// 64 MiB however many connections it opens: a 1 GiB get took 90,000
+/// page faults at 128 KiB, ~40,000 at 4 MiB, ~3,200 so, with the same
+/// peak RSS.
+fn bounded_heap(server: bool) {
+    // Only glibc has these tunables.
+    let _ = server;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator tunables; called first thing,
     // before any thread allocates a buffer.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
+        if server {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+        } else {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+            libc::mallopt(libc::M_ARENA_MAX, 4);
+        }
     }
 }
