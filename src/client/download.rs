@@ -3,7 +3,7 @@
 //! takes the target's name only once its hash checks out.
 
 use super::{blocking, reply_error, Action, Client, FileOutcome, Observer};
-use crate::engine::{delta, partial};
+use crate::engine::{blocks, delta, partial};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::TempFile;
 use crate::model::Meta;
@@ -21,8 +21,11 @@ pub enum GetHow {
     Resume {
         source: Meta,
     },
-    /// Send a signature of the local copy and take a delta.
+    /// Send a block signature of the local copy and take a delta.
     Delta,
+    /// Send an rsync signature of the local copy (data moved: the server
+    /// answered the block signature with `Redo`) and take a delta.
+    Rolling,
 }
 
 /// One file of a download batch.
@@ -77,13 +80,18 @@ impl Client {
                         .await
                         .unwrap_or(None);
                     }
-                    GetHow::Delta => {
-                        let local = op.local.clone();
+                    GetHow::Delta | GetHow::Rolling => {
+                        let (local, rolling) =
+                            (op.local.clone(), matches!(op.how, GetHow::Rolling));
                         signature = blocking(move || {
                             let mut f =
                                 File::open(&local).map_err(|e| Error::local_io(&local, e))?;
                             let len = f.metadata().map_err(|e| Error::local_io(&local, e))?.len();
-                            delta::signature(&mut f, len)
+                            if rolling {
+                                delta::signature(&mut f, len)
+                            } else {
+                                blocks::signature(&mut f, len)
+                            }
                         })
                         .await
                         .ok();
@@ -228,6 +236,12 @@ async fn receive_one<R: tokio::io::AsyncRead + Unpin>(
             message,
         } if rid == id => {
             o.result = Err(reply_error(kind, message));
+            return Ok((o, None));
+        }
+        // Only an answer to a signature we sent.
+        Msg::Redo { id: rid, reason } if rid == id && signed => {
+            o.rolling = true;
+            o.result = Err(Error::other(reason));
             return Ok((o, None));
         }
         m => return Err(Error::protocol(format!("unexpected reply {m:?}"))),

@@ -359,6 +359,9 @@ pub struct FileOutcome {
     pub result: Result<()>,
     /// The receiver could not use a delta or resume: send it whole again.
     pub redo: bool,
+    /// The sender of a block delta found that data moved: ask again with
+    /// an rsync signature (see [`crate::engine::blocks`]).
+    pub rolling: bool,
     pub stats: SendStats,
     /// Bytes that were already there from an earlier, cut transfer.
     pub resumed: u64,
@@ -374,6 +377,7 @@ impl FileOutcome {
             bytes: 0,
             result: Ok(()),
             redo: false,
+            rolling: false,
             stats: SendStats::default(),
             resumed: 0,
             deleted: (0, 0),

@@ -1,4 +1,4 @@
-//! Same-offset block delta: the fast path of a delta upload.
+//! Same-offset block delta: the fast path of a delta, both ways.
 //!
 //! The receiver sends a block signature of its copy ([`signature`]): for
 //! each block (a power of two of at least one BLAKE3 chunk, about √size as
@@ -185,6 +185,12 @@ pub struct Plan {
     pub needs_search: bool,
     /// Bytes the plan copies and sends.
     pub stats: DeltaStats,
+}
+
+impl AsRef<Plan> for Plan {
+    fn as_ref(&self) -> &Plan {
+        self
+    }
 }
 
 impl Plan {

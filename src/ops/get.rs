@@ -211,28 +211,6 @@ async fn run_get_on(
     report: &mut TransferReport,
 ) -> Result<()> {
     let durable = ctx.transfer.fsync;
-    let (outcomes, passes) = client
-        .get_batch(ops.clone(), &*ctx.observer, durable)
-        .await?;
-    report.fsync_passes += passes;
-    let mut redo = Vec::new();
-    let mut done = Vec::new();
-    for (o, op) in outcomes.into_iter().zip(ops) {
-        if o.redo {
-            ctx.observer.notice(&format!(
-                "{}: {}; fetching the whole file",
-                o.path,
-                err_text(&o)
-            ));
-            report.files_redone += 1;
-            redo.push(GetOp {
-                how: GetHow::Full,
-                ..op
-            });
-        } else {
-            done.push(o);
-        }
-    }
     let fsynced = |outcomes: &[crate::client::FileOutcome]| {
         let n = outcomes.iter().filter(|o| o.result.is_ok() && o.is_file());
         if durable {
@@ -241,13 +219,44 @@ async fn run_get_on(
             0
         }
     };
-    report.files_fsynced += fsynced(&done);
-    report.absorb(done, ctx.transfer.verbose);
-    if !redo.is_empty() {
-        let (again, passes) = client.get_batch(redo, &*ctx.observer, durable).await?;
+    // At most two more rounds: a block delta the server answered with
+    // "data moved" asks again with an rsync signature, and a delta or
+    // resume that did not verify is fetched whole.
+    let mut ops = ops;
+    for round in 0..3 {
+        let (outcomes, passes) = client
+            .get_batch(ops.clone(), &*ctx.observer, durable)
+            .await?;
         report.fsync_passes += passes;
-        report.files_fsynced += fsynced(&again);
-        report.absorb(again, ctx.transfer.verbose);
+        let mut again = Vec::new();
+        let mut done = Vec::new();
+        for (o, op) in outcomes.into_iter().zip(ops) {
+            if o.rolling && round < 2 {
+                again.push(GetOp {
+                    how: GetHow::Rolling,
+                    ..op
+                });
+            } else if o.redo && round < 2 {
+                ctx.observer.notice(&format!(
+                    "{}: {}; fetching the whole file",
+                    o.path,
+                    err_text(&o)
+                ));
+                report.files_redone += 1;
+                again.push(GetOp {
+                    how: GetHow::Full,
+                    ..op
+                });
+            } else {
+                done.push(o);
+            }
+        }
+        report.files_fsynced += fsynced(&done);
+        report.absorb(done, ctx.transfer.verbose);
+        if again.is_empty() {
+            break;
+        }
+        ops = again;
     }
     Ok(())
 }

@@ -251,7 +251,8 @@ pub enum Msg {
     },
     /// The upload with this id could not be used as sent (its delta base
     /// changed, its rebuilt file did not verify, its resume prefix did not
-    /// match): send the whole file again.
+    /// match): send the whole file again. As the answer to a `Get` with a
+    /// block signature: data moved, ask again with an rsync signature.
     Redo {
         id: u64,
         reason: String,

@@ -528,7 +528,17 @@ impl Session {
             Ok(x) => x,
             Err(e) => return self.refuse_get(w, id, e).await,
         };
-        let sig = match sig.map(delta::parse_signature).transpose() {
+        // A block signature (what clients send first) or an rsync one.
+        let sig = match sig
+            .map(|s| {
+                if blocks::is_blocks(&s) {
+                    blocks::parse(s).map(GetSig::Blocks)
+                } else {
+                    delta::parse_signature(s).map(GetSig::Rolling)
+                }
+            })
+            .transpose()
+        {
             Ok(s) => s,
             Err(e) => return self.refuse_get(w, id, e).await,
         };
@@ -554,6 +564,35 @@ impl Session {
             }
         }
         let delta = start.0 == 0 && sig.is_some();
+        // A block delta is planned before anything is sent: when data
+        // moved, the client is asked for an rsync signature instead.
+        let mut plan = None;
+        let (sig, bsig) = match sig {
+            Some(GetSig::Blocks(b)) => (None, Some(b)),
+            s => (s, None),
+        };
+        if let (true, Some(bsig)) = (delta, bsig) {
+            let size = meta.size;
+            let (f, planned) = tokio::task::spawn_blocking(move || {
+                let p = blocks::plan(&mut file, size, &bsig);
+                (file, p)
+            })
+            .await
+            .map_err(|e| Error::other(e.to_string()))?;
+            file = f;
+            match planned {
+                Ok(p) if p.needs_search => {
+                    return w
+                        .msg(&Msg::Redo {
+                            id,
+                            reason: "data moved; an rsync signature finds it".into(),
+                        })
+                        .await;
+                }
+                Ok(p) => plan = Some(std::sync::Arc::new(p)),
+                Err(e) => return self.refuse_get(w, id, e.context(format!("'{rel}'"))).await,
+            }
+        }
         w.msg(&Msg::FileHeader {
             id,
             meta,
@@ -574,10 +613,11 @@ impl Session {
         );
         let meter = self.hub().meter(&self.live, true);
         let progress = |c: &crate::proto::Chunk| meter.chunk(c);
-        let sent = match sig {
-            Some(sig) if delta => {
+        let sent = match (sig, plan) {
+            (Some(GetSig::Rolling(sig)), _) if delta => {
                 transfer::send_delta(w, file, meta.size, sig, opts, &progress).await
             }
+            (_, Some(plan)) => transfer::send_planned(w, file, plan, opts, &progress).await,
             _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &progress).await,
         };
         self.live.end();
@@ -639,4 +679,10 @@ impl Session {
             Err(e) => Msg::error(Some(id), &e),
         }
     }
+}
+
+/// The signature a client sent with a `Get`.
+enum GetSig {
+    Rolling(fast_rsync::Signature),
+    Blocks(blocks::BlockSig),
 }

@@ -157,10 +157,27 @@ async fn get(
     path: &str,
     have: Option<(&[u8], bool)>,
 ) -> (Vec<u8>, bool) {
+    get_with(r, w, id, path, have, false).await
+}
+
+/// [`get`], with an rsync signature instead of a block one when `rolling`.
+async fn get_with(
+    r: &mut R,
+    w: &mut W,
+    id: u64,
+    path: &str,
+    have: Option<(&[u8], bool)>,
+    rolling: bool,
+) -> (Vec<u8>, bool) {
     let (resume, sig, prefix) = match have {
         Some((old, true)) => {
-            let sig = delta::signature(&mut Cursor::new(old.to_vec()), old.len() as u64).unwrap();
-            (None, Some(sig), Vec::new())
+            let mut src = Cursor::new(old.to_vec());
+            let sig = if rolling {
+                delta::signature(&mut src, old.len() as u64)
+            } else {
+                blocks::signature(&mut src, old.len() as u64)
+            };
+            (None, Some(sig.unwrap()), Vec::new())
         }
         Some((part, false)) => {
             let (hash, _) =
@@ -436,10 +453,32 @@ async fn deltas_both_ways_through_the_memory_store() {
         );
     }
 
-    // Download: the client's old copy is the base.
-    let (got, is_delta) = get(&mut r, &mut w, 3, "f", Some((&old, true))).await;
-    assert!(is_delta);
-    assert_eq!(got, new);
+    // Download: the client's old copy is the base, with either signature.
+    for (id, rolling) in [(3, false), (4, true)] {
+        let (got, is_delta) = get_with(&mut r, &mut w, id, "f", Some((&old, true)), rolling).await;
+        assert!(is_delta);
+        assert!(got == new, "rolling {rolling}: rebuilt file differs");
+    }
+    // Data that moved: a block signature is answered with Redo (ask with
+    // an rsync signature), which then finds the moved blocks.
+    let mut moved = b"inserted".to_vec();
+    moved.extend_from_slice(&old);
+    s.store.put_file("f", &moved, 1_700_000_000);
+    let sig = blocks::signature(&mut Cursor::new(old.clone()), old.len() as u64).unwrap();
+    w.msg(&Msg::Get {
+        id: 5,
+        path: "f".into(),
+        resume: None,
+        signature: Some(sig.len() as u64),
+    })
+    .await
+    .unwrap();
+    w.blob(&sig).await.unwrap();
+    w.flush().await.unwrap();
+    let reply = r.read_msg().await.unwrap();
+    assert!(matches!(reply, Msg::Redo { id: 5, .. }), "{reply:?}");
+    let (got, is_delta) = get_with(&mut r, &mut w, 6, "f", Some((&old, true)), true).await;
+    assert!(is_delta && got == moved);
 }
 
 #[tokio::test]
