@@ -236,17 +236,20 @@ pub async fn send_delta<W: AsyncWrite + Unpin>(
 /// Sends `file` as delta pieces following a block plan made of it (see
 /// [`crate::engine::blocks`]): copies for blocks the receiver has at the
 /// same offset, literals for the rest. Returns the hash the plan computed
-/// and what was saved; the file must still be the planned version.
+/// and what was saved. `planned` is the file's version taken before the
+/// plan hashed it: the file must still be that version when all is sent,
+/// or literals read now could mix with blocks hashed then.
 pub async fn send_planned<W: AsyncWrite + Unpin, P: AsRef<blocks::Plan> + Send + Sync + 'static>(
     w: &mut FrameWriter<W>,
     mut file: impl Source,
     plan: std::sync::Arc<P>,
+    planned: Option<(i64, i64, u64)>,
     opts: SendOptions,
     progress: &(dyn Fn(&Chunk) + Sync),
 ) -> Result<(String, SendStats), SendError> {
     pump(w, progress, move |tx| {
         let plan = (*plan).as_ref();
-        let start = file.version();
+        let start = planned;
         let mut comp = Compressor::new(opts.compress);
         let ds = blocks::send(&mut file, plan, |p| {
             let c = compressed(&mut comp, p.delta, Some(p.out_len));
@@ -479,14 +482,20 @@ impl Hash {
     /// hashing thread, after everything given before.
     fn read_back(&mut self, file: File, offset: u64, len: u64) -> std::io::Result<()> {
         let Hash::Thread {
-            pending, blocks, ..
+            pending,
+            blocks,
+            spare,
+            ..
         } = self
         else {
             return Err(std::io::Error::other("no hashing thread"));
         };
         let gone = |_| std::io::Error::other("hashing thread ended");
         if !pending.is_empty() {
-            let full = std::mem::replace(pending, Vec::with_capacity(HASH_BLOCK));
+            let next = spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(HASH_BLOCK));
+            let full = std::mem::replace(pending, next);
             blocks.send(ToHash::Bytes(full)).map_err(gone)?;
         }
         blocks

@@ -279,7 +279,7 @@ pub fn context(g: &Global, out: &output::Output, t: Option<&TransferArgs>) -> Re
 /// page faults at 128 KiB, ~40,000 at 4 MiB, ~3,200 so, with the same
 /// peak RSS.
 fn bounded_heap(server: bool) {
-    // Only glibc has these tunables.
+    // `server` picks among glibc's tunables; other C libraries have none.
     let _ = server;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator tunables; called first thing,

@@ -440,7 +440,9 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
             transfer::send_delta(w, file, meta.size, sig, send, &|c| obs.bytes(c.out_len)).await
         }
         Some((_, DeltaWith::Blocks(p))) => {
-            transfer::send_planned(w, file, p, send, &|c| obs.bytes(c.out_len)).await
+            // Opened as the planned version (checked above).
+            let planned = crate::engine::io::Source::version(&file);
+            transfer::send_planned(w, file, p, planned, send, &|c| obs.bytes(c.out_len)).await
         }
         None => {
             transfer::send_file(w, file, offset, meta.size, prefix, send, &|c| {

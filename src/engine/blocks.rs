@@ -22,7 +22,9 @@
 //! should have replaced; the receiver's whole-file check against the
 //! sender's full hash catches that like any other bad rebuild.
 
-use super::delta::{block_size_for, io_err, DeltaStats, Piece, Splitter, MAX_BLOCK, MAX_SIGNATURE};
+use super::delta::{
+    fitting_block_size, io_err, DeltaStats, Piece, Splitter, MAX_BLOCK, MAX_SIGNATURE,
+};
 use super::hash::{subtree_cv, CvStack};
 use super::io::read_full;
 use crate::error::{Error, Result};
@@ -48,7 +50,7 @@ pub fn is_blocks(sig: &[u8]) -> bool {
 
 /// The chaining values of the blocks of `data`, which starts at block
 /// `first`; the two halves are hashed at once on both cores.
-fn block_cvs(data: &[u8], block: usize, first: u64) -> Vec<ChainingValue> {
+fn block_cvs(data: &[u8], block: usize, first: u64) -> Result<Vec<ChainingValue>> {
     let hash = |part: &[u8], first: u64| -> Vec<ChainingValue> {
         part.chunks(block)
             .enumerate()
@@ -57,19 +59,18 @@ fn block_cvs(data: &[u8], block: usize, first: u64) -> Vec<ChainingValue> {
     };
     let blocks = data.len().div_ceil(block);
     if blocks < 4 {
-        return hash(data, first);
+        return Ok(hash(data, first));
     }
     let (a, b) = data.split_at(blocks / 2 * block);
     std::thread::scope(|s| {
         let right = s.spawn(|| hash(b, first + (blocks / 2) as u64));
         let mut left = hash(a, first);
-        // A panic in BLAKE3 is not expected; recompute here if it happened.
         left.extend(
             right
                 .join()
-                .unwrap_or_else(|_| hash(b, first + (blocks / 2) as u64)),
+                .map_err(|_| Error::other("hashing thread panicked"))?,
         );
-        left
+        Ok(left)
     })
 }
 
@@ -102,9 +103,10 @@ fn hash_blocks(
                 }
             }
             if let Some(h) = hashing.take() {
-                let (done, cvs, first): (Vec<u8>, Vec<ChainingValue>, u64) = h
+                let (done, cvs, first): (Vec<u8>, Result<Vec<ChainingValue>>, u64) = h
                     .join()
                     .map_err(|_| Error::other("hashing thread panicked"))?;
+                let cvs = cvs?;
                 let n = done.len().min((len - first * block as u64) as usize);
                 each(&done[..n], &cvs, first)?;
                 spare = done;
@@ -124,7 +126,8 @@ fn hash_blocks(
 
 /// The block signature of `file`'s first `len` bytes.
 pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
-    let block = block_size_for(len).max(MIN_BLOCK);
+    let block = fitting_block_size(len, HEADER as u64, CV_BYTES as u64)
+        .ok_or_else(|| Error::other("file too large for a delta signature"))?;
     let blocks = len.div_ceil(block as u64) as usize;
     let mut out = Vec::with_capacity(HEADER + blocks * CV_BYTES);
     out.extend_from_slice(&MAGIC);
@@ -195,7 +198,9 @@ impl AsRef<Plan> for Plan {
 
 impl Plan {
     fn is_same(&self, i: usize) -> bool {
-        self.same[i / 64] >> (i % 64) & 1 == 1
+        self.same
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
 }
 
@@ -205,7 +210,9 @@ pub fn plan(file: &mut (impl Read + Seek), len: u64, sig: &BlockSig) -> Result<P
     let block = sig.block;
     let blocks = len.div_ceil(block as u64) as usize;
     let theirs = sig.len.div_ceil(block as u64) as usize;
-    let mut same = vec![0u64; blocks.div_ceil(64)];
+    // Only blocks the receiver has can be the same: a peer's tiny block
+    // size on a short copy cannot make this large.
+    let mut same = vec![0u64; blocks.min(theirs).div_ceil(64)];
     let mut stack = CvStack::default();
     let mut lone = None;
     let (mut run, mut longest, mut matched) = (0usize, 0usize, 0u64);
@@ -330,7 +337,7 @@ mod tests {
         assert_eq!(out, new);
         assert_eq!(plan.hash, blake3::hash(&new).to_hex().to_string());
         assert!(!plan.needs_search);
-        let block = block_size_for(old.len() as u64) as u64;
+        let block = crate::engine::delta::block_size_for(old.len() as u64) as u64;
         assert_eq!(st.literal, 3 * block);
         assert_eq!(st.matched + st.literal, new.len() as u64);
         assert_eq!(
@@ -367,6 +374,29 @@ mod tests {
         // Still a correct (if wasteful) rebuild when sent anyway.
         assert_eq!(out, new);
         assert_eq!(st.matched, 0);
+    }
+
+    #[test]
+    fn a_tiny_block_size_from_the_peer_keeps_the_plan_small() {
+        // 1 KiB blocks over a 16-byte copy, against a 3 MiB file.
+        let mut sig = MAGIC.to_vec();
+        sig.extend_from_slice(&1024u32.to_be_bytes());
+        sig.extend_from_slice(&16u64.to_be_bytes());
+        sig.extend_from_slice(&[0; CV_BYTES]);
+        let new = rand_bytes(3 << 20, 6);
+        let sig = parse(sig).unwrap();
+        let p = plan(&mut Cursor::new(&new), new.len() as u64, &sig).unwrap();
+        assert_eq!(p.same.len(), 1);
+        assert_eq!(p.hash, blake3::hash(&new).to_hex().to_string());
+    }
+
+    #[test]
+    fn signatures_of_huge_files_fit_or_are_not_made() {
+        for len in [1u64 << 40, 5 << 40, 7 << 40] {
+            let block = fitting_block_size(len, HEADER as u64, CV_BYTES as u64).unwrap();
+            assert!(HEADER as u64 + len.div_ceil(block as u64) * 8 <= MAX_SIGNATURE);
+        }
+        assert!(fitting_block_size(8 << 40, HEADER as u64, CV_BYTES as u64).is_none());
     }
 
     #[test]

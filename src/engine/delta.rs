@@ -30,7 +30,9 @@ pub const MIN_BLOCK: u32 = 256;
 pub const MAX_BLOCK: u32 = 1 << 20;
 /// Bytes of MD4 kept per block (plus a 4-byte rolling checksum).
 pub const HASH_SIZE: u32 = 6;
-/// Largest signature accepted from a peer (covers 64 TiB at 1 MiB blocks).
+/// Largest signature accepted from a peer: 6.4 M entries of a rolling
+/// signature (6.4 TiB at 1 MiB blocks), 8 M of a block signature (just
+/// under 8 TiB).
 pub const MAX_SIGNATURE: u64 = 64 << 20;
 
 const DELTA_MAGIC: [u8; 4] = 0x7273_0236u32.to_be_bytes();
@@ -47,13 +49,34 @@ pub fn block_size_for(len: u64) -> u32 {
     root.next_power_of_two().clamp(1024, 128 * 1024) as u32
 }
 
+/// [`block_size_for`], doubled until a signature of `header` bytes plus
+/// `entry` bytes per block fits [`MAX_SIGNATURE`] (files of a TiB and
+/// more); `None` when no block size up to [`MAX_BLOCK`] does: no delta
+/// for such a file.
+pub fn fitting_block_size(len: u64, header: u64, entry: u64) -> Option<u32> {
+    let mut block = block_size_for(len);
+    while header + len.div_ceil(block as u64) * entry > MAX_SIGNATURE {
+        if block >= MAX_BLOCK {
+            return None;
+        }
+        block *= 2;
+    }
+    Some(block)
+}
+
+fn too_large() -> Error {
+    Error::other("file too large for a delta signature")
+}
+
 /// Reads up to `buf.len()` bytes, fewer only at end of file.
 /// The serialized signature of `file`'s first `len` bytes, built one
 /// window at a time: the blocks of consecutive windows concatenate because
 /// windows are multiples of the block size.
 pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
+    let block =
+        fitting_block_size(len, SIG_HEADER as u64, 4 + HASH_SIZE as u64).ok_or_else(too_large)?;
     let opts = fast_rsync::SignatureOptions {
-        block_size: block_size_for(len),
+        block_size: block,
         crypto_hash_size: HASH_SIZE,
     };
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;

@@ -571,6 +571,7 @@ impl Session {
             Some(GetSig::Blocks(b)) => (None, Some(b)),
             s => (s, None),
         };
+        let planned = file.version();
         if let (true, Some(bsig)) = (delta, bsig) {
             let size = meta.size;
             let (f, planned) = tokio::task::spawn_blocking(move || {
@@ -617,7 +618,9 @@ impl Session {
             (Some(GetSig::Rolling(sig)), _) if delta => {
                 transfer::send_delta(w, file, meta.size, sig, opts, &progress).await
             }
-            (_, Some(plan)) => transfer::send_planned(w, file, plan, opts, &progress).await,
+            (_, Some(plan)) => {
+                transfer::send_planned(w, file, plan, planned, opts, &progress).await
+            }
             _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &progress).await,
         };
         self.live.end();

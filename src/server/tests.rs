@@ -123,7 +123,8 @@ async fn put(
         Some((_, sig)) if blocks::is_blocks(&sig) => {
             let sig = blocks::parse(sig).unwrap();
             let plan = blocks::plan(&mut Cursor::new(content), meta.size, &sig).unwrap();
-            transfer::send_planned(w, src, Arc::new(Planned(plan)), SEND, &|_| {}).await
+            let planned = crate::engine::io::Source::version(&src);
+            transfer::send_planned(w, src, Arc::new(Planned(plan)), planned, SEND, &|_| {}).await
         }
         Some((_, sig)) => {
             let sig = delta::parse_signature(sig).unwrap();
