@@ -1165,6 +1165,62 @@ fn a_delta_without_a_signature_is_refused() {
     assert!(std::fs::symlink_metadata(&target).unwrap().is_symlink());
 }
 
+/// "Data moved, send an rsync signature" (`Redo`) in answer to a download
+/// that sent no signature: only a block signature can be answered so.
+#[test]
+fn a_redo_for_an_unsigned_download_is_refused() {
+    let script = Script::new(Listing::Entries(vec![]))
+        .stat("f", Some(file("f", 10)))
+        .get(move |_, id, sig, _| {
+            assert!(sig.is_none(), "the client sent a signature");
+            vec![Reply::Msg(Msg::Redo {
+                id,
+                reason: "data moved".into(),
+            })]
+        });
+    let env = Env::new(script);
+    let target = env.dest().join("f");
+    env.refused(
+        &["get", &env.url("f"), &path_str(&target)],
+        1,
+        "unexpected reply",
+    );
+    assert!(!target.exists());
+}
+
+/// A server that answers every signed download with "data moved": the
+/// client asks once more with an rsync signature, then gives the file up
+/// (no endless rounds) and leaves its copy as it was.
+#[test]
+fn endless_redo_answers_end_after_the_rsync_signature() {
+    let size = 2u64 << 20;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let script = Script::new(Listing::Entries(vec![]))
+        .stat("f", Some(file("f", size)))
+        .get(move |_, id, sig, _| {
+            assert!(sig.is_some(), "no signature sent");
+            c2.fetch_add(1, Ordering::SeqCst);
+            vec![Reply::Msg(Msg::Redo {
+                id,
+                reason: "data moved".into(),
+            })]
+        });
+    let env = Env::new(script);
+    let target = env.dest().join("f");
+    let mine = vec![5u8; size as usize];
+    std::fs::write(&target, &mine).unwrap();
+    let out = env.run(&["get", &env.url("f"), &path_str(&target)]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.err_message().contains("data moved"), "{}", out.stderr);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "block, then rsync signature"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), mine);
+}
+
 /// A resumed download whose header puts the resume point past the end of
 /// the file (the client would compute a negative length).
 #[test]

@@ -231,7 +231,8 @@ async fn run_get_on(
         let mut again = Vec::new();
         let mut done = Vec::new();
         for (o, op) in outcomes.into_iter().zip(ops) {
-            if o.rolling && round < 2 {
+            // Only a block signature may be answered with "data moved".
+            if o.rolling && matches!(op.how, GetHow::Delta) && round < 2 {
                 again.push(GetOp {
                     how: GetHow::Rolling,
                     ..op
