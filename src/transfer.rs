@@ -206,29 +206,15 @@ fn produce_file(
 /// receiver's signature. Returns the file's BLAKE3 and what was saved.
 pub async fn send_delta<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
-    mut file: impl Source,
+    file: impl Source,
     size: u64,
     sig: fast_rsync::Signature,
     opts: SendOptions,
     progress: &(dyn Fn(&Chunk) + Sync),
 ) -> Result<(String, SendStats), SendError> {
-    pump(w, progress, move |tx| {
-        let start = file.version();
-        let mut comp = Compressor::new(opts.compress);
-        let (hash, ds) = delta::diff_file(&mut file, size, &sig, |p| {
-            let c = compressed(&mut comp, p.delta, Some(p.out_len));
-            tx.blocking_send(Produced::Chunk(c))
-                .map_err(|_| std::io::Error::other("transfer cancelled"))
-        })?;
-        still_same(&file, start, size)?;
-        Ok((
-            hash,
-            SendStats {
-                literal: ds.literal,
-                matched: ds.matched,
-                compressed_saved: comp.saved,
-            },
-        ))
+    let start = file.version();
+    send_pieces(w, file, size, start, opts, progress, move |f, emit| {
+        delta::diff_file(f, size, &sig, emit)
     })
     .await
 }
@@ -241,24 +227,47 @@ pub async fn send_delta<W: AsyncWrite + Unpin>(
 /// or literals read now could mix with blocks hashed then.
 pub async fn send_planned<W: AsyncWrite + Unpin, P: AsRef<blocks::Plan> + Send + Sync + 'static>(
     w: &mut FrameWriter<W>,
-    mut file: impl Source,
+    file: impl Source,
     plan: std::sync::Arc<P>,
     planned: Option<(i64, i64, u64)>,
     opts: SendOptions,
     progress: &(dyn Fn(&Chunk) + Sync),
 ) -> Result<(String, SendStats), SendError> {
-    pump(w, progress, move |tx| {
+    let size = (*plan).as_ref().len;
+    send_pieces(w, file, size, planned, opts, progress, move |f, emit| {
         let plan = (*plan).as_ref();
-        let start = planned;
+        blocks::send(f, plan, emit).map(|ds| (plan.hash.clone(), ds))
+    })
+    .await
+}
+
+/// Runs `diff` on a blocking thread, compressing and sending the pieces it
+/// emits; the file must still be version `start` (of `size` bytes) at the
+/// end.
+async fn send_pieces<W: AsyncWrite + Unpin, S: Source>(
+    w: &mut FrameWriter<W>,
+    mut file: S,
+    size: u64,
+    start: Option<(i64, i64, u64)>,
+    opts: SendOptions,
+    progress: &(dyn Fn(&Chunk) + Sync),
+    diff: impl FnOnce(
+            &mut S,
+            &mut dyn FnMut(delta::Piece) -> std::io::Result<()>,
+        ) -> Result<(String, delta::DeltaStats)>
+        + Send
+        + 'static,
+) -> Result<(String, SendStats), SendError> {
+    pump(w, progress, move |tx| {
         let mut comp = Compressor::new(opts.compress);
-        let ds = blocks::send(&mut file, plan, |p| {
+        let (hash, ds) = diff(&mut file, &mut |p| {
             let c = compressed(&mut comp, p.delta, Some(p.out_len));
             tx.blocking_send(Produced::Chunk(c))
                 .map_err(|_| std::io::Error::other("transfer cancelled"))
         })?;
-        still_same(&file, start, plan.len)?;
+        still_same(&file, start, size)?;
         Ok((
-            plan.hash.clone(),
+            hash,
             SendStats {
                 literal: ds.literal,
                 matched: ds.matched,
@@ -373,15 +382,29 @@ impl<W: Write> delta::Rebuild for HashingWriter<BufWriter<W>> {
         if k.buf.is_empty() {
             k.buf = vec![0; 256 * 1024];
         }
-        let mut pos = at;
-        while pos < at + done {
-            let m = (at + done - pos).min(k.buf.len() as u64) as usize;
-            std::os::unix::fs::FileExt::read_exact_at(&k.file, &mut k.buf[..m], pos)?;
-            self.hash.update(&k.buf[..m])?;
-            pos += m as u64;
-        }
+        let hash = &mut self.hash;
+        read_range(&k.file, at, done, &mut k.buf, |b| hash.update(b))?;
         Ok(done)
     }
+}
+
+/// Reads `len` bytes at `offset` of `file` through `buf`, a bufferful at
+/// a time, handing each to `each`.
+fn read_range(
+    file: &File,
+    offset: u64,
+    len: u64,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut pos = offset;
+    while pos < offset + len {
+        let m = (offset + len - pos).min(buf.len() as u64) as usize;
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf[..m], pos)?;
+        each(&buf[..m])?;
+        pos += m as u64;
+    }
+    Ok(())
 }
 
 const HASH_BLOCK: usize = 1 << 20;
@@ -428,13 +451,10 @@ impl Hash {
                     }
                     ToHash::ReadBack { file, offset, len } => {
                         buf.resize(HASH_BLOCK, 0);
-                        let mut pos = offset;
-                        while pos < offset + len {
-                            let m = (offset + len - pos).min(HASH_BLOCK as u64) as usize;
-                            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf[..m], pos)?;
-                            hasher.update(&buf[..m]);
-                            pos += m as u64;
-                        }
+                        read_range(&file, offset, len, &mut buf, |b| {
+                            hasher.update(b);
+                            Ok(())
+                        })?;
                     }
                 }
             }

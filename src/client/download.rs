@@ -3,7 +3,7 @@
 //! takes the target's name only once its hash checks out.
 
 use super::{blocking, reply_error, Action, Client, FileOutcome, Observer};
-use crate::engine::{blocks, delta, partial};
+use crate::engine::{blocks, partial};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::TempFile;
 use crate::model::Meta;
@@ -87,11 +87,7 @@ impl Client {
                             let mut f =
                                 File::open(&local).map_err(|e| Error::local_io(&local, e))?;
                             let len = f.metadata().map_err(|e| Error::local_io(&local, e))?.len();
-                            if rolling {
-                                delta::signature(&mut f, len)
-                            } else {
-                                blocks::signature(&mut f, len)
-                            }
+                            blocks::sign(&mut f, len, rolling)
                         })
                         .await
                         .ok();

@@ -142,6 +142,31 @@ pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The receiver's signature of its copy: a block signature, or with
+/// `rolling` an rsync one ([`super::delta::signature`]).
+pub fn sign(file: &mut (impl Read + Seek), len: u64, rolling: bool) -> Result<Vec<u8>> {
+    if rolling {
+        super::delta::signature(file, len)
+    } else {
+        signature(file, len)
+    }
+}
+
+/// A peer's signature of either kind, checked.
+pub enum AnySig {
+    Rolling(fast_rsync::Signature),
+    Blocks(BlockSig),
+}
+
+/// Checks an untrusted signature of either kind (told apart by its magic).
+pub fn parse_any(bytes: Vec<u8>) -> Result<AnySig> {
+    if is_blocks(&bytes) {
+        parse(bytes).map(AnySig::Blocks)
+    } else {
+        super::delta::parse_signature(bytes).map(AnySig::Rolling)
+    }
+}
+
 /// A peer's block signature, checked.
 #[derive(Debug)]
 pub struct BlockSig {

@@ -6,7 +6,8 @@
 
 use super::session::{msg_name, Reader, Session, Writer};
 use super::LogEvent;
-use crate::engine::{blocks, delta, partial};
+use crate::engine::blocks::{self, AnySig};
+use crate::engine::{delta, partial};
 use crate::error::{Error, Result};
 use crate::model::{ClientState, Entry, EntryKind, Meta};
 use crate::proto::{GetResume, Msg, Resume};
@@ -230,12 +231,7 @@ impl Session {
         let opened = self.writable().and_then(|()| self.store().open(rel));
         let sig = match opened {
             Ok((mut f, meta)) => tokio::task::spawn_blocking(move || {
-                let sig = if rolling {
-                    delta::signature(&mut f, meta.size)
-                } else {
-                    blocks::signature(&mut f, meta.size)
-                };
-                sig.map(|s| (s, meta))
+                blocks::sign(&mut f, meta.size, rolling).map(|s| (s, meta))
             })
             .await
             .map_err(|e| Error::other(e.to_string()))
@@ -529,16 +525,7 @@ impl Session {
             Err(e) => return self.refuse_get(w, id, e).await,
         };
         // A block signature (what clients send first) or an rsync one.
-        let sig = match sig
-            .map(|s| {
-                if blocks::is_blocks(&s) {
-                    blocks::parse(s).map(GetSig::Blocks)
-                } else {
-                    delta::parse_signature(s).map(GetSig::Rolling)
-                }
-            })
-            .transpose()
-        {
+        let sig = match sig.map(blocks::parse_any).transpose() {
             Ok(s) => s,
             Err(e) => return self.refuse_get(w, id, e).await,
         };
@@ -568,12 +555,11 @@ impl Session {
         // moved, the client is asked for an rsync signature instead.
         let mut plan = None;
         let (sig, bsig) = match sig {
-            Some(GetSig::Blocks(b)) => (None, Some(b)),
+            Some(AnySig::Blocks(b)) => (None, Some(b)),
             s => (s, None),
         };
-        let planned = file.version();
         if let (true, Some(bsig)) = (delta, bsig) {
-            let size = meta.size;
+            let (size, version) = (meta.size, file.version());
             let (f, planned) = tokio::task::spawn_blocking(move || {
                 let p = blocks::plan(&mut file, size, &bsig);
                 (file, p)
@@ -590,7 +576,7 @@ impl Session {
                         })
                         .await;
                 }
-                Ok(p) => plan = Some(std::sync::Arc::new(p)),
+                Ok(p) => plan = Some((std::sync::Arc::new(p), version)),
                 Err(e) => return self.refuse_get(w, id, e.context(format!("'{rel}'"))).await,
             }
         }
@@ -615,11 +601,11 @@ impl Session {
         let meter = self.hub().meter(&self.live, true);
         let progress = |c: &crate::proto::Chunk| meter.chunk(c);
         let sent = match (sig, plan) {
-            (Some(GetSig::Rolling(sig)), _) if delta => {
+            (Some(AnySig::Rolling(sig)), _) if delta => {
                 transfer::send_delta(w, file, meta.size, sig, opts, &progress).await
             }
-            (_, Some(plan)) => {
-                transfer::send_planned(w, file, plan, planned, opts, &progress).await
+            (_, Some((plan, version))) => {
+                transfer::send_planned(w, file, plan, version, opts, &progress).await
             }
             _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &progress).await,
         };
@@ -682,10 +668,4 @@ impl Session {
             Err(e) => Msg::error(Some(id), &e),
         }
     }
-}
-
-/// The signature a client sent with a `Get`.
-enum GetSig {
-    Rolling(fast_rsync::Signature),
-    Blocks(blocks::BlockSig),
 }

@@ -161,6 +161,22 @@ async fn get(
     get_with(r, w, id, path, have, false).await
 }
 
+/// Sends a `Get` (with the signature's bytes after it).
+async fn send_get(w: &mut W, id: u64, path: &str, resume: Option<GetResume>, sig: Option<&[u8]>) {
+    w.msg(&Msg::Get {
+        id,
+        path: path.into(),
+        resume,
+        signature: sig.map(|s| s.len() as u64),
+    })
+    .await
+    .unwrap();
+    if let Some(s) = sig {
+        w.blob(s).await.unwrap();
+    }
+    w.flush().await.unwrap();
+}
+
 /// [`get`], with an rsync signature instead of a block one when `rolling`.
 async fn get_with(
     r: &mut R,
@@ -172,12 +188,7 @@ async fn get_with(
 ) -> (Vec<u8>, bool) {
     let (resume, sig, prefix) = match have {
         Some((old, true)) => {
-            let mut src = Cursor::new(old.to_vec());
-            let sig = if rolling {
-                delta::signature(&mut src, old.len() as u64)
-            } else {
-                blocks::signature(&mut src, old.len() as u64)
-            };
+            let sig = blocks::sign(&mut Cursor::new(old.to_vec()), old.len() as u64, rolling);
             (None, Some(sig.unwrap()), Vec::new())
         }
         Some((part, false)) => {
@@ -196,18 +207,7 @@ async fn get_with(
         }
         None => (None, None, Vec::new()),
     };
-    w.msg(&Msg::Get {
-        id,
-        path: path.into(),
-        resume,
-        signature: sig.as_ref().map(|s| s.len() as u64),
-    })
-    .await
-    .unwrap();
-    if let Some(s) = &sig {
-        w.blob(s).await.unwrap();
-    }
-    w.flush().await.unwrap();
+    send_get(w, id, path, resume, sig.as_deref()).await;
     let Msg::FileHeader {
         meta,
         offset,
@@ -466,16 +466,7 @@ async fn deltas_both_ways_through_the_memory_store() {
     moved.extend_from_slice(&old);
     s.store.put_file("f", &moved, 1_700_000_000);
     let sig = blocks::signature(&mut Cursor::new(old.clone()), old.len() as u64).unwrap();
-    w.msg(&Msg::Get {
-        id: 5,
-        path: "f".into(),
-        resume: None,
-        signature: Some(sig.len() as u64),
-    })
-    .await
-    .unwrap();
-    w.blob(&sig).await.unwrap();
-    w.flush().await.unwrap();
+    send_get(&mut w, 5, "f", None, Some(&sig)).await;
     let reply = r.read_msg().await.unwrap();
     assert!(matches!(reply, Msg::Redo { id: 5, .. }), "{reply:?}");
     let (got, is_delta) = get_with(&mut r, &mut w, 6, "f", Some((&old, true)), true).await;
