@@ -16,6 +16,14 @@
 //! `--no-fsync` nothing is held. A store whose commits wait on the network (S3) has up
 //! to [`crate::store::Store::commit_parallelism`] of a batch committed at
 //! once, on threads of the pass.
+//!
+//! A small new file (up to [`HOLD_MAX`] bytes) is received into memory,
+//! not into a file: the pass writes it ([`Staged::Held`]). Then the
+//! session's thread only receives and checks, while the filesystem work
+//! of every file of the batch (resolving, temp file, write, rename) runs
+//! on the pass's thread, on the second core. Those bytes are bounded for
+//! the whole process ([`HOLD_BUDGET`]); past it a small file is written
+//! at once like a big one.
 
 use super::session::{Session, Writer};
 use super::share::Verified;
@@ -24,8 +32,8 @@ use crate::error::{Error, Result};
 use crate::model::Meta;
 use crate::proto::Msg;
 use crate::store::{Store, Upload};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
 
@@ -43,6 +51,99 @@ const MAX_AGE: Duration = Duration::from_millis(200);
 /// disk, so waiting a little for more work to share it with is cheaper
 /// than flushing at every gap between two frames.
 pub(super) const LINGER: Duration = Duration::from_millis(2);
+
+/// Largest new file held in memory until its durability pass.
+pub(super) const HOLD_MAX: u64 = 64 * 1024;
+/// Bytes of small files all sessions hold in memory at most (two batches
+/// of [`MAX_FILES`] each per session would otherwise be up to 64 MiB).
+const HOLD_BUDGET: u64 = 16 << 20;
+static HELD_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A verified upload's content before its commit.
+pub(super) enum Staged {
+    /// In a temporary file of the store.
+    Written(Box<dyn Upload>),
+    /// In memory, written by the pass.
+    Held(HeldBytes),
+}
+
+/// A small file's bytes, counted against [`HOLD_BUDGET`] while they live.
+pub(super) struct HeldBytes {
+    /// Shared with the writer that receives them.
+    data: Arc<Mutex<Vec<u8>>>,
+    reserved: u64,
+}
+
+impl HeldBytes {
+    /// Room for a file of `size` bytes, if the budget has it.
+    pub(super) fn reserve(size: u64) -> Option<HeldBytes> {
+        if size > HOLD_MAX {
+            return None;
+        }
+        HELD_BYTES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + size <= HOLD_BUDGET).then_some(held + size)
+            })
+            .ok()?;
+        Some(HeldBytes {
+            data: Arc::new(Mutex::new(Vec::with_capacity(size as usize))),
+            reserved: size,
+        })
+    }
+
+    /// Where the received bytes go.
+    pub(super) fn writer(&self) -> impl std::io::Write + Send + 'static {
+        struct Into(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Into {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        Into(self.data.clone())
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        HELD_BYTES.fetch_sub(self.reserved, Ordering::AcqRel);
+    }
+}
+
+impl Staged {
+    /// The content in a temporary file of `store`, ready to commit.
+    fn written(self, store: &dyn Store, rel: &str, meta: &Meta) -> Result<Box<dyn Upload>> {
+        match self {
+            Staged::Written(up) => Ok(up),
+            Staged::Held(h) => {
+                let up = store
+                    .begin(rel, crate::store::Begin::Fresh(*meta))?
+                    .ok_or_else(|| Error::other(format!("'{rel}' is busy")))?;
+                let data = h.data.lock().unwrap_or_else(|p| p.into_inner());
+                up.write_all(&data)?;
+                Ok(up)
+            }
+        }
+    }
+
+    /// Writes (if held) and commits.
+    pub(super) fn commit(self, store: &dyn Store, rel: &str, meta: &Meta) -> Result<()> {
+        self.written(store, rel, meta)?.commit(meta)
+    }
+
+    /// The content is wrong: keep none of it.
+    pub(super) fn discard(&mut self) {
+        if let Staged::Written(up) = self {
+            up.discard();
+        }
+    }
+}
 
 /// What waits for the next durability pass, in the order the replies
 /// must go out.
@@ -118,18 +219,27 @@ struct Outcome {
 /// data did not reach the disk.
 fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
     let rels: Vec<String> = uploads.iter().map(|v| v.rel.clone()).collect();
-    let data = store.make_durable(&rels);
     let mut out = Vec::with_capacity(uploads.len());
     let mut jobs = Vec::with_capacity(uploads.len());
     for v in uploads {
+        let up = v.up.written(store, &v.rel, &v.meta);
         out.push(Outcome {
             id: v.id,
             shown: v.shown,
             bytes: v.meta.size,
             result: Ok(()),
         });
-        jobs.push((v.up, v.meta));
+        jobs.push((up, v.meta));
     }
+    // Only what is in the store: a held file it refused has no name to
+    // make durable (its parent may not even exist).
+    let written: Vec<String> = rels
+        .iter()
+        .zip(&jobs)
+        .filter(|(_, (up, _))| up.is_ok())
+        .map(|(r, _)| r.clone())
+        .collect();
+    let data = store.make_durable(&written);
     let results = match &data {
         // Not committed: the uploads are dropped and the old versions
         // stay (a resumable one keeps its partial data).
@@ -157,23 +267,22 @@ fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
     (out, 2)
 }
 
+/// An upload in the store, or why it could not be written there.
+type Job = Result<Box<dyn Upload>>;
+
 /// Commits every upload, up to `parallel` at once when their targets are
 /// distinct (two of one path keep their order: the later one wins); the
 /// results in the uploads' order.
-fn commit_all(
-    parallel: usize,
-    rels: &[String],
-    jobs: Vec<(Box<dyn Upload>, Meta)>,
-) -> Vec<Result<()>> {
+fn commit_all(parallel: usize, rels: &[String], jobs: Vec<(Job, Meta)>) -> Vec<Result<()>> {
     let distinct = rels.iter().collect::<std::collections::HashSet<_>>().len() == rels.len();
     let threads = parallel.min(jobs.len());
     if threads <= 1 || !distinct {
         return jobs
             .into_iter()
-            .map(|(up, meta)| up.commit(&meta))
+            .map(|(up, meta)| up?.commit(&meta))
             .collect();
     }
-    type Slot = Mutex<(Option<(Box<dyn Upload>, Meta)>, Option<Result<()>>)>;
+    type Slot = Mutex<(Option<(Job, Meta)>, Option<Result<()>>)>;
     let slots: Vec<Slot> = jobs
         .into_iter()
         .map(|j| Mutex::new((Some(j), None)))
@@ -186,7 +295,7 @@ fn commit_all(
                 let Some(slot) = slots.get(i) else { break };
                 let job = slot.lock().unwrap_or_else(|p| p.into_inner()).0.take();
                 if let Some((up, meta)) = job {
-                    let r = up.commit(&meta);
+                    let r = up.and_then(|up| up.commit(&meta));
                     slot.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(r);
                 }
             });
@@ -215,7 +324,7 @@ impl Session {
         match got {
             Ok(v) if self.opts().fsync => self.held.push(Pending::Upload(v)),
             Ok(v) => {
-                let reply = match v.up.commit(&v.meta) {
+                let reply = match v.up.commit(self.store(), &v.rel, &v.meta) {
                     Ok(()) => {
                         self.uploaded(v.shown, v.meta.size);
                         Msg::Done { id: v.id }
@@ -326,5 +435,79 @@ impl Session {
             w.msg(&reply).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+    use std::io::Write;
+
+    fn held(id: u64, rel: &str, data: &[u8]) -> Verified {
+        let h = HeldBytes::reserve(data.len() as u64).unwrap();
+        h.writer().write_all(data).unwrap();
+        Verified {
+            id,
+            rel: rel.into(),
+            shown: rel.into(),
+            meta: Meta {
+                size: data.len() as u64,
+                mtime: 1_700_000_000,
+                mtime_ns: 5,
+                mode: 0o640,
+            },
+            up: Staged::Held(h),
+        }
+    }
+
+    /// Files held in memory are written by the pass; one the store
+    /// refuses (its parent is missing, its target a directory) fails
+    /// alone, and the others of the batch are stored and durable.
+    #[test]
+    fn a_pass_writes_held_files_and_fails_only_the_refused_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let batch = vec![
+            held(1, "a", b"first"),
+            held(2, "nodir/x", b"lost"),
+            held(3, "sub", b"on a directory"),
+            held(4, "b", b""),
+        ];
+        let (out, passes) = pass(&store, batch);
+        assert_eq!(passes, 2);
+        let ok: Vec<(u64, bool)> = out.iter().map(|o| (o.id, o.result.is_ok())).collect();
+        assert_eq!(ok, [(1, true), (2, false), (3, false), (4, true)]);
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"first");
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"");
+        assert!(dir.path().join("sub").is_dir());
+        assert!(!dir.path().join("nodir").exists());
+        let md = std::fs::metadata(dir.path().join("a")).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(md.permissions().mode() & 0o777, 0o640);
+        assert_eq!((md.mtime(), md.mtime_nsec()), (1_700_000_000, 5));
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "sub"], "nothing else, no temp file");
+    }
+
+    /// The bytes held in memory are bounded for the whole process and
+    /// given back when a held file goes.
+    #[test]
+    fn held_bytes_are_bounded_and_given_back() {
+        assert!(HeldBytes::reserve(HOLD_MAX + 1).is_none());
+        let mut many = Vec::new();
+        while let Some(h) = HeldBytes::reserve(HOLD_MAX) {
+            many.push(h);
+            assert!(many.len() as u64 * HOLD_MAX <= HOLD_BUDGET);
+        }
+        assert!(!many.is_empty());
+        drop(many);
+        // (Other tests of this process hold a few small files at most.)
+        assert!(HeldBytes::reserve(HOLD_MAX).is_some());
     }
 }

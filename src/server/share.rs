@@ -4,6 +4,7 @@
 //! [`crate::store::Store`]; what is policy (read-only, admin) is checked
 //! here, content is verified by `transfer`.
 
+use super::acks::{HeldBytes, Staged};
 use super::session::{msg_name, Reader, Session, Writer};
 use super::LogEvent;
 use crate::engine::blocks::{self, AnySig};
@@ -41,7 +42,7 @@ pub(super) struct Verified {
     /// The path as logs and the client table show it.
     pub(super) shown: String,
     pub(super) meta: Meta,
-    pub(super) up: Box<dyn Upload>,
+    pub(super) up: Staged,
 }
 
 impl Session {
@@ -403,7 +404,21 @@ impl Session {
         let answer = |m: Msg| Ok(Err(m));
         let offset = resume.as_ref().map_or(0, |r| r.offset);
         let is_delta = delta_base.is_some();
-        let prepared = self.prepare_put(rel, meta, resume, delta_base).await;
+        // A small new file waits in memory for its batch's pass (see acks).
+        let held = match (&resume, &delta_base) {
+            (None, None) if self.writable().is_ok() => HeldBytes::reserve(meta.size),
+            _ => None,
+        };
+        let prepared = match held {
+            Some(h) => {
+                let d = Dest::new(h.writer());
+                Ok((Staged::Held(h), d, meta.size))
+            }
+            None => self
+                .prepare_put(rel, meta, resume, delta_base)
+                .await
+                .map(|(up, d, e)| (Staged::Written(up), d, e)),
+        };
         // On failure the chunks still arrive: read them to keep the stream in step.
         let (mut prepared, dest, expect) = match prepared {
             Ok((up, d, e)) => (Ok(up), Some(d), e),

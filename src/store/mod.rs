@@ -78,6 +78,13 @@ pub enum Begin {
 pub trait Upload: Send + Sync {
     /// Where the bytes go, positioned after any resumed prefix.
     fn writer(&self) -> Result<Box<dyn Write + Send>>;
+    /// Writes all of `data` where [`Upload::writer`] writes (a whole small
+    /// file at once).
+    fn write_all(&self, data: &[u8]) -> Result<()> {
+        self.writer()?
+            .write_all(data)
+            .map_err(|e| crate::error::Error::other(format!("write error: {e}")))
+    }
     /// The local file [`Upload::writer`] writes, when there is one (sharing
     /// its position), so unchanged ranges of a delta's base can be copied
     /// by the kernel; `None` for stores that are not local files.
