@@ -85,6 +85,9 @@ pub struct TempFile {
     file: File,
     unnamed: bool,
     done: bool,
+    /// The open directory the file is named in, when it was made there
+    /// (`path` then names it only for messages and by its last component).
+    dir: Option<std::sync::Arc<File>>,
 }
 
 impl TempFile {
@@ -108,6 +111,7 @@ impl TempFile {
                         file,
                         unnamed: false,
                         done: false,
+                        dir: None,
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -148,6 +152,7 @@ impl TempFile {
                 file,
                 unnamed: true,
                 done: false,
+                dir: None,
             })),
             // EOPNOTSUPP: the filesystem cannot; EISDIR: the kernel
             // predates O_TMPFILE (it reads the flags as O_DIRECTORY).
@@ -161,6 +166,39 @@ impl TempFile {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// An unnamed file in the open directory `dir`, to be named
+    /// `target`'s last component there: what happens to the directory's
+    /// path meanwhile does not matter, and no call walks the path again.
+    /// `None` where the filesystem has no unnamed files.
+    #[cfg(target_os = "linux")]
+    pub fn unnamed_in(dir: std::sync::Arc<File>, target: &Path) -> io::Result<Option<TempFile>> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: a valid NUL-terminated string and an open descriptor.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        Ok(Some(TempFile {
+            path: hidden_name(target, "unnamed"),
+            // SAFETY: `fd` was just opened and is owned by nothing else.
+            file: unsafe { File::from_raw_fd(fd) },
+            unnamed: true,
+            done: false,
+            dir: Some(dir),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -195,19 +233,20 @@ impl TempFile {
     /// between those two calls can leave a temp file behind.
     #[cfg(target_os = "linux")]
     fn link_onto(&mut self, target: &Path) -> io::Result<()> {
-        use std::os::unix::io::AsRawFd;
-        let fd = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
-        match link_followed(&fd, target) {
+        let dir = self.dir.clone();
+        let dir = dir.as_deref();
+        let fd = &self.file;
+        match link_followed(fd, dir, target) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             other => return other,
         }
         for _ in 0..8 {
             let tmp = temp_name(target);
-            match link_followed(&fd, &tmp) {
+            match link_followed(fd, dir, &tmp) {
                 Ok(()) => {
                     self.path = tmp;
-                    return std::fs::rename(&self.path, target).inspect_err(|_| {
-                        let _ = std::fs::remove_file(&self.path);
+                    return rename_in(dir, &self.path, target).inspect_err(|_| {
+                        let _ = remove_in(dir, &self.path);
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -221,30 +260,121 @@ impl TempFile {
     }
 }
 
-/// `linkat(2)` following the /proc/self/fd magic link to the open file.
 #[cfg(target_os = "linux")]
-fn link_followed(from: &Path, to: &Path) -> io::Result<()> {
+fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+}
+
+/// `p` as `*at(2)` calls take it: relative to the open directory `dir`
+/// (by its last component), else as is.
+#[cfg(target_os = "linux")]
+fn at(dir: Option<&File>, p: &Path) -> io::Result<(libc::c_int, std::ffi::CString)> {
+    use std::os::fd::AsRawFd;
+    match dir {
+        Some(d) => {
+            let name = p.file_name().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a path without a name")
+            })?;
+            Ok((d.as_raw_fd(), c_path(Path::new(name))?))
+        }
+        None => Ok((libc::AT_FDCWD, c_path(p)?)),
+    }
+}
+
+/// What is named `name` in the open directory `dir`, not following a
+/// symlink: its `S_IFMT` bits (`libc::S_IFDIR`, …), `None` if nothing is.
+#[cfg(target_os = "linux")]
+pub fn kind_at(dir: &File, name: &str) -> io::Result<Option<libc::mode_t>> {
+    use std::os::fd::AsRawFd;
+    let c = c_path(Path::new(name))?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a valid string and descriptor; `st` is written on success.
     let r = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
         )
     };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::NotFound => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: fstatat succeeded and filled it.
+    Ok(Some(unsafe { st.assume_init() }.st_mode & libc::S_IFMT))
+}
+
+#[cfg(target_os = "linux")]
+fn ok_or_errno(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Gives the open (unnamed) file `file` the name `to`: `linkat(2)` on the
+/// descriptor itself (`AT_EMPTY_PATH`, which Linux 6.10 and later allow
+/// to the file's opener), else through its /proc/self/fd magic link.
+#[cfg(target_os = "linux")]
+fn link_followed(file: &File, dir: Option<&File>, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Cleared at the first refusal (an older kernel, no privilege).
+    static BY_FD: AtomicBool = AtomicBool::new(true);
+    let (dfd, to) = at(dir, to)?;
+    if BY_FD.load(Ordering::Relaxed) {
+        // SAFETY: valid NUL-terminated strings and descriptors.
+        let r = ok_or_errno(unsafe {
+            libc::linkat(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                dfd,
+                to.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        });
+        match r.as_ref().map_err(io::Error::raw_os_error) {
+            Err(Some(libc::ENOENT | libc::EPERM)) => {}
+            _ => return r,
+        }
+    }
+    let from = c_path(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))?;
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let r = ok_or_errno(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            dfd,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    });
+    if r.is_ok() {
+        // The kernel refused what /proc allowed: stop asking it.
+        BY_FD.store(false, Ordering::Relaxed);
+    }
+    r
+}
+
+#[cfg(target_os = "linux")]
+fn rename_in(dir: Option<&File>, from: &Path, to: &Path) -> io::Result<()> {
+    let ((dfd, from), (_, to)) = (at(dir, from)?, at(dir, to)?);
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    ok_or_errno(unsafe { libc::renameat(dfd, from.as_ptr(), dfd, to.as_ptr()) })
+}
+
+#[cfg(target_os = "linux")]
+fn remove_in(dir: Option<&File>, p: &Path) -> io::Result<()> {
+    let (dfd, p) = at(dir, p)?;
+    // SAFETY: a valid NUL-terminated string that outlives the call.
+    ok_or_errno(unsafe { libc::unlinkat(dfd, p.as_ptr(), 0) })
 }
 
 impl Drop for TempFile {

@@ -117,24 +117,13 @@ impl Drop for HeldBytes {
 }
 
 impl Staged {
-    /// The content in a temporary file of `store`, ready to commit.
-    fn written(self, store: &dyn Store, rel: &str, meta: &Meta) -> Result<Box<dyn Upload>> {
-        match self {
-            Staged::Written(up) => Ok(up),
-            Staged::Held(h) => {
-                let up = store
-                    .begin(rel, crate::store::Begin::Fresh(*meta))?
-                    .ok_or_else(|| Error::other(format!("'{rel}' is busy")))?;
-                let data = h.data.lock().unwrap_or_else(|p| p.into_inner());
-                up.write_all(&data)?;
-                Ok(up)
-            }
-        }
-    }
-
     /// Writes (if held) and commits.
     pub(super) fn commit(self, store: &dyn Store, rel: &str, meta: &Meta) -> Result<()> {
-        self.written(store, rel, meta)?.commit(meta)
+        let up = into_store(store, &[rel.to_string()], &[*meta], vec![self]);
+        up.into_iter()
+            .next()
+            .unwrap_or_else(|| Err(Error::other("nothing to commit")))?
+            .commit(meta)
     }
 
     /// The content is wrong: keep none of it.
@@ -143,6 +132,32 @@ impl Staged {
             up.discard();
         }
     }
+}
+
+/// The uploads' contents in the store, each ready to commit: written ones
+/// as they are, held ones begun together (see
+/// [`crate::store::Store::begin_many`]) and written now.
+fn into_store(store: &dyn Store, rels: &[String], metas: &[Meta], staged: Vec<Staged>) -> Vec<Job> {
+    let held: Vec<(&str, Meta)> = staged
+        .iter()
+        .zip(rels.iter().zip(metas))
+        .filter(|(s, _)| matches!(s, Staged::Held(_)))
+        .map(|(_, (rel, meta))| (rel.as_str(), *meta))
+        .collect();
+    let mut begun = store.begin_many(&held).into_iter();
+    staged
+        .into_iter()
+        .map(|s| match s {
+            Staged::Written(up) => Ok(up),
+            Staged::Held(h) => {
+                let up = begun
+                    .next()
+                    .unwrap_or_else(|| Err(Error::other("the store began too few uploads")))?;
+                up.write_all(&h.data.lock().unwrap_or_else(|p| p.into_inner()))?;
+                Ok(up)
+            }
+        })
+        .collect()
 }
 
 /// What waits for the next durability pass, in the order the replies
@@ -218,19 +233,28 @@ struct Outcome {
 /// holds either its old version or the whole new one, never a name whose
 /// data did not reach the disk.
 fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
-    let rels: Vec<String> = uploads.iter().map(|v| v.rel.clone()).collect();
-    let mut out = Vec::with_capacity(uploads.len());
-    let mut jobs = Vec::with_capacity(uploads.len());
+    let n = uploads.len();
+    let (mut rels, mut metas, mut staged, mut out) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for v in uploads {
-        let up = v.up.written(store, &v.rel, &v.meta);
         out.push(Outcome {
             id: v.id,
             shown: v.shown,
             bytes: v.meta.size,
             result: Ok(()),
         });
-        jobs.push((up, v.meta));
+        rels.push(v.rel);
+        metas.push(v.meta);
+        staged.push(v.up);
     }
+    let jobs: Vec<(Job, Meta)> = into_store(store, &rels, &metas, staged)
+        .into_iter()
+        .zip(metas)
+        .collect();
     // Only what is in the store: a held file it refused has no name to
     // make durable (its parent may not even exist).
     let written: Vec<String> = rels
@@ -462,27 +486,56 @@ mod tests {
     }
 
     /// Files held in memory are written by the pass; one the store
-    /// refuses (its parent is missing, its target a directory) fails
-    /// alone, and the others of the batch are stored and durable.
+    /// refuses (its parent is missing, its target a directory, a symlink
+    /// out of the share on the way) fails alone, and the others of the
+    /// batch are stored and durable: new names, a replaced file, a
+    /// symlink inside the share replaced by the file.
     #[test]
     fn a_pass_writes_held_files_and_fails_only_the_refused_ones() {
+        let outside = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let d = |p: &str| dir.path().join(p);
+        std::fs::create_dir(d("sub")).unwrap();
+        std::fs::write(d("sub/old"), b"old version").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d("out")).unwrap();
+        std::os::unix::fs::symlink("sub/old", d("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f"), d("sub/away")).unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         let batch = vec![
             held(1, "a", b"first"),
             held(2, "nodir/x", b"lost"),
             held(3, "sub", b"on a directory"),
             held(4, "b", b""),
+            held(5, "sub/old", b"new version"),
+            held(6, "out/x", b"escaped"),
+            held(7, "link", b"over the link"),
+            held(8, "sub/away", b"through the link"),
         ];
         let (out, passes) = pass(&store, batch);
         assert_eq!(passes, 2);
         let ok: Vec<(u64, bool)> = out.iter().map(|o| (o.id, o.result.is_ok())).collect();
-        assert_eq!(ok, [(1, true), (2, false), (3, false), (4, true)]);
-        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"first");
-        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"");
-        assert!(dir.path().join("sub").is_dir());
-        assert!(!dir.path().join("nodir").exists());
+        assert_eq!(
+            ok,
+            [
+                (1, true),
+                (2, false),
+                (3, false),
+                (4, true),
+                (5, true),
+                (6, false),
+                (7, true),
+                (8, false)
+            ]
+        );
+        assert_eq!(std::fs::read(d("a")).unwrap(), b"first");
+        assert_eq!(std::fs::read(d("b")).unwrap(), b"");
+        assert_eq!(std::fs::read(d("sub/old")).unwrap(), b"new version");
+        assert!(!d("link").is_symlink());
+        assert_eq!(std::fs::read(d("link")).unwrap(), b"over the link");
+        assert!(d("sub").is_dir());
+        assert!(!d("nodir").exists());
+        assert!(d("sub/away").is_symlink());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         let md = std::fs::metadata(dir.path().join("a")).unwrap();
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         assert_eq!(md.permissions().mode() & 0o777, 0o640);
@@ -492,7 +545,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["a", "b", "sub"], "nothing else, no temp file");
+        assert_eq!(
+            names,
+            ["a", "b", "link", "out", "sub"],
+            "nothing else, no temp file"
+        );
     }
 
     /// The bytes held in memory are bounded for the whole process and

@@ -17,9 +17,11 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::model::{Entry, EntryKind, Meta, PartialInfo};
 use crate::transfer::Sink;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A share on the local filesystem.
 #[derive(Debug, Clone)]
@@ -49,6 +51,75 @@ impl LocalStore {
             return Err(Error::other(format!("'{rel}' is not a regular file")));
         }
         Ok((f, fsutil::meta_of(&md)))
+    }
+}
+
+/// Directories one batch of [`LocalStore::begin_many`] holds open at
+/// most; files in others take the long way (a batch of files spread one
+/// per directory would otherwise double the descriptors a session holds).
+const BATCH_DIRS: usize = 64;
+
+/// The directories of one batch, opened and confirmed inside the root, by
+/// their client paths (`Err`: why uploads into one fail).
+type BatchDirs = HashMap<String, Result<(PathBuf, Arc<File>)>>;
+
+impl LocalStore {
+    /// A fresh small upload of `rel` made in its directory as opened for
+    /// the batch: the directory is resolved and confirmed inside the root
+    /// once per batch, not once per file, and the file is created and
+    /// named relative to that open directory. `None`: this one takes the
+    /// long way (single-file share, big file, a symlink at the target,
+    /// too many directories, no unnamed files).
+    #[cfg(target_os = "linux")]
+    fn begin_in(
+        &self,
+        dirs: &mut BatchDirs,
+        rel: &str,
+        meta: &Meta,
+    ) -> Result<Option<Box<dyn Upload>>> {
+        if self.root.is_file() || meta.size >= partial::RESUME_MIN {
+            return Ok(None);
+        }
+        let comps = crate::paths::components(rel)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(None);
+        };
+        let parent = parents.join("/");
+        if !dirs.contains_key(&parent) {
+            if dirs.len() >= BATCH_DIRS {
+                return Ok(None);
+            }
+            let opened = self.root.open_dir(&parent).map(|(p, f)| (p, Arc::new(f)));
+            dirs.insert(parent.clone(), opened);
+        }
+        let (dir_path, dir) = match &dirs[&parent] {
+            Ok(d) => d.clone(),
+            Err(e) => return Err(e.clone()),
+        };
+        match fsutil::kind_at(&dir, name).map_err(io_at(rel))? {
+            Some(libc::S_IFDIR) => {
+                return Err(Error::other(format!(
+                    "'{rel}' is a directory on the server"
+                )))
+            }
+            // Where a symlink leads is checked the long way.
+            Some(libc::S_IFLNK) => return Ok(None),
+            _ => {}
+        }
+        let target = dir_path.join(name);
+        let Some(t) = fsutil::TempFile::unnamed_in(dir, &target).map_err(io_at(rel))? else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(LocalUpload {
+            sink: Sink::Temp(t),
+            target,
+            rel: rel.to_string(),
+        })))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn begin_in(&self, _: &mut BatchDirs, _: &str, _: &Meta) -> Result<Option<Box<dyn Upload>>> {
+        Ok(None)
     }
 }
 
@@ -192,6 +263,22 @@ impl Store for LocalStore {
             target,
             rel: rel.to_string(),
         })))
+    }
+
+    fn begin_many(&self, files: &[(&str, Meta)]) -> Vec<Result<Box<dyn Upload>>> {
+        let mut dirs = HashMap::new();
+        files
+            .iter()
+            .map(|(rel, meta)| {
+                let up = match self.begin_in(&mut dirs, rel, meta)? {
+                    Some(up) => up,
+                    None => self
+                        .begin(rel, Begin::Fresh(*meta))?
+                        .ok_or_else(|| Error::other(format!("'{rel}' is busy")))?,
+                };
+                Ok(up)
+            })
+            .collect()
     }
 
     fn mkdir(&self, rel: &str) -> Result<()> {

@@ -147,6 +147,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// transfer is writing.
     fn begin(&self, rel: &str, how: Begin) -> Result<Option<Box<dyn Upload>>>;
 
+    /// Starts fresh uploads of whole small files of one batch, like
+    /// [`Store::begin`] with [`Begin::Fresh`] for each; a store may share
+    /// work between files of one directory (the local store resolves and
+    /// checks each directory once).
+    fn begin_many(&self, files: &[(&str, Meta)]) -> Vec<Result<Box<dyn Upload>>> {
+        files
+            .iter()
+            .map(|(rel, meta)| {
+                self.begin(rel, Begin::Fresh(*meta))?
+                    .ok_or_else(|| crate::error::Error::other(format!("'{rel}' is busy")))
+            })
+            .collect()
+    }
+
     /// Creates directory `rel`; an existing directory is fine.
     fn mkdir(&self, rel: &str) -> Result<()>;
 

@@ -248,6 +248,23 @@ impl Root {
         Ok((p, f))
     }
 
+    /// Opens directory `rel` for uploads into it, confirmed inside the
+    /// root (see [`Root::confirm`]); its canonical path with it.
+    pub fn open_dir(&self, rel: &str) -> Result<(PathBuf, File)> {
+        let (p, f) = self.open_entry(rel).map_err(|e| {
+            if e.kind == crate::error::ErrorKind::NotFound {
+                Error::not_found(format!("'{rel}': no such directory on the server"))
+            } else {
+                e
+            }
+        })?;
+        match f.metadata() {
+            Ok(m) if m.is_dir() => Ok((p, f)),
+            Ok(_) => Err(Error::not_found(format!("'{rel}' is not a directory"))),
+            Err(e) => Err(Error::local_io(Path::new(rel), e)),
+        }
+    }
+
     /// Checks on an open descriptor that what was opened lies inside the
     /// root. The path checks above happen before the open; someone who can
     /// write inside the share could swap a directory for a symlink in
