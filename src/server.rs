@@ -9,7 +9,8 @@
 //! - `share`: the requests on the share (list, probe, put, get, remove…),
 //!   all through the [`crate::store::Store`];
 //! - `admin`: admin actions, chat and the log export;
-//! - `hub` (live client table, totals, chat) and `journal` (the event log);
+//! - `hub` (live client table, totals, chat), `journal` (the event log)
+//!   and `logger` (the thread that writes the log);
 //! - `web`: the HTTPS dashboard, browser downloads and uploads, metrics;
 //! - `quota`: per-address caps.
 //!
@@ -24,6 +25,7 @@ mod admin;
 mod events;
 pub mod hub;
 pub mod journal;
+mod logger;
 mod quota;
 mod session;
 mod share;
@@ -40,6 +42,7 @@ use crate::keys::{AuthorizedKeys, KeyVerifier};
 use crate::proto::ALPN_FTS;
 use crate::server::hub::Hub;
 use crate::server::journal::Journal;
+use crate::server::logger::Logger;
 use crate::store::Store;
 use crate::tls::Identity;
 use crate::transfer::SendOptions;
@@ -133,8 +136,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     backoff: Backoff,
     verifier: Verifier,
-    log: LogSink,
-    journal: Option<Journal>,
+    logger: Logger,
+    journal: Option<Arc<Journal>>,
     hub: Arc<Hub>,
     next_id: AtomicU64,
     web: Arc<web::WebState>,
@@ -158,7 +161,7 @@ impl Shared {
             None => tls_web.clone(),
         };
         let journal = match &opts.state_dir {
-            Some(d) => Some(Journal::open(&d.join("logs"))?),
+            Some(d) => Some(Arc::new(Journal::open(&d.join("logs"))?)),
             None => None,
         };
         let hub = Arc::new(Hub::new(
@@ -175,7 +178,7 @@ impl Shared {
             tls_web,
             backoff: Backoff::default(),
             verifier: Verifier::default(),
-            log,
+            logger: Logger::start(journal.clone(), log)?,
             journal,
             hub,
             next_id: AtomicU64::new(1),
@@ -224,16 +227,7 @@ impl Shared {
     }
 
     fn log(&self, e: LogEvent) {
-        if let Some(j) = &self.journal {
-            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&e) {
-                let mut rec = serde_json::Map::new();
-                rec.insert("time".into(), crate::server::hub::now_rfc3339().into());
-                rec.insert("category".into(), e.category().into());
-                rec.extend(fields);
-                j.write(&serde_json::Value::Object(rec));
-            }
-        }
-        (self.log)(e)
+        self.logger.log(e)
     }
 
     /// Waits out the login backoff for `ip` before a password is checked.
@@ -360,6 +354,7 @@ pub async fn run(
     ticker.abort();
     shared.hub.save();
     shared.log(LogEvent::Stopped);
+    shared.logger.flush();
     Ok(())
 }
 

@@ -159,6 +159,8 @@ impl Session {
             let Some(j) = &shared.journal else {
                 return Ok(());
             };
+            // Everything logged before the question, this request too.
+            shared.logger.flush();
             let mut batch = Vec::new();
             let mut bytes = 0;
             j.query(since, category.as_deref(), &mut |v| {
