@@ -72,3 +72,43 @@ fn write_journal(j: &Journal, e: &LogEvent) {
         j.write(&serde_json::Value::Object(rec));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Events reach the sink and the journal in the order they were
+    /// reported, more of them than the queue holds; a flush returns only
+    /// once all of them are written.
+    #[test]
+    fn events_keep_their_order_and_a_flush_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let sink: LogSink = Arc::new(move |e| {
+            if let LogEvent::Error { client, .. } = e {
+                s.lock().unwrap().push(client);
+            }
+        });
+        let logger = Logger::start(Some(journal.clone()), sink).unwrap();
+        let n = QUEUE as u64 * 2 + 7;
+        for client in 0..n {
+            logger.log(LogEvent::Error {
+                client,
+                message: "x".into(),
+            });
+        }
+        logger.flush();
+        assert_eq!(*seen.lock().unwrap(), (0..n).collect::<Vec<_>>());
+        let mut in_journal = Vec::new();
+        journal
+            .query(None, None, &mut |v| {
+                in_journal.push(v["client"].as_u64().unwrap());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(in_journal, (0..n).collect::<Vec<_>>());
+    }
+}
