@@ -132,10 +132,14 @@ fn closed() -> Error {
 /// Sends bytes `offset..size` of `file` as chunks; `prefix` is the hash
 /// state after the first `offset` bytes. Returns the whole file's BLAKE3.
 /// A file that shrinks, grows or is modified while it is read is reported
-/// as [`SendError::Local`], never sent as a mix.
+/// as [`SendError::Local`], never sent as a mix. `opened` is the file's
+/// version (see [`Source::version`]) as the caller saw it when it opened
+/// it, if it looked (saves asking again); `None` asks the file now.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_file<W: AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
     file: impl Source,
+    opened: Option<(i64, i64, u64)>,
     offset: u64,
     size: u64,
     prefix: blake3::Hasher,
@@ -146,7 +150,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
         // One chunk at most: a thread hand-off would cost more than the
         // read, and many small files are exactly where that shows.
         let mut chunks = Vec::new();
-        let done = produce_file(file, offset, size, prefix, opts, &mut |c| {
+        let done = produce_file(file, opened, offset, size, prefix, opts, &mut |c| {
             chunks.push(c);
             Ok(())
         })
@@ -158,7 +162,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
         return Ok(done);
     }
     pump(w, progress, move |tx| {
-        produce_file(file, offset, size, prefix, opts, &mut |c| {
+        produce_file(file, opened, offset, size, prefix, opts, &mut |c| {
             tx.blocking_send(Produced::Chunk(c)).map_err(|_| closed())
         })
     })
@@ -168,13 +172,14 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 /// Reads bytes `offset..size` of `file` into (compressed) chunks.
 fn produce_file(
     mut file: impl Source,
+    opened: Option<(i64, i64, u64)>,
     offset: u64,
     size: u64,
     prefix: blake3::Hasher,
     opts: SendOptions,
     emit: &mut dyn FnMut(Chunk) -> Result<()>,
 ) -> Result<(String, SendStats)> {
-    let start = file.version();
+    let start = opened.or_else(|| file.version());
     let mut comp = Compressor::new(opts.compress);
     let mut hasher = prefix;
     file.seek(SeekFrom::Start(offset))
@@ -787,10 +792,18 @@ mod tests {
             move |mut w| {
                 tokio::spawn(async move {
                     let f = File::open(&s2).unwrap();
-                    let (h, st) =
-                        send_file(&mut w, f, 0, size, blake3::Hasher::new(), opts, &|_| {})
-                            .await
-                            .unwrap();
+                    let (h, st) = send_file(
+                        &mut w,
+                        f,
+                        None,
+                        0,
+                        size,
+                        blake3::Hasher::new(),
+                        opts,
+                        &|_| {},
+                    )
+                    .await
+                    .unwrap();
                     assert!(st.compressed_saved > 0);
                     w.flush().await.unwrap();
                     h
@@ -821,7 +834,7 @@ mod tests {
             move |mut w| {
                 tokio::spawn(async move {
                     let f = File::open(&s2).unwrap();
-                    let (h, _) = send_file(&mut w, f, 100_000, size, p2, opts, &|_| {})
+                    let (h, _) = send_file(&mut w, f, None, 100_000, size, p2, opts, &|_| {})
                         .await
                         .unwrap();
                     w.flush().await.unwrap();
@@ -968,6 +981,7 @@ mod tests {
         let r = send_file(
             &mut w,
             f,
+            None,
             0,
             100,
             blake3::Hasher::new(),

@@ -9,6 +9,7 @@ use crate::model::{Entry, Meta, PartialInfo};
 use crate::proto::{Frame, FrameReader, FrameWriter, Msg, Resume};
 use crate::transfer::{self, SendError, SendOptions};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::ReadHalf;
@@ -41,6 +42,9 @@ pub enum PutOp {
         local: PathBuf,
         remote: String,
         how: PutHow,
+        /// Its size when it was listed: files too small for a resume or
+        /// a delta are not looked at again before they are sent.
+        listed: u64,
     },
     Symlink {
         remote: String,
@@ -268,7 +272,9 @@ impl Client {
                             mode: meta.mode,
                         },
                     ),
-                    PutOp::File { local, remote, how } => {
+                    PutOp::File {
+                        local, remote, how, ..
+                    } => {
                         let p = put_one(w, id, local, remote, how, send, obs).await?;
                         let _ = tx.send(p);
                         continue;
@@ -445,7 +451,8 @@ async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
             transfer::send_planned(w, file, p, planned, send, &|c| obs.bytes(c.out_len)).await
         }
         None => {
-            transfer::send_file(w, file, offset, meta.size, prefix, send, &|c| {
+            let opened = Some((md.mtime(), md.mtime_nsec(), md.len()));
+            transfer::send_file(w, file, opened, offset, meta.size, prefix, send, &|c| {
                 obs.bytes(c.out_len)
             })
             .await

@@ -89,6 +89,7 @@ async fn put_once(
                 local: src,
                 remote: target,
                 how: PutHow::Full,
+                listed: md.len(),
             });
             continue;
         }
@@ -118,6 +119,7 @@ async fn put_once(
                             local: path.to_path_buf(),
                             remote,
                             how: PutHow::Full,
+                            listed: e.size,
                         });
                     }
                     EntryKind::Symlink => obs.notice(&format!(
@@ -223,8 +225,9 @@ async fn run_put_on(
                 PutOp::File {
                     how: PutHow::Full,
                     local,
+                    listed,
                     ..
-                } => std::fs::metadata(local)
+                } if *listed >= partial::RESUME_MIN => std::fs::metadata(local)
                     .ok()
                     .filter(|m| m.len() >= partial::RESUME_MIN)
                     .map(|m| (i, crate::fsutil::meta_of(&m))),
@@ -284,6 +287,7 @@ async fn run_put_on(
                         local,
                         remote: o.path,
                         how: PutHow::Full,
+                        listed: o.bytes,
                     });
                 }
                 _ => done.push(o),

@@ -622,7 +622,10 @@ impl Session {
             (_, Some((plan, version))) => {
                 transfer::send_planned(w, file, plan, version, opts, &progress).await
             }
-            _ => transfer::send_file(w, file, start.0, meta.size, start.1, opts, &progress).await,
+            _ => {
+                transfer::send_file(w, file, None, start.0, meta.size, start.1, opts, &progress)
+                    .await
+            }
         };
         self.live.end();
         match sent {

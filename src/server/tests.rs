@@ -133,7 +133,7 @@ async fn put(
         None => {
             let mut prefix = blake3::Hasher::new();
             prefix.update(&content[..offset as usize]);
-            transfer::send_file(w, src, offset, meta.size, prefix, SEND, &|_| {}).await
+            transfer::send_file(w, src, None, offset, meta.size, prefix, SEND, &|_| {}).await
         }
     };
     let (hash, _) = sent.unwrap_or_else(|_| panic!("sending {path} failed"));

@@ -201,6 +201,7 @@ impl Mirror for Push<'_> {
                         local: local.clone(),
                         remote: self.at(rel),
                         how: PutHow::Full,
+                        listed: e.size,
                     });
                 }
             }
