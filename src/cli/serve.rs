@@ -312,15 +312,10 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.state_dir = Some(state_dir);
     let json = out.json;
     let quiet = out.quiet;
-    let log: fts::server::LogSink = Arc::new(move |e: LogEvent| {
+    let log: fts::server::LogSink = Arc::new(move |e: LogEvent, record: &str| {
         if json {
-            let mut v = serde_json::to_value(&e).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("time".into(), now().into());
-                o.insert("category".into(), e.category().into());
-            }
             let mut so = std::io::stdout().lock();
-            let _ = writeln!(so, "{v}");
+            let _ = writeln!(so, "{record}");
             let _ = so.flush();
             return;
         }

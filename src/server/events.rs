@@ -132,5 +132,7 @@ impl LogEvent {
     }
 }
 
-/// Where log events go.
-pub type LogSink = Arc<dyn Fn(LogEvent) + Send + Sync>;
+/// Where log events go: each with its JSON record (`time`, `category`
+/// and the event's fields, on one line), rendered once for the journal
+/// and for whoever prints JSON.
+pub type LogSink = Arc<dyn Fn(LogEvent, &str) + Send + Sync>;

@@ -47,7 +47,14 @@ impl Journal {
     /// Appends one record. Logging never fails the caller: a full disk
     /// loses log lines, not transfers.
     pub fn write(&self, record: &serde_json::Value) {
-        let mut line = record.to_string();
+        self.write_line(&record.to_string())
+    }
+
+    /// Appends one record already rendered as a line of JSON (without
+    /// the newline).
+    pub fn write_line(&self, record: &str) {
+        let mut line = String::with_capacity(record.len() + 1);
+        line.push_str(record);
         line.push('\n');
         let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if g.as_ref().is_some_and(|(_, len)| *len >= self.max_bytes) {

@@ -35,10 +35,11 @@ impl Logger {
                 for item in rx {
                     match item {
                         Item::Event(e) => {
+                            let line = record(&e);
                             if let Some(j) = &journal {
-                                write_journal(j, &e);
+                                j.write_line(&line);
                             }
-                            sink(e);
+                            sink(e, &line);
                         }
                         Item::Flush(done) => {
                             let _ = done.send(());
@@ -63,14 +64,16 @@ impl Logger {
     }
 }
 
-fn write_journal(j: &Journal, e: &LogEvent) {
-    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(e) {
-        let mut rec = serde_json::Map::new();
-        rec.insert("time".into(), crate::server::hub::now_rfc3339().into());
-        rec.insert("category".into(), e.category().into());
-        rec.extend(fields);
-        j.write(&serde_json::Value::Object(rec));
-    }
+/// The event as the journal keeps it and `serve --json` prints it: one
+/// JSON object with `time`, `category` and the event's fields.
+fn record(e: &LogEvent) -> String {
+    let mut rec = match serde_json::to_value(e) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    rec.insert("time".into(), crate::server::hub::now_rfc3339().into());
+    rec.insert("category".into(), e.category().into());
+    serde_json::Value::Object(rec).to_string()
 }
 
 #[cfg(test)]
@@ -87,7 +90,7 @@ mod tests {
         let journal = Arc::new(Journal::open(dir.path()).unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let sink: LogSink = Arc::new(move |e| {
+        let sink: LogSink = Arc::new(move |e, _| {
             if let LogEvent::Error { client, .. } = e {
                 s.lock().unwrap().push(client);
             }
