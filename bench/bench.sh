@@ -1665,7 +1665,7 @@ start_garage() {
     cat >"$g/garage.toml" <<EOF
 metadata_dir = "$g/meta"
 data_dir = "$g/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"

@@ -82,12 +82,15 @@ fn start(bin: PathBuf) -> Garage {
     let secret: String = (0..32)
         .map(|i| format!("{:02x}", (i * 37 + std::process::id() as usize) % 256))
         .collect();
+    // LMDB, Garage's default: with SQLite, concurrent multipart uploads
+    // under the whole suite's load once stalled a part PUT for 30 s
+    // ("database is locked" in Garage's log; tests/scale_out.rs failed).
     std::fs::write(
         &config,
         format!(
             "metadata_dir = \"{d}/meta\"\n\
              data_dir = \"{d}/data\"\n\
-             db_engine = \"sqlite\"\n\
+             db_engine = \"lmdb\"\n\
              replication_factor = 1\n\
              rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
              rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
