@@ -404,9 +404,12 @@ impl Session {
         let answer = |m: Msg| Ok(Err(m));
         let offset = resume.as_ref().map_or(0, |r| r.offset);
         let is_delta = delta_base.is_some();
-        // A small new file waits in memory for its batch's pass (see acks).
+        // A small new file waits in memory for its batch's pass (see acks);
+        // with --no-fsync there is no pass, it is committed at once.
         let held = match (&resume, &delta_base) {
-            (None, None) if self.writable().is_ok() => HeldBytes::reserve(meta.size),
+            (None, None) if self.opts().fsync && self.writable().is_ok() => {
+                HeldBytes::reserve(meta.size)
+            }
             _ => None,
         };
         let prepared = match held {
