@@ -87,6 +87,7 @@ pub struct TempFile {
     done: bool,
     /// The open directory the file is named in, when it was made there
     /// (`path` then names it only for messages and by its last component).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     dir: Option<std::sync::Arc<File>>,
 }
 
@@ -129,9 +130,7 @@ impl TempFile {
     /// given a name later (no /proc to link it through).
     #[cfg(target_os = "linux")]
     fn unnamed(target: &Path) -> io::Result<Option<TempFile>> {
-        // Asked once: a busy server makes one temp file per small file.
-        static PROC_FD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if !*PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+        if !proc_fd() {
             return Ok(None);
         }
         let dir = match target.parent() {
@@ -175,6 +174,11 @@ impl TempFile {
     #[cfg(target_os = "linux")]
     pub fn unnamed_in(dir: std::sync::Arc<File>, target: &Path) -> io::Result<Option<TempFile>> {
         use std::os::fd::{AsRawFd, FromRawFd};
+        // Linking by descriptor alone needs Linux 6.10 (or a privilege);
+        // without /proc there would be no way to name the file at all.
+        if !proc_fd() {
+            return Ok(None);
+        }
         // SAFETY: a valid NUL-terminated string and an open descriptor.
         let fd = unsafe {
             libc::openat(
@@ -317,6 +321,14 @@ fn ok_or_errno(r: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Is /proc/self/fd there (to name unnamed files and check where open
+/// files are)? Asked once: a busy server makes a temp file per small file.
+#[cfg(target_os = "linux")]
+fn proc_fd() -> bool {
+    static PROC_FD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// Gives the open (unnamed) file `file` the name `to`: `linkat(2)` on the

@@ -468,6 +468,9 @@ mod tests {
     use crate::store::LocalStore;
     use std::io::Write;
 
+    /// The budget is the process's: a test that fills it runs alone.
+    static BUDGET: Mutex<()> = Mutex::new(());
+
     fn held(id: u64, rel: &str, data: &[u8]) -> Verified {
         let h = HeldBytes::reserve(data.len() as u64).unwrap();
         h.writer().write_all(data).unwrap();
@@ -492,6 +495,7 @@ mod tests {
     /// symlink inside the share replaced by the file.
     #[test]
     fn a_pass_writes_held_files_and_fails_only_the_refused_ones() {
+        let _one = BUDGET.lock().unwrap_or_else(|p| p.into_inner());
         let outside = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let d = |p: &str| dir.path().join(p);
@@ -510,6 +514,8 @@ mod tests {
             held(6, "out/x", b"escaped"),
             held(7, "link", b"over the link"),
             held(8, "sub/away", b"through the link"),
+            held(9, "twice", b"first of two"),
+            held(10, "twice", b"second of two"),
         ];
         let (out, passes) = pass(&store, batch);
         assert_eq!(passes, 2);
@@ -524,9 +530,12 @@ mod tests {
                 (5, true),
                 (6, false),
                 (7, true),
-                (8, false)
+                (8, false),
+                (9, true),
+                (10, true)
             ]
         );
+        assert_eq!(std::fs::read(d("twice")).unwrap(), b"second of two");
         assert_eq!(std::fs::read(d("a")).unwrap(), b"first");
         assert_eq!(std::fs::read(d("b")).unwrap(), b"");
         assert_eq!(std::fs::read(d("sub/old")).unwrap(), b"new version");
@@ -540,22 +549,28 @@ mod tests {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         assert_eq!(md.permissions().mode() & 0o777, 0o640);
         assert_eq!((md.mtime(), md.mtime_nsec()), (1_700_000_000, 5));
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
+        let names = |p: &str| {
+            let mut n: Vec<String> = std::fs::read_dir(d(p))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            n.sort();
+            n
+        };
+        let no_temp = "nothing else, no temp file";
         assert_eq!(
-            names,
-            ["a", "b", "link", "out", "sub"],
-            "nothing else, no temp file"
+            names(""),
+            ["a", "b", "link", "out", "sub", "twice"],
+            "{no_temp}"
         );
+        assert_eq!(names("sub"), ["away", "old"], "{no_temp}");
     }
 
     /// The bytes held in memory are bounded for the whole process and
     /// given back when a held file goes.
     #[test]
     fn held_bytes_are_bounded_and_given_back() {
+        let _one = BUDGET.lock().unwrap_or_else(|p| p.into_inner());
         assert!(HeldBytes::reserve(HOLD_MAX + 1).is_none());
         let mut many = Vec::new();
         while let Some(h) = HeldBytes::reserve(HOLD_MAX) {
@@ -564,7 +579,6 @@ mod tests {
         }
         assert!(!many.is_empty());
         drop(many);
-        // (Other tests of this process hold a few small files at most.)
         assert!(HeldBytes::reserve(HOLD_MAX).is_some());
     }
 }

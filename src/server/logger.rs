@@ -8,14 +8,17 @@
 
 use super::events::{LogEvent, LogSink};
 use super::journal::Journal;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Events waiting for the thread at most.
 const QUEUE: usize = 4096;
 
 enum Item {
-    Event(LogEvent),
+    /// With the time it was reported.
+    Event(LogEvent, SystemTime),
     /// Answered once everything before it is written.
     Flush(mpsc::Sender<()>),
 }
@@ -34,12 +37,14 @@ impl Logger {
             .spawn(move || {
                 for item in rx {
                     match item {
-                        Item::Event(e) => {
-                            let line = record(&e);
+                        Item::Event(e, at) => {
+                            let line = record(&e, at);
                             if let Some(j) = &journal {
                                 j.write_line(&line);
                             }
-                            sink(e, &line);
+                            // A sink that panics loses its line, not the
+                            // log: the thread goes on.
+                            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(e, &line)));
                         }
                         Item::Flush(done) => {
                             let _ = done.send(());
@@ -52,7 +57,7 @@ impl Logger {
 
     pub(super) fn log(&self, e: LogEvent) {
         // Only fails once the thread is gone (it never ends first).
-        let _ = self.tx.send(Item::Event(e));
+        let _ = self.tx.send(Item::Event(e, SystemTime::now()));
     }
 
     /// Waits until every event reported before is written (blocking).
@@ -66,12 +71,13 @@ impl Logger {
 
 /// The event as the journal keeps it and `serve --json` prints it: one
 /// JSON object with `time`, `category` and the event's fields.
-fn record(e: &LogEvent) -> String {
+fn record(e: &LogEvent, at: SystemTime) -> String {
     let mut rec = match serde_json::to_value(e) {
         Ok(serde_json::Value::Object(fields)) => fields,
         _ => serde_json::Map::new(),
     };
-    rec.insert("time".into(), crate::server::hub::now_rfc3339().into());
+    let time = humantime::format_rfc3339_seconds(at).to_string();
+    rec.insert("time".into(), time.into());
     rec.insert("category".into(), e.category().into());
     serde_json::Value::Object(rec).to_string()
 }

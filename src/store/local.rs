@@ -57,6 +57,7 @@ impl LocalStore {
 /// Directories one batch of [`LocalStore::begin_many`] holds open at
 /// most; files in others take the long way (a batch of files spread one
 /// per directory would otherwise double the descriptors a session holds).
+#[cfg(target_os = "linux")]
 const BATCH_DIRS: usize = 64;
 
 /// The directories of one batch, opened and confirmed inside the root, by

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
+#[cfg(target_os = "linux")]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -250,19 +252,30 @@ impl Root {
 
     /// Opens directory `rel` for uploads into it, confirmed inside the
     /// root (see [`Root::confirm`]); its canonical path with it.
+    /// Opened as a path only (`O_PATH`): files are made and named in it,
+    /// which needs write and search permission on it, not read (a
+    /// drop-box directory works too), and nothing but a directory opens.
+    #[cfg(target_os = "linux")]
     pub fn open_dir(&self, rel: &str) -> Result<(PathBuf, File)> {
-        let (p, f) = self.open_entry(rel).map_err(|e| {
+        let missing = || Error::not_found(format!("'{rel}': no such directory on the server"));
+        let p = self.resolve_existing(rel).map_err(|e| {
             if e.kind == crate::error::ErrorKind::NotFound {
-                Error::not_found(format!("'{rel}': no such directory on the server"))
+                missing()
             } else {
                 e
             }
         })?;
-        match f.metadata() {
-            Ok(m) if m.is_dir() => Ok((p, f)),
-            Ok(_) => Err(Error::not_found(format!("'{rel}' is not a directory"))),
-            Err(e) => Err(Error::local_io(Path::new(rel), e)),
-        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&p)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTDIR) => Error::not_found(format!("'{rel}' is not a directory")),
+                Some(libc::ENOENT) => missing(),
+                _ => Error::local_io(Path::new(rel), e),
+            })?;
+        self.confirm(&f, rel)?;
+        Ok((p, f))
     }
 
     /// Checks on an open descriptor that what was opened lies inside the
