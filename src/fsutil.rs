@@ -433,8 +433,9 @@ pub fn make_durable(files: &[PathBuf]) -> io::Result<u64> {
         use std::os::unix::io::AsRawFd;
         let mut devices = std::collections::BTreeSet::new();
         for dir in dirs {
-            let d = File::open(dir)?;
-            if devices.insert(d.metadata()?.dev()) {
+            let dev = std::fs::metadata(dir)?.dev();
+            if devices.insert(dev) {
+                let d = open_on_device(dir, dev)?;
                 // SAFETY: `d` is an open descriptor for the whole call.
                 if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
                     return Err(io::Error::last_os_error());
@@ -453,6 +454,25 @@ pub fn make_durable(files: &[PathBuf]) -> io::Result<u64> {
         }
         Ok(1)
     }
+}
+
+/// Something open on filesystem `dev`, for `syncfs`: directory `dir`, or
+/// where it cannot be read (a drop-box directory, write and search only)
+/// the nearest directory above it on the same filesystem.
+#[cfg(target_os = "linux")]
+fn open_on_device(dir: &Path, dev: u64) -> io::Result<File> {
+    let refused = match File::open(dir) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => e,
+        other => return other,
+    };
+    for up in dir.ancestors().skip(1) {
+        if std::fs::metadata(up).is_ok_and(|m| m.dev() == dev) {
+            if let Ok(f) = File::open(up) {
+                return Ok(f);
+            }
+        }
+    }
+    Err(refused)
 }
 
 /// Sets permission bits and mtime on an open file.
