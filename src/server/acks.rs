@@ -298,7 +298,13 @@ type Job = Result<Box<dyn Upload>>;
 /// distinct (two of one path keep their order: the later one wins); the
 /// results in the uploads' order.
 fn commit_all(parallel: usize, rels: &[String], jobs: Vec<(Job, Meta)>) -> Vec<Result<()>> {
-    let distinct = rels.iter().collect::<std::collections::HashSet<_>>().len() == rels.len();
+    // Compared as the store sees them: `a` and `./a` are one target.
+    let distinct = rels
+        .iter()
+        .map(|r| crate::paths::normalize(r).unwrap_or_else(|_| r.clone()))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        == rels.len();
     let threads = parallel.min(jobs.len());
     if threads <= 1 || !distinct {
         return jobs
@@ -564,6 +570,42 @@ mod tests {
             "{no_temp}"
         );
         assert_eq!(names("sub"), ["away", "old"], "{no_temp}");
+    }
+
+    /// An upload that notes when it is committed, after a pause.
+    struct Slow(u64, Duration, Arc<Mutex<Vec<u64>>>);
+
+    impl Upload for Slow {
+        fn writer(&self) -> Result<Box<dyn std::io::Write + Send>> {
+            Ok(Box::new(std::io::sink()))
+        }
+        fn commit(self: Box<Self>, _: &Meta) -> Result<()> {
+            std::thread::sleep(self.1);
+            self.2.lock().unwrap().push(self.0);
+            Ok(())
+        }
+        fn discard(&mut self) {}
+    }
+
+    /// Two spellings of one target in a batch commit one after the other,
+    /// in order, even where commits run in parallel (S3): the later wins.
+    #[test]
+    fn one_target_spelled_twice_commits_in_order() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let meta = Meta {
+            size: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            mode: 0o644,
+        };
+        let job = |id, ms| -> (Job, Meta) {
+            let up: Box<dyn Upload> = Box::new(Slow(id, Duration::from_millis(ms), order.clone()));
+            (Ok(up), meta)
+        };
+        let rels = ["./a".to_string(), "a".to_string()];
+        let results = commit_all(16, &rels, vec![job(1, 100), job(2, 0)]);
+        assert!(results.iter().all(|r| r.is_ok()));
+        assert_eq!(*order.lock().unwrap(), [1, 2]);
     }
 
     /// The bytes held in memory are bounded for the whole process and
