@@ -33,7 +33,7 @@ mod share;
 mod tests;
 pub(crate) mod web;
 
-pub use events::{LogEvent, LogSink};
+pub use events::{LogEvent, LogSink, Logged};
 pub(crate) use share::listing;
 
 use crate::auth::{Backoff, Secret, Verifier};

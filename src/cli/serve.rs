@@ -312,57 +312,61 @@ pub async fn run(g: &Global, out: &Output, a: ServeArgs) -> Result<()> {
     opts.state_dir = Some(state_dir);
     let json = out.json;
     let quiet = out.quiet;
-    let log: fts::server::LogSink = Arc::new(move |e: LogEvent, record: &str| {
-        if json {
-            let mut so = std::io::stdout().lock();
-            let _ = writeln!(so, "{record}");
-            let _ = so.flush();
-            return;
+    // A batch of events (what the server's log thread found queued) goes
+    // out in one write per stream: a busy server logs a line per file.
+    let log: fts::server::LogSink = Arc::new(move |batch: &[fts::server::Logged]| {
+        let (mut so, mut se) = (String::new(), String::new());
+        for l in batch {
+            if json {
+                so.push_str(&l.record);
+                so.push('\n');
+                continue;
+            }
+            match &l.event {
+                LogEvent::Listening {
+                    addr,
+                    fingerprint,
+                    root,
+                    read_only,
+                    password_required,
+                    admin_enabled,
+                    authorized_keys,
+                    ..
+                } => {
+                    let login = match (password_required, authorized_keys) {
+                        (true, Some(_)) => "password or authorized key required",
+                        (false, Some(_)) => "authorized key required",
+                        (true, None) => "password required",
+                        (false, None) => "no password: open to anyone who can connect",
+                    };
+                    let admin = match (admin_enabled, authorized_keys) {
+                        (true, _) => "admin enabled",
+                        (false, Some(_)) => "admin only with admin keys",
+                        (false, None) => "no admin password (rm and admin actions disabled)",
+                    };
+                    so.push_str(&format!(
+                        "fts {} serving {root} on {addr} ({}, {}, {})\nfingerprint {fingerprint}\n",
+                        env!("CARGO_PKG_VERSION"),
+                        if *read_only {
+                            "read-only"
+                        } else {
+                            "read-write"
+                        },
+                        login,
+                        admin,
+                    ));
+                }
+                other if !quiet => se.push_str(&format!("{} {}\n", now(), human(other))),
+                _ => {}
+            }
         }
-        match &e {
-            LogEvent::Listening {
-                addr,
-                fingerprint,
-                root,
-                read_only,
-                password_required,
-                admin_enabled,
-                authorized_keys,
-                ..
-            } => {
-                let login = match (password_required, authorized_keys) {
-                    (true, Some(_)) => "password or authorized key required",
-                    (false, Some(_)) => "authorized key required",
-                    (true, None) => "password required",
-                    (false, None) => "no password: open to anyone who can connect",
-                };
-                let admin = match (admin_enabled, authorized_keys) {
-                    (true, _) => "admin enabled",
-                    (false, Some(_)) => "admin only with admin keys",
-                    (false, None) => "no admin password (rm and admin actions disabled)",
-                };
-                let mut so = std::io::stdout().lock();
-                let _ = writeln!(
-                    so,
-                    "fts {} serving {root} on {addr} ({}, {}, {})\nfingerprint {fingerprint}",
-                    env!("CARGO_PKG_VERSION"),
-                    if *read_only {
-                        "read-only"
-                    } else {
-                        "read-write"
-                    },
-                    login,
-                    admin,
-                );
-                let _ = so.flush();
-            }
-            other if !quiet => {
-                // One write per line: stderr is unbuffered, and a busy
-                // server logs a line per file.
-                let line = format!("{} {}\n", now(), human(other));
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            }
-            _ => {}
+        if !so.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(so.as_bytes());
+            let _ = out.flush();
+        }
+        if !se.is_empty() {
+            let _ = std::io::stderr().lock().write_all(se.as_bytes());
         }
     });
     let shutdown = async {

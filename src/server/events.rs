@@ -132,7 +132,15 @@ impl LogEvent {
     }
 }
 
-/// Where log events go: each with its JSON record (`time`, `category`
-/// and the event's fields, on one line), rendered once for the journal
-/// and for whoever prints JSON.
-pub type LogSink = Arc<dyn Fn(LogEvent, &str) + Send + Sync>;
+/// An event as logged: with its JSON record (`time`, `category` and the
+/// event's fields, on one line), rendered once for the journal and for
+/// whoever prints JSON.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub event: LogEvent,
+    pub record: String,
+}
+
+/// Where log events go, in order, in batches of what was queued at once
+/// (so a sink can write a batch with one call).
+pub type LogSink = Arc<dyn Fn(&[Logged]) + Send + Sync>;

@@ -47,15 +47,20 @@ impl Journal {
     /// Appends one record. Logging never fails the caller: a full disk
     /// loses log lines, not transfers.
     pub fn write(&self, record: &serde_json::Value) {
-        self.write_line(&record.to_string())
+        self.write_lines(std::iter::once(record.to_string().as_str()))
     }
 
-    /// Appends one record already rendered as a line of JSON (without
-    /// the newline).
-    pub fn write_line(&self, record: &str) {
-        let mut line = String::with_capacity(record.len() + 1);
-        line.push_str(record);
-        line.push('\n');
+    /// Appends records already rendered as lines of JSON (without their
+    /// newlines), in one write.
+    pub fn write_lines<'a>(&self, records: impl Iterator<Item = &'a str>) {
+        let mut line = String::new();
+        for r in records {
+            line.push_str(r);
+            line.push('\n');
+        }
+        if line.is_empty() {
+            return;
+        }
         let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if g.as_ref().is_some_and(|(_, len)| *len >= self.max_bytes) {
             *g = None;

@@ -1,12 +1,14 @@
 //! The thread that writes the server's log: every [`LogEvent`] goes, in
 //! the order it was reported, to the journal and to the caller's
-//! [`LogSink`] (the CLI's stdout). Rendering and writing a line per small
-//! file cost a session a tenth of its time on the thread it serves from;
-//! on this thread they overlap with the transfer instead. The queue is
+//! [`LogSink`] (the CLI's stdout or stderr). Rendering and writing a line
+//! per small file cost a session a tenth of its time on the thread it
+//! serves from; on this thread they overlap with the transfer instead,
+//! and what is queued at once is written at once (one write to the
+//! journal and one to the sink per batch, not per event). The queue is
 //! bounded: a log that cannot keep up (a stdout nobody reads) slows the
 //! server down rather than filling memory.
 
-use super::events::{LogEvent, LogSink};
+use super::events::{LogEvent, LogSink, Logged};
 use super::journal::Journal;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, SyncSender};
@@ -15,6 +17,8 @@ use std::time::SystemTime;
 
 /// Events waiting for the thread at most.
 const QUEUE: usize = 4096;
+/// Events written at once at most.
+const BATCH: usize = 512;
 
 enum Item {
     /// With the time it was reported.
@@ -35,20 +39,28 @@ impl Logger {
         std::thread::Builder::new()
             .name("fts-log".into())
             .spawn(move || {
-                for item in rx {
-                    match item {
-                        Item::Event(e, at) => {
-                            let line = record(&e, at);
-                            if let Some(j) = &journal {
-                                j.write_line(&line);
+                let mut batch: Vec<Logged> = Vec::new();
+                let mut waiting = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    // Take what is queued behind it too, then write it all
+                    // at once (a bounded batch).
+                    let mut next = Some(first);
+                    while let Some(item) = next.take() {
+                        match item {
+                            Item::Event(event, at) => {
+                                let record = record(&event, at);
+                                batch.push(Logged { event, record });
                             }
-                            // A sink that panics loses its line, not the
-                            // log: the thread goes on.
-                            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(e, &line)));
+                            Item::Flush(done) => waiting.push(done),
                         }
-                        Item::Flush(done) => {
-                            let _ = done.send(());
+                        if batch.len() >= BATCH {
+                            write_out(journal.as_deref(), &sink, &mut batch);
                         }
+                        next = rx.try_recv().ok();
+                    }
+                    write_out(journal.as_deref(), &sink, &mut batch);
+                    for done in waiting.drain(..) {
+                        let _ = done.send(());
                     }
                 }
             })?;
@@ -67,6 +79,19 @@ impl Logger {
             let _ = wait.recv();
         }
     }
+}
+
+/// Writes `batch` to the journal and the sink, and empties it.
+fn write_out(journal: Option<&Journal>, sink: &LogSink, batch: &mut Vec<Logged>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Some(j) = journal {
+        j.write_lines(batch.iter().map(|l| l.record.as_str()));
+    }
+    // A sink that panics loses its lines, not the log: the thread goes on.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| sink(batch)));
+    batch.clear();
 }
 
 /// The event as the journal keeps it and `serve --json` prints it: one
@@ -96,9 +121,11 @@ mod tests {
         let journal = Arc::new(Journal::open(dir.path()).unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let sink: LogSink = Arc::new(move |e, _| {
-            if let LogEvent::Error { client, .. } = e {
-                s.lock().unwrap().push(client);
+        let sink: LogSink = Arc::new(move |batch: &[Logged]| {
+            for l in batch {
+                if let LogEvent::Error { client, .. } = l.event {
+                    s.lock().unwrap().push(client);
+                }
             }
         });
         let logger = Logger::start(Some(journal.clone()), sink).unwrap();

@@ -51,7 +51,7 @@ impl Server {
         // The certificate is never used over a pipe; Shared wants one.
         let state = tempfile::tempdir().unwrap();
         let id = crate::tls::Identity::load_or_create(state.path()).unwrap();
-        let shared = Shared::new(opts, &id, Arc::new(|_, _| {})).unwrap();
+        let shared = Shared::new(opts, &id, Arc::new(|_: &[super::Logged]| {})).unwrap();
         let (tx, rx) = watch::channel(false);
         Server {
             store,
