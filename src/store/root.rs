@@ -136,6 +136,18 @@ impl Root {
         Ok(canon)
     }
 
+    /// The existing directory `rel` that new entries go into (canonical,
+    /// inside the root), a missing one said as such.
+    fn resolve_parent(&self, rel: &str) -> Result<PathBuf> {
+        self.resolve_existing(rel).map_err(|e| {
+            if e.kind == crate::error::ErrorKind::NotFound {
+                no_such_dir(rel)
+            } else {
+                e
+            }
+        })
+    }
+
     /// Where a new entry named by `rel` goes: its (existing, canonical)
     /// parent directory joined with its name. An existing symlink at the
     /// target is refused unless it points inside the root.
@@ -151,13 +163,7 @@ impl Root {
             ));
         };
         let parent_rel = comps[..comps.len() - 1].join("/");
-        let parent = self.resolve_existing(&parent_rel).map_err(|e| {
-            if e.kind == crate::error::ErrorKind::NotFound {
-                Error::not_found(format!("'{parent_rel}': no such directory on the server"))
-            } else {
-                e
-            }
-        })?;
+        let parent = self.resolve_parent(&parent_rel)?;
         if !parent.is_dir() {
             return Err(Error::not_found(format!(
                 "'{parent_rel}' is not a directory"
@@ -257,21 +263,14 @@ impl Root {
     /// drop-box directory works too), and nothing but a directory opens.
     #[cfg(target_os = "linux")]
     pub fn open_dir(&self, rel: &str) -> Result<(PathBuf, File)> {
-        let missing = || Error::not_found(format!("'{rel}': no such directory on the server"));
-        let p = self.resolve_existing(rel).map_err(|e| {
-            if e.kind == crate::error::ErrorKind::NotFound {
-                missing()
-            } else {
-                e
-            }
-        })?;
+        let p = self.resolve_parent(rel)?;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(&p)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::ENOTDIR) => Error::not_found(format!("'{rel}' is not a directory")),
-                Some(libc::ENOENT) => missing(),
+                Some(libc::ENOENT) => no_such_dir(rel),
                 _ => Error::local_io(Path::new(rel), e),
             })?;
         self.confirm(&f, rel)?;
@@ -337,6 +336,10 @@ impl std::ops::Deref for Pinned {
     fn deref(&self) -> &Path {
         &self.path
     }
+}
+
+fn no_such_dir(rel: &str) -> Error {
+    Error::not_found(format!("'{rel}': no such directory on the server"))
 }
 
 /// The directory `p` leads to (following symlinks), if it is one.
