@@ -38,8 +38,9 @@ pub const CV_BYTES: usize = 8;
 const HEADER: usize = 16;
 /// Smallest block: one BLAKE3 chunk, so blocks are subtrees.
 const MIN_BLOCK: u32 = 1024;
-/// Bytes read and hashed at a time (a multiple of every block size).
-const WINDOW: usize = 8 << 20;
+/// Bytes one thread reads and hashes at a time (a power of two; a block
+/// larger than this is its own segment).
+const SEGMENT: usize = 1 << 20;
 /// A run of this many differing blocks means data moved: ask for a search.
 const SEARCH_RUN: usize = 3;
 
@@ -49,83 +50,118 @@ pub fn is_blocks(sig: &[u8]) -> bool {
 }
 
 /// The chaining values of the blocks of `data`, which starts at block
-/// `first`; the two halves are hashed at once on both cores.
-fn block_cvs(data: &[u8], block: usize, first: u64) -> Result<Vec<ChainingValue>> {
-    let hash = |part: &[u8], first: u64| -> Vec<ChainingValue> {
-        part.chunks(block)
-            .enumerate()
-            .map(|(i, b)| subtree_cv(b, (first + i as u64) * block as u64))
-            .collect()
-    };
-    let blocks = data.len().div_ceil(block);
-    if blocks < 4 {
-        return Ok(hash(data, first));
-    }
-    let (a, b) = data.split_at(blocks / 2 * block);
-    std::thread::scope(|s| {
-        let right = s.spawn(|| hash(b, first + (blocks / 2) as u64));
-        let mut left = hash(a, first);
-        left.extend(
-            right
-                .join()
-                .map_err(|_| Error::other("hashing thread panicked"))?,
-        );
-        Ok(left)
-    })
+/// `first`.
+fn block_cvs(data: &[u8], block: usize, first: u64) -> Vec<ChainingValue> {
+    data.chunks(block)
+        .enumerate()
+        .map(|(i, b)| subtree_cv(b, (first + i as u64) * block as u64))
+        .collect()
 }
 
-/// Reads `file` (`len` bytes) window by window, handing each window's
-/// block chaining values, in order, to `each` with the window's data.
-/// The next window is read while the last one is hashed on other threads
-/// (two buffers of [`WINDOW`]).
-fn hash_blocks(
-    file: &mut (impl Read + Seek),
-    len: u64,
-    block: u32,
-    mut each: impl FnMut(&[u8], &[ChainingValue], u64) -> Result<()>,
-) -> Result<()> {
+/// What the threads of [`hash_blocks`] share.
+struct Turns<R, F> {
+    file: R,
+    /// The next segment to read (they are read in file order).
+    next_read: u64,
+    /// The next segment whose chaining values go to the callback.
+    next_emit: u64,
+    each: F,
+    failed: Option<Error>,
+}
+
+/// Reads `file` (`len` bytes) segment by segment, handing each segment's
+/// block chaining values, in order, to `each` with the segment's data.
+///
+/// Several threads each take the next segment, read it (one at a time, in
+/// file order, so any reader will do) and hash it while another thread
+/// reads. A segment is small enough to stay in the core's cache between
+/// its read and its hash: one 8 MiB window read by one thread and hashed
+/// by two others took 1.7× as long on 2 cores (512 MiB on tmpfs, 0.17 s
+/// against 0.10 s).
+fn hash_blocks<R, F>(file: &mut R, len: u64, block: u32, each: F) -> Result<()>
+where
+    R: Read + Seek + Send,
+    F: FnMut(&[u8], &[ChainingValue], u64) -> Result<()> + Send,
+{
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    let size = (len as usize).min(WINDOW);
-    let mut spare = vec![0u8; size];
-    let mut at = 0u64;
-    std::thread::scope(|scope| -> Result<()> {
-        let mut hashing: Option<std::thread::ScopedJoinHandle<_>> = None;
+    // Blocks and segments are powers of two: a segment holds whole blocks.
+    let seg = SEGMENT.max(block as usize) as u64;
+    let segs = len.div_ceil(seg);
+    let turns = std::sync::Mutex::new(Turns {
+        file,
+        next_read: 0,
+        next_emit: 0,
+        each,
+        failed: None,
+    });
+    let turn = std::sync::Condvar::new();
+    let lock = || turns.lock().unwrap_or_else(|p| p.into_inner());
+    let fail = |t: &mut Turns<&mut R, F>, e: Error| {
+        t.failed.get_or_insert(e);
+        turn.notify_all();
+    };
+    let work = || {
+        let mut buf = Vec::new();
         loop {
-            let want = (len - at).min(WINDOW as u64) as usize;
-            let mut buf = std::mem::take(&mut spare);
-            if want > 0 {
-                if buf.len() < want {
-                    buf = vec![0u8; size];
+            let (i, n) = {
+                let mut t = lock();
+                if t.failed.is_some() || t.next_read == segs {
+                    return;
                 }
-                let got = read_full(file, &mut buf[..want]).map_err(io_err)?;
-                if got < want {
-                    return Err(Error::other("file shrank while it was hashed"));
+                let i = t.next_read;
+                t.next_read += 1;
+                let n = (len - i * seg).min(seg) as usize;
+                buf.resize(n, 0);
+                match read_full(&mut t.file, &mut buf[..n]) {
+                    Ok(got) if got == n => {}
+                    Ok(_) => return fail(&mut t, Error::other("file shrank while it was hashed")),
+                    Err(e) => return fail(&mut t, io_err(e)),
                 }
+                (i, n)
+            };
+            let first = i * seg / block as u64;
+            let cvs = block_cvs(&buf[..n], block as usize, first);
+            let mut t = lock();
+            while t.next_emit != i && t.failed.is_none() {
+                t = turn.wait(t).unwrap_or_else(|p| p.into_inner());
             }
-            if let Some(h) = hashing.take() {
-                let (done, cvs, first): (Vec<u8>, Result<Vec<ChainingValue>>, u64) = h
-                    .join()
-                    .map_err(|_| Error::other("hashing thread panicked"))?;
-                let cvs = cvs?;
-                let n = done.len().min((len - first * block as u64) as usize);
-                each(&done[..n], &cvs, first)?;
-                spare = done;
+            if t.failed.is_some() {
+                return;
             }
-            if want == 0 {
-                return Ok(());
+            let done = (t.each)(&buf[..n], &cvs, first);
+            t.next_emit += 1;
+            turn.notify_all();
+            if let Err(e) = done {
+                return fail(&mut t, e);
             }
-            let first = at / block as u64;
-            hashing = Some(scope.spawn(move || {
-                let cvs = block_cvs(&buf[..want], block as usize, first);
-                (buf, cvs, first)
-            }));
-            at += want as u64;
         }
-    })
+    };
+    let threads = if segs < 2 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 4)
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        work();
+        for h in others {
+            if h.join().is_err() {
+                fail(&mut lock(), Error::other("hashing thread panicked"));
+            }
+        }
+    });
+    let t = turns.into_inner().unwrap_or_else(|p| p.into_inner());
+    match t.failed {
+        Some(e) => Err(e),
+        None if t.next_emit == segs => Ok(()),
+        None => Err(Error::other("hashing stopped early")),
+    }
 }
 
 /// The block signature of `file`'s first `len` bytes.
-pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
+pub fn signature(file: &mut (impl Read + Seek + Send), len: u64) -> Result<Vec<u8>> {
     let block = fitting_block_size(len, HEADER as u64, CV_BYTES as u64)
         .ok_or_else(|| Error::other("file too large for a delta signature"))?;
     let blocks = len.div_ceil(block as u64) as usize;
@@ -144,7 +180,7 @@ pub fn signature(file: &mut (impl Read + Seek), len: u64) -> Result<Vec<u8>> {
 
 /// The receiver's signature of its copy: a block signature, or with
 /// `rolling` an rsync one ([`super::delta::signature`]).
-pub fn sign(file: &mut (impl Read + Seek), len: u64, rolling: bool) -> Result<Vec<u8>> {
+pub fn sign(file: &mut (impl Read + Seek + Send), len: u64, rolling: bool) -> Result<Vec<u8>> {
     if rolling {
         super::delta::signature(file, len)
     } else {
@@ -231,7 +267,7 @@ impl Plan {
 
 /// Hashes `file` (`len` bytes) block by block and compares it with the
 /// receiver's signature.
-pub fn plan(file: &mut (impl Read + Seek), len: u64, sig: &BlockSig) -> Result<Plan> {
+pub fn plan(file: &mut (impl Read + Seek + Send), len: u64, sig: &BlockSig) -> Result<Plan> {
     let block = sig.block;
     let blocks = len.div_ceil(block as u64) as usize;
     let theirs = sig.len.div_ceil(block as u64) as usize;
@@ -413,6 +449,67 @@ mod tests {
         let p = plan(&mut Cursor::new(&new), new.len() as u64, &sig).unwrap();
         assert_eq!(p.same.len(), 1);
         assert_eq!(p.hash, blake3::hash(&new).to_hex().to_string());
+    }
+
+    #[test]
+    fn segments_hashed_on_several_threads_equal_one_pass() {
+        // Segments of 1 MiB, a tail that is not a whole block.
+        let data = rand_bytes((5 << 20) + 12_345, 7);
+        let len = data.len() as u64;
+        let sig = signature(&mut Cursor::new(&data), len).unwrap();
+        let block = u32::from_be_bytes(sig[4..8].try_into().unwrap()) as usize;
+        let mut want = sig[..HEADER].to_vec();
+        for cv in block_cvs(&data, block, 0) {
+            want.extend_from_slice(&cv[..CV_BYTES]);
+        }
+        assert_eq!(sig, want);
+        let p = plan(&mut Cursor::new(&data), len, &parse(sig).unwrap()).unwrap();
+        assert_eq!(p.hash, blake3::hash(&data).to_hex().to_string());
+        assert_eq!(p.stats.matched, len);
+    }
+
+    /// Reads `good` bytes of `data`, then fails or ends.
+    struct Breaks {
+        inner: Cursor<Vec<u8>>,
+        good: u64,
+        fail: bool,
+    }
+
+    impl Read for Breaks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.good.saturating_sub(self.inner.position());
+            if left == 0 {
+                return if self.fail {
+                    Err(io::Error::other("disk on fire"))
+                } else {
+                    Ok(0)
+                };
+            }
+            let n = buf.len().min(left as usize);
+            self.inner.read(&mut buf[..n])
+        }
+    }
+
+    impl Seek for Breaks {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_read_error_or_a_short_file_midway_stops_every_thread() {
+        let data = rand_bytes(6 << 20, 8);
+        let len = data.len() as u64;
+        for fail in [true, false] {
+            let mut r = Breaks {
+                inner: Cursor::new(data.clone()),
+                good: (3 << 20) + 100,
+                fail,
+            };
+            let e = signature(&mut r, len).unwrap_err().to_string();
+            let want = if fail { "disk on fire" } else { "shrank" };
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]
