@@ -254,7 +254,9 @@ impl PartFile {
     /// Applies `meta` and renames the complete file onto its target.
     pub fn commit(mut self, meta: &Meta) -> io::Result<()> {
         crate::fsutil::apply_meta_file(&self.file, meta)?;
-        std::fs::rename(&self.path, &self.target)?;
+        crate::fsutil::replacing(None, &self.target, || {
+            std::fs::rename(&self.path, &self.target)
+        })?;
         self.done = true;
         let _ = std::fs::remove_file(manifest_path(&self.target));
         Ok(())
