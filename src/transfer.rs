@@ -503,6 +503,20 @@ impl Hash {
         Ok(())
     }
 
+    /// [`Hash::update`] with bytes the caller has no more use for: handed
+    /// to the hashing thread as they are when nothing is pending before
+    /// them (the usual case: data arrives in whole chunks).
+    fn update_owned(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            Hash::Thread {
+                pending, blocks, ..
+            } if pending.is_empty() => blocks
+                .send(ToHash::Bytes(data))
+                .map_err(|_| std::io::Error::other("hashing thread ended")),
+            _ => self.update(&data),
+        }
+    }
+
     /// Hashes `len` bytes at `offset` of `file` (the output) on the
     /// hashing thread, after everything given before.
     fn read_back(&mut self, file: File, offset: u64, len: u64) -> std::io::Result<()> {
@@ -553,6 +567,15 @@ impl Hash {
     }
 }
 
+impl<W: Write> HashingWriter<W> {
+    /// Writes `data` and hashes it without a copy of it where it can: a
+    /// whole received chunk goes to the hashing thread as it is.
+    fn write_owned(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+        self.inner.write_all(&data)?;
+        self.hash.update_owned(data)
+    }
+}
+
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -593,7 +616,7 @@ impl ContentWriter {
 
     fn chunk(&mut self, chunk: Chunk) -> Result<()> {
         match chunk.decode()? {
-            Decoded::Data(b) => self.out.write_all(&b).map_err(write_err),
+            Decoded::Data(b) => self.out.write_owned(b).map_err(write_err),
             Decoded::Piece { out_len, delta } => match self.base.as_mut() {
                 Some(b) => b.apply(&delta, out_len, &mut self.out),
                 None => Err(Error::protocol("delta piece without a base file")),
