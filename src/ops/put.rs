@@ -172,10 +172,13 @@ fn same_version(a: &Meta, b: &Meta) -> bool {
     (a.size, a.mtime, a.mtime_ns) == (b.size, b.mtime, b.mtime_ns)
 }
 
-/// Upload steps per round: each round costs one probe round trip (which
-/// brings the signatures too), and holds at most this many signatures in
-/// memory.
+/// Files probed per round at most: each round costs one probe round trip
+/// (which brings the signatures too), and holds at most this many
+/// signatures in memory. Small files are not probed: a round of them is
+/// only bounded by [`ROUND_STEPS`], as a round ends by waiting for all its
+/// acknowledgements.
 const ROUND: usize = 4096;
+const ROUND_STEPS: usize = 65_536;
 
 /// Runs upload steps. With `--parallel`, directories, links and removals
 /// go first and in order on one connection, the files are shared out over
@@ -217,7 +220,15 @@ async fn run_put_on(
 ) -> Result<()> {
     let mut ops = ops.into_iter().peekable();
     while ops.peek().is_some() {
-        let mut round: Vec<PutOp> = ops.by_ref().take(ROUND).collect();
+        let mut probed = 0;
+        let mut round: Vec<PutOp> = Vec::new();
+        while probed < ROUND && round.len() < ROUND_STEPS {
+            let Some(op) = ops.next() else { break };
+            if matches!(op, PutOp::File { listed, .. } if listed >= partial::RESUME_MIN) {
+                probed += 1;
+            }
+            round.push(op);
+        }
         // Only files big enough for a partial file or a delta to pay off
         // are probed; small ones just go whole.
         let autos: Vec<(usize, Meta)> = (0..round.len())

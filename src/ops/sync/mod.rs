@@ -70,8 +70,14 @@ pub(super) struct Sides {
     pub(super) dst: Option<Vec<Item>>,
 }
 
-/// Directories visited per wave: one round trip lists them all.
+/// Directories visited per wave at least: one round trip lists them all.
 const WAVE: usize = 64;
+/// Entries a wave aims at: small directories make longer waves (up to
+/// [`WAVE_MAX`] directories), so the pause between two waves (the last
+/// acknowledgements of one) comes less often; memory follows the entries
+/// of one wave.
+const WAVE_ENTRIES: usize = 16_384;
+const WAVE_MAX: usize = 16 * WAVE;
 
 /// The two ends of a sync, as the walk sees them.
 trait Mirror {
@@ -82,6 +88,9 @@ trait Mirror {
         wave: &[Pending],
         report: &mut TransferReport,
     ) -> Result<Vec<Result<Sides>>>;
+    /// The wave after the one about to be applied (the same one `read`
+    /// gets next, unless applying fails): a side may start reading it.
+    fn upcoming(&mut self, _wave: &[Pending]) {}
     /// Carries out (or, in a dry run, reports) the wave's plans.
     async fn apply(
         &mut self,
@@ -100,10 +109,13 @@ async fn mirror(
     report: &mut TransferReport,
 ) -> Result<()> {
     let mut stack = vec![top];
+    let mut wave_len = WAVE;
     while !stack.is_empty() {
-        let n = stack.len().saturating_sub(WAVE);
+        let n = stack.len().saturating_sub(wave_len);
         let wave: Vec<Pending> = stack.drain(n..).rev().collect();
         let sides = m.read(&wave, report).await?;
+        let entries: usize = sides.iter().flatten().map(|s| s.src.len()).sum();
+        wave_len = (WAVE_ENTRIES * wave.len() / entries.max(1)).clamp(WAVE, WAVE_MAX);
         let mut plans = Vec::with_capacity(wave.len());
         let mut next = Vec::new();
         for (p, side) in wave.into_iter().zip(sides) {
@@ -120,6 +132,9 @@ async fn mirror(
             }
         }
         stack.extend(next.into_iter().rev());
+        let n = stack.len().saturating_sub(wave_len);
+        let upcoming: Vec<Pending> = stack[n..].iter().rev().cloned().collect();
+        m.upcoming(&upcoming);
         m.apply(plans, report).await?;
     }
     Ok(())
