@@ -759,7 +759,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         // A failed rename leaves the target as it was.
-        let e = replacing(None, &target, || std::fs::rename(dir.path().join("nope"), &target));
+        let e = replacing(None, &target, || {
+            std::fs::rename(dir.path().join("nope"), &target)
+        });
         assert!(e.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"new version");
     }
