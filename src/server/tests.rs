@@ -539,3 +539,76 @@ async fn a_cut_upload_resumes_and_a_download_resumes() {
     let (got, _) = get(&mut r, &mut w, 4, "f", Some((&content[..1 << 20], false))).await;
     assert_eq!(got, content);
 }
+
+/// Batches pipelined back to back have their passes run at once, except
+/// where a later batch writes a target an earlier running one writes: the
+/// later upload still wins, and every reply comes in request order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_passes_keep_the_later_upload_of_a_target() {
+    let s = Server::new();
+    // The first batch's pass is slow on one of the shared targets: the
+    // second batch, whose pass could start meanwhile, must wait for it.
+    s.store
+        .slow_commit_once("same7", Duration::from_millis(300));
+    let (mut r, mut w) = s.connect().await;
+    // Two batches' worth: the same 40 targets in both batches of 500,
+    // each time with new content; the rest distinct.
+    let n = 1000u64;
+    let target = |i: u64| {
+        if i % 500 < 40 {
+            format!("same{}", i % 500)
+        } else {
+            format!("f{i}")
+        }
+    };
+    let content = |i: u64| format!("upload {i} of {}", target(i)).into_bytes();
+    let reader = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            match r.read_msg().await.unwrap() {
+                Msg::Done { id } => ids.push(id),
+                m => panic!("unexpected reply {m:?}"),
+            }
+        }
+        ids
+    });
+    for i in 0..n {
+        let data = content(i);
+        let meta = meta_of(&data, 1_700_000_000);
+        w.msg(&Msg::Put {
+            id: i + 1,
+            path: target(i),
+            meta,
+            resume: None,
+            delta_base: None,
+        })
+        .await
+        .unwrap();
+        let hash = blake3::Hasher::new();
+        let (hash, _) = transfer::send_file(
+            &mut w,
+            Cursor::new(data),
+            None,
+            0,
+            meta.size,
+            hash,
+            SEND,
+            &|_| {},
+        )
+        .await
+        .unwrap_or_else(|_| panic!("sending {i} failed"));
+        w.msg(&Msg::PutEnd { id: i + 1, hash }).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    let ids = reader.await.unwrap();
+    assert_eq!(ids, (1..=n).collect::<Vec<_>>(), "replies out of order");
+    for k in 0..40 {
+        let last = (0..n).filter(|i| i % 500 == k).max().unwrap();
+        assert_eq!(
+            s.store.file(&format!("same{k}")).unwrap(),
+            content(last),
+            "same{k}"
+        );
+    }
+    assert_eq!(s.store.file("f999").unwrap(), content(999));
+}

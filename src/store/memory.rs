@@ -32,6 +32,9 @@ struct State {
     busy: HashSet<String>,
     /// Bumped on every commit, so a version tells rewrites apart.
     generation: i64,
+    /// Tests: the next commit of this path takes this long.
+    #[cfg(test)]
+    slow_once: Option<(String, std::time::Duration)>,
 }
 
 /// An in-memory share.
@@ -67,6 +70,13 @@ impl MemStore {
     }
 
     /// Puts a file in place directly (test setup).
+    /// Tests: the next commit of `rel` sleeps `d` first (a pass that is
+    /// slow on one file).
+    #[cfg(test)]
+    pub fn slow_commit_once(&self, rel: &str, d: std::time::Duration) {
+        self.lock().slow_once = Some((rel.to_string(), d));
+    }
+
     pub fn put_file(&self, rel: &str, data: &[u8], mtime: i64) {
         let meta = Meta {
             size: data.len() as u64,
@@ -208,6 +218,15 @@ impl Upload for MemUpload {
 
     fn commit(mut self: Box<Self>, meta: &Meta) -> Result<()> {
         let data = std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()));
+        #[cfg(test)]
+        {
+            let mut st = self.store.lock();
+            if st.slow_once.as_ref().is_some_and(|(r, _)| *r == self.rel) {
+                let d = st.slow_once.take().map(|(_, d)| d).unwrap_or_default();
+                drop(st);
+                std::thread::sleep(d);
+            }
+        }
         let mut st = self.store.lock();
         if let Some(Node::Dir(_)) = st.nodes.get(&self.rel) {
             return Err(Error::other(format!("'{}' is a directory", self.rel)));
