@@ -58,6 +58,17 @@ fn block_cvs(data: &[u8], block: usize, first: u64) -> Vec<ChainingValue> {
         .collect()
 }
 
+/// Runs its closure when dropped by a panic.
+struct OnPanic<G: Fn()>(G);
+
+impl<G: Fn()> Drop for OnPanic<G> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)();
+        }
+    }
+}
+
 /// What the threads of [`hash_blocks`] share.
 struct Turns<R, F> {
     file: R,
@@ -101,6 +112,9 @@ where
         turn.notify_all();
     };
     let work = || {
+        // A thread that panics (its lock guard gone by then) must not leave
+        // the others waiting for a turn that never comes.
+        let _stop = OnPanic(|| fail(&mut lock(), Error::other("hashing thread panicked")));
         let mut buf = Vec::new();
         loop {
             let (i, n) = {
@@ -510,6 +524,43 @@ mod tests {
             let want = if fail { "disk on fire" } else { "shrank" };
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    /// Panics once, the first time it is read past `at`.
+    struct Boom(Cursor<Vec<u8>>, Option<u64>);
+
+    impl Read for Boom {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.1.is_some_and(|at| self.0.position() >= at) {
+                self.1 = None;
+                panic!("boom");
+            }
+            self.0.read(buf)
+        }
+    }
+
+    impl Seek for Boom {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_panicking_reader_ends_the_hashing_instead_of_hanging_it() {
+        let data = rand_bytes(8 << 20, 9);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let len = data.len() as u64;
+            let mut r = Boom(Cursor::new(data), Some(5 << 20));
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                signature(&mut r, len).map(|_| ())
+            }));
+            let _ = tx.send(matches!(got, Ok(Ok(()))));
+        });
+        let ok = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("hashing hung after a panic");
+        assert!(!ok, "a panicking read cannot give a signature");
     }
 
     #[test]
