@@ -391,6 +391,7 @@ fn remove_in(dir: Option<&File>, p: &Path) -> io::Result<()> {
 }
 
 /// Old versions at least this large are let go by [`release_later`].
+#[cfg(target_os = "linux")]
 const RELEASE_LATER_MIN: u64 = 1 << 20;
 
 /// Runs `rename`, which replaces `target` (in `dir`, when given). A large
@@ -414,12 +415,35 @@ pub fn replacing<T>(
 }
 
 /// The file at `target` when it is a regular file of at least
-/// [`RELEASE_LATER_MIN`] bytes and this is its only link, opened without
-/// reading rights (`O_PATH`) or following a symlink; `None` otherwise.
+/// [`RELEASE_LATER_MIN`] bytes, this is its only link, and it is on a
+/// local filesystem ([`frees_in_place`]), opened without reading rights
+/// (`O_PATH`) or following a symlink; `None` otherwise. A small target
+/// costs one `fstatat`.
 #[cfg(target_os = "linux")]
 fn hold_large(dir: Option<&File>, target: &Path) -> Option<File> {
     use std::os::fd::FromRawFd;
     let (dfd, name) = at(dir, target).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a valid string and descriptor; `st` is written on success.
+    let r = unsafe {
+        libc::fstatat(
+            dfd,
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstatat succeeded, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    let large = st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_nlink == 1
+        && st.st_size as u64 >= RELEASE_LATER_MIN;
+    if !large {
+        return None;
+    }
     // SAFETY: a valid NUL-terminated string that outlives the call.
     let fd = unsafe {
         libc::openat(
@@ -433,8 +457,34 @@ fn hold_large(dir: Option<&File>, target: &Path) -> Option<File> {
     }
     // SAFETY: `fd` was just opened and is owned by nothing else.
     let f = unsafe { File::from_raw_fd(fd) };
-    let md = f.metadata().ok()?;
-    (md.is_file() && md.nlink() == 1 && md.len() >= RELEASE_LATER_MIN).then_some(f)
+    frees_in_place(&f).then_some(f)
+}
+
+/// Whether `f` is on a local filesystem where holding a replaced file
+/// open only delays freeing it. A network filesystem would instead keep
+/// the old file under another name while it is open (NFS renames it to
+/// `.nfs…`), which a later removal of its directory trips over.
+#[cfg(target_os = "linux")]
+fn frees_in_place(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    const LOCAL: [i64; 8] = [
+        0x0102_1994, // tmpfs
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // XFS
+        0x9123_683E, // btrfs
+        0xF2F5_2010, // F2FS
+        0xCA45_1A4E, // bcachefs
+        0x2FC1_2FC1, // ZFS
+        0x794C_7630, // overlayfs (containers)
+    ];
+    let mut sf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: an open descriptor; `sf` is written on success.
+    if unsafe { libc::fstatfs(f.as_raw_fd(), sf.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs succeeded.
+    let kind = unsafe { sf.assume_init() }.f_type as i64;
+    LOCAL.contains(&kind)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -734,7 +784,9 @@ mod tests {
         std::fs::write(&small, b"tiny").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&big, &link).unwrap();
-        assert!(hold_large(None, &big).is_some());
+        // Held where the filesystem frees in place (tmpfs, ext4, overlayfs…).
+        let local = frees_in_place(&File::open(dir.path()).unwrap());
+        assert_eq!(hold_large(None, &big).is_some(), local);
         assert!(hold_large(None, &small).is_none());
         assert!(hold_large(None, &link).is_none(), "followed a symlink");
         assert!(hold_large(None, &dir.path().join("missing")).is_none());
