@@ -483,6 +483,8 @@ fn frees_in_place(f: &File) -> bool {
         return false;
     }
     // SAFETY: fstatfs succeeded.
+    // `f_type`'s width differs between targets.
+    #[allow(clippy::unnecessary_cast)]
     let kind = unsafe { sf.assume_init() }.f_type as i64;
     LOCAL.contains(&kind)
 }

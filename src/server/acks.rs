@@ -64,9 +64,9 @@ const PASSES: usize = 2;
 
 /// Largest new file held in memory until its durability pass.
 pub(super) const HOLD_MAX: u64 = 64 * 1024;
-/// Bytes of small files all sessions hold in memory at most ([`PASSES`]
-/// + 1 batches of [`MAX_FILES`] each per session would otherwise be up to
-/// 96 MiB).
+/// Bytes of small files all sessions hold in memory at most (one more
+/// batch than [`PASSES`], of [`MAX_FILES`] each, per session would
+/// otherwise be up to 96 MiB).
 const HOLD_BUDGET: u64 = 16 << 20;
 static HELD_BYTES: AtomicU64 = AtomicU64::new(0);
 
