@@ -72,12 +72,13 @@ pub(super) struct Sides {
 
 /// Directories visited per wave at least: one round trip lists them all.
 const WAVE: usize = 64;
-/// Entries a wave aims at: small directories make longer waves (up to
-/// [`WAVE_MAX`] directories), so the pause between two waves (the last
-/// acknowledgements of one) comes less often; memory follows the entries
-/// of one wave.
+/// Entries a wave aims at: small directories make longer waves, so the
+/// pause between two waves (the last acknowledgements of one) comes less
+/// often. A wave is sized from the one before it, at most twice as long
+/// and never more than [`WAVE_MAX`] directories, so wide directories after
+/// many small ones hold at most 4 × what 64 of them did.
 const WAVE_ENTRIES: usize = 16_384;
-const WAVE_MAX: usize = 16 * WAVE;
+const WAVE_MAX: usize = 4 * WAVE;
 
 /// The two ends of a sync, as the walk sees them.
 trait Mirror {
@@ -115,7 +116,9 @@ async fn mirror(
         let wave: Vec<Pending> = stack.drain(n..).rev().collect();
         let sides = m.read(&wave, report).await?;
         let entries: usize = sides.iter().flatten().map(|s| s.src.len()).sum();
-        wave_len = (WAVE_ENTRIES * wave.len() / entries.max(1)).clamp(WAVE, WAVE_MAX);
+        wave_len = (WAVE_ENTRIES * wave.len() / entries.max(1))
+            .min(2 * wave_len)
+            .clamp(WAVE, WAVE_MAX);
         let mut plans = Vec::with_capacity(wave.len());
         let mut next = Vec::new();
         for (p, side) in wave.into_iter().zip(sides) {
