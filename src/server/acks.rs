@@ -13,9 +13,9 @@
 //! full while requests keep coming has its pass run in the background
 //! while the next batch is received (its replies go out before the next
 //! batch's, once it has ended), so the commits use the second core; up to
-//! [`PASSES`] passes run at once, unless a later batch writes a target an
-//! earlier one still running writes (then it waits: the later upload
-//! must win). With
+//! [`PASSES`] passes run at once, and they commit in the order they were
+//! launched ([`CommitOrder`]): a later upload of a file wins, also where
+//! two paths name it (a symlink inside the share). With
 //! `--no-fsync` nothing is held. A store whose commits wait on the network (S3) has up
 //! to [`crate::store::Store::commit_parallelism`] of a batch committed at
 //! once, on threads of the pass.
@@ -191,6 +191,77 @@ pub(super) struct Held {
     since: Option<Instant>,
     /// Oldest first.
     running: std::collections::VecDeque<Running>,
+    /// The order the running passes commit in, and the next pass's
+    /// ticket.
+    order: Arc<CommitOrder>,
+    tickets: u64,
+}
+
+/// The order a session's passes commit in: the one launched first goes
+/// first. Each pass holds a [`Turn`]; it writes and flushes its files
+/// whenever it runs, and waits for its turn only to commit.
+#[derive(Default)]
+pub(super) struct CommitOrder {
+    next: Mutex<u64>,
+    turn: std::sync::Condvar,
+}
+
+/// Longest a pass waits for the one before it to commit. Passes take
+/// milliseconds to seconds; past this the one before is taken as lost (its
+/// thread never ran) rather than holding every later pass forever.
+const TURN_WAIT: Duration = Duration::from_secs(120);
+
+/// A pass's place in its session's [`CommitOrder`]: taken before it
+/// commits, given up when it is dropped (also without committing, or in a
+/// panic), so the next pass's commits follow.
+pub(super) struct Turn {
+    order: Arc<CommitOrder>,
+    ticket: u64,
+    taken: bool,
+}
+
+impl Turn {
+    /// Waits until the passes before this one have committed.
+    fn take(&mut self) {
+        if self.taken {
+            return;
+        }
+        self.taken = true;
+        let start = Instant::now();
+        let mut next = self.order.next.lock().unwrap_or_else(|p| p.into_inner());
+        while *next < self.ticket {
+            let Some(left) = TURN_WAIT.checked_sub(start.elapsed()) else {
+                break;
+            };
+            next = self
+                .order
+                .turn
+                .wait_timeout(next, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+impl Turn {
+    /// The turn of a pass that runs alone.
+    fn first() -> Turn {
+        Turn {
+            order: Arc::default(),
+            ticket: 0,
+            taken: false,
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.take();
+        let mut next = self.order.next.lock().unwrap_or_else(|p| p.into_inner());
+        *next = (*next).max(self.ticket + 1);
+        self.order.turn.notify_all();
+    }
 }
 
 /// A pass running on a blocking thread while the session receives the
@@ -201,8 +272,6 @@ struct Running {
     task: tokio::task::JoinHandle<(Vec<Outcome>, u64)>,
     ids: Vec<u64>,
     order: Vec<Option<Msg>>,
-    /// The targets its uploads replace, as the store sees them.
-    targets: HashSet<String>,
 }
 
 impl Held {
@@ -246,7 +315,7 @@ struct Outcome {
 /// target, then the new names made durable. So after a power cut a target
 /// holds either its old version or the whole new one, never a name whose
 /// data did not reach the disk.
-fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
+fn pass(store: &dyn Store, uploads: Vec<Verified>, mut turn: Turn) -> (Vec<Outcome>, u64) {
     let n = uploads.len();
     let (mut rels, mut metas, mut staged, mut out) = (
         Vec::with_capacity(n),
@@ -278,6 +347,7 @@ fn pass(store: &dyn Store, uploads: Vec<Verified>) -> (Vec<Outcome>, u64) {
         .map(|(r, _)| r.clone())
         .collect();
     let data = store.make_durable(&written);
+    turn.take();
     let results = match &data {
         // Not committed: the uploads are dropped and the old versions
         // stay (a resumable one keeps its partial data).
@@ -405,15 +475,20 @@ impl Session {
     }
 
     /// Starts the durability pass over the held uploads in the background,
-    /// once fewer than [`PASSES`] run and none of them writes one of its
-    /// targets (the passes before it end first, their replies sent); its
-    /// own replies go out after theirs, with a later `launch` or
-    /// `release`. At most `PASSES` + 1 batches are open at once, so a
-    /// session holds at most 3 × [`MAX_FILES`] unnamed files.
+    /// once fewer than [`PASSES`] run (the oldest ends first, its replies
+    /// sent); its own replies go out after theirs, with a later `launch`
+    /// or `release`, and its commits after theirs ([`CommitOrder`]). At
+    /// most `PASSES` + 1 batches are open at once, so a session holds at
+    /// most 3 × [`MAX_FILES`] unnamed files.
     pub(super) async fn launch<W: AsyncWrite + Unpin>(&mut self, w: &mut Writer<W>) -> Result<()> {
-        let running = std::mem::take(&mut self.held.running);
+        // The passes outlive the batch.
+        let passes = (
+            std::mem::take(&mut self.held.running),
+            self.held.order.clone(),
+            self.held.tickets,
+        );
         let Held { pending, files, .. } = std::mem::take(&mut self.held);
-        self.held.running = running;
+        (self.held.running, self.held.order, self.held.tickets) = passes;
         let mut uploads = Vec::with_capacity(files);
         let mut order = Vec::with_capacity(pending.len());
         for p in pending {
@@ -432,27 +507,21 @@ impl Session {
             }
             return Ok(());
         }
-        let targets: HashSet<String> = uploads.iter().map(|v| as_stored(&v.rel)).collect();
-        while self.held.running.len() >= PASSES
-            || self
-                .held
-                .running
-                .iter()
-                .any(|r| !r.targets.is_disjoint(&targets))
-        {
+        while self.held.running.len() >= PASSES {
             self.finish_one(w).await?;
         }
+        let turn = Turn {
+            order: self.held.order.clone(),
+            ticket: self.held.tickets,
+            taken: false,
+        };
+        self.held.tickets += 1;
         let store = self.opts().store.clone();
         let ids = uploads.iter().map(|v| v.id).collect();
         // A pass can take a while (a big file's writeback): not on the
         // reactor, which keeps serving this and every other client.
-        let task = tokio::task::spawn_blocking(move || pass(&*store, uploads));
-        self.held.running.push_back(Running {
-            task,
-            ids,
-            order,
-            targets,
-        });
+        let task = tokio::task::spawn_blocking(move || pass(&*store, uploads, turn));
+        self.held.running.push_back(Running { task, ids, order });
         Ok(())
     }
 
@@ -468,10 +537,7 @@ impl Session {
     /// Waits for the oldest running pass, if any, and sends the replies
     /// held behind it.
     async fn finish_one<W: AsyncWrite + Unpin>(&mut self, w: &mut Writer<W>) -> Result<()> {
-        let Some(Running {
-            task, ids, order, ..
-        }) = self.held.running.pop_front()
-        else {
+        let Some(Running { task, ids, order }) = self.held.running.pop_front() else {
             return Ok(());
         };
         let (done, passes) = match task.await {
@@ -523,6 +589,35 @@ mod tests {
     use crate::store::LocalStore;
     use std::io::Write;
 
+    #[test]
+    fn turns_go_in_ticket_order_even_when_one_is_given_up() {
+        let order = Arc::new(CommitOrder::default());
+        let turn = |ticket| Turn {
+            order: order.clone(),
+            ticket,
+            taken: false,
+        };
+        let (t0, t1, mut t2) = (turn(0), turn(1), turn(2));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let later = {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                t2.take();
+                seen.lock().unwrap().push(2);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        seen.lock().unwrap().push(0);
+        // Given up without committing (a pass whose data failed): the
+        // next turn still comes.
+        drop(t0);
+        std::thread::sleep(Duration::from_millis(50));
+        seen.lock().unwrap().push(1);
+        drop(t1);
+        later.join().unwrap();
+        assert_eq!(*seen.lock().unwrap(), [0, 1, 2]);
+    }
+
     /// The budget is the process's: a test that fills it runs alone.
     static BUDGET: Mutex<()> = Mutex::new(());
 
@@ -572,7 +667,7 @@ mod tests {
             held(9, "twice", b"first of two"),
             held(10, "twice", b"second of two"),
         ];
-        let (out, passes) = pass(&store, batch);
+        let (out, passes) = pass(&store, batch, Turn::first());
         assert_eq!(passes, 2);
         let ok: Vec<(u64, bool)> = out.iter().map(|o| (o.id, o.result.is_ok())).collect();
         assert_eq!(

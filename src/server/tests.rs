@@ -540,9 +540,9 @@ async fn a_cut_upload_resumes_and_a_download_resumes() {
     assert_eq!(got, content);
 }
 
-/// Batches pipelined back to back have their passes run at once, except
-/// where a later batch writes a target an earlier running one writes: the
-/// later upload still wins, and every reply comes in request order.
+/// Batches pipelined back to back have their passes run at once, but
+/// commit in order: where a later batch writes a target an earlier one
+/// writes, the later upload wins, and every reply comes in request order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_passes_keep_the_later_upload_of_a_target() {
     let s = Server::new();
