@@ -202,8 +202,28 @@ pub(super) struct Held {
 /// whenever it runs, and waits for its turn only to commit.
 #[derive(Default)]
 pub(super) struct CommitOrder {
-    next: Mutex<u64>,
+    next: Mutex<Next>,
     turn: std::sync::Condvar,
+}
+
+/// The ticket whose turn it is, and later tickets given up out of order.
+#[derive(Default)]
+struct Next {
+    ticket: u64,
+    given_up: std::collections::BTreeSet<u64>,
+}
+
+impl Next {
+    /// `ticket` is done (committed, or given up before it could commit).
+    fn done(&mut self, ticket: u64) {
+        if ticket < self.ticket {
+            return;
+        }
+        self.given_up.insert(ticket);
+        while self.given_up.remove(&self.ticket) {
+            self.ticket += 1;
+        }
+    }
 }
 
 /// Longest a pass waits for the one before it to commit. Passes take
@@ -212,7 +232,7 @@ pub(super) struct CommitOrder {
 const TURN_WAIT: Duration = Duration::from_secs(120);
 
 /// A pass's place in its session's [`CommitOrder`]: taken before it
-/// commits, given up when it is dropped (also without committing, or in a
+/// commits, done when it is dropped (also without committing, or in a
 /// panic), so the next pass's commits follow.
 pub(super) struct Turn {
     order: Arc<CommitOrder>,
@@ -229,7 +249,7 @@ impl Turn {
         self.taken = true;
         let start = Instant::now();
         let mut next = self.order.next.lock().unwrap_or_else(|p| p.into_inner());
-        while *next < self.ticket {
+        while next.ticket < self.ticket {
             let Some(left) = TURN_WAIT.checked_sub(start.elapsed()) else {
                 break;
             };
@@ -256,10 +276,12 @@ impl Turn {
 }
 
 impl Drop for Turn {
+    /// A pass that never took its turn committed nothing: it does not wait
+    /// (a runtime dropping queued passes one by one would otherwise wait
+    /// on itself), it only lets the later ones go once the earlier are done.
     fn drop(&mut self) {
-        self.take();
         let mut next = self.order.next.lock().unwrap_or_else(|p| p.into_inner());
-        *next = (*next).max(self.ticket + 1);
+        next.done(self.ticket);
         self.order.turn.notify_all();
     }
 }
@@ -597,25 +619,26 @@ mod tests {
             ticket,
             taken: false,
         };
-        let (t0, t1, mut t2) = (turn(0), turn(1), turn(2));
+        let (t0, t1, mut t2, mut t3) = (turn(0), turn(1), turn(2), turn(3));
+        // Given up out of order (a queued pass dropped before it ran): it
+        // does not wait, and does not let the next go before the earlier.
+        drop(t1);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let later = {
             let seen = seen.clone();
             std::thread::spawn(move || {
                 t2.take();
                 seen.lock().unwrap().push(2);
+                drop(t2);
+                t3.take();
+                seen.lock().unwrap().push(3);
             })
         };
         std::thread::sleep(Duration::from_millis(50));
         seen.lock().unwrap().push(0);
-        // Given up without committing (a pass whose data failed): the
-        // next turn still comes.
         drop(t0);
-        std::thread::sleep(Duration::from_millis(50));
-        seen.lock().unwrap().push(1);
-        drop(t1);
         later.join().unwrap();
-        assert_eq!(*seen.lock().unwrap(), [0, 1, 2]);
+        assert_eq!(*seen.lock().unwrap(), [0, 2, 3]);
     }
 
     /// The budget is the process's: a test that fills it runs alone.
