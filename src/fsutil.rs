@@ -294,12 +294,19 @@ fn at(dir: Option<&File>, p: &Path) -> io::Result<(libc::c_int, std::ffi::CStrin
 pub fn kind_at(dir: &File, name: &str) -> io::Result<Option<libc::mode_t>> {
     use std::os::fd::AsRawFd;
     let c = c_path(Path::new(name))?;
+    Ok(lstat_at(dir.as_raw_fd(), &c)?.map(|st| st.st_mode & libc::S_IFMT))
+}
+
+/// `fstatat(2)` of `name` in directory `dfd`, not following a symlink;
+/// `None` if nothing is there.
+#[cfg(target_os = "linux")]
+fn lstat_at(dfd: libc::c_int, name: &std::ffi::CStr) -> io::Result<Option<libc::stat>> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: a valid string and descriptor; `st` is written on success.
     let r = unsafe {
         libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
+            dfd,
+            name.as_ptr(),
             st.as_mut_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
         )
@@ -312,7 +319,7 @@ pub fn kind_at(dir: &File, name: &str) -> io::Result<Option<libc::mode_t>> {
         };
     }
     // SAFETY: fstatat succeeded and filled it.
-    Ok(Some(unsafe { st.assume_init() }.st_mode & libc::S_IFMT))
+    Ok(Some(unsafe { st.assume_init() }))
 }
 
 #[cfg(target_os = "linux")]
@@ -423,21 +430,7 @@ pub fn replacing<T>(
 fn hold_large(dir: Option<&File>, target: &Path) -> Option<File> {
     use std::os::fd::FromRawFd;
     let (dfd, name) = at(dir, target).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: a valid string and descriptor; `st` is written on success.
-    let r = unsafe {
-        libc::fstatat(
-            dfd,
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: fstatat succeeded, so `st` is initialised.
-    let st = unsafe { st.assume_init() };
+    let st = lstat_at(dfd, &name).ok()??;
     let large = st.st_mode & libc::S_IFMT == libc::S_IFREG
         && st.st_nlink == 1
         && st.st_size as u64 >= RELEASE_LATER_MIN;
@@ -508,17 +501,9 @@ fn release_later(f: File) {
             .ok()
             .map(|_| tx)
     });
-    match tx {
-        Some(tx) => {
-            if let Err(
-                std::sync::mpsc::TrySendError::Full(f)
-                | std::sync::mpsc::TrySendError::Disconnected(f),
-            ) = tx.try_send(f)
-            {
-                drop(f);
-            }
-        }
-        None => drop(f),
+    // A full queue (or no thread) hands the file back: it closes here.
+    if let Some(tx) = tx {
+        let _ = tx.try_send(f);
     }
 }
 

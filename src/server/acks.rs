@@ -237,16 +237,11 @@ const TURN_WAIT: Duration = Duration::from_secs(120);
 pub(super) struct Turn {
     order: Arc<CommitOrder>,
     ticket: u64,
-    taken: bool,
 }
 
 impl Turn {
     /// Waits until the passes before this one have committed.
-    fn take(&mut self) {
-        if self.taken {
-            return;
-        }
-        self.taken = true;
+    fn take(&self) {
         let start = Instant::now();
         let mut next = self.order.next.lock().unwrap_or_else(|p| p.into_inner());
         while next.ticket < self.ticket {
@@ -270,7 +265,6 @@ impl Turn {
         Turn {
             order: Arc::default(),
             ticket: 0,
-            taken: false,
         }
     }
 }
@@ -337,7 +331,7 @@ struct Outcome {
 /// target, then the new names made durable. So after a power cut a target
 /// holds either its old version or the whole new one, never a name whose
 /// data did not reach the disk.
-fn pass(store: &dyn Store, uploads: Vec<Verified>, mut turn: Turn) -> (Vec<Outcome>, u64) {
+fn pass(store: &dyn Store, uploads: Vec<Verified>, turn: Turn) -> (Vec<Outcome>, u64) {
     let n = uploads.len();
     let (mut rels, mut metas, mut staged, mut out) = (
         Vec::with_capacity(n),
@@ -535,7 +529,6 @@ impl Session {
         let turn = Turn {
             order: self.held.order.clone(),
             ticket: self.held.tickets,
-            taken: false,
         };
         self.held.tickets += 1;
         let store = self.opts().store.clone();
@@ -617,9 +610,8 @@ mod tests {
         let turn = |ticket| Turn {
             order: order.clone(),
             ticket,
-            taken: false,
         };
-        let (t0, t1, mut t2, mut t3) = (turn(0), turn(1), turn(2), turn(3));
+        let (t0, t1, t2, t3) = (turn(0), turn(1), turn(2), turn(3));
         // Given up out of order (a queued pass dropped before it ran): it
         // does not wait, and does not let the next go before the earlier.
         drop(t1);
