@@ -707,39 +707,45 @@ pub fn walk(
     dir: &Path,
     rel: &str,
     recursive: bool,
-    f: &mut dyn FnMut(&Path, Entry) -> Result<()>,
+    f: &mut dyn FnMut(PathBuf, Entry) -> Result<()>,
     skipped: &mut dyn FnMut(&Path),
 ) -> Result<()> {
     let mut stack = vec![(dir.to_path_buf(), rel.to_string())];
     while let Some((dir, rel)) = stack.pop() {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::local_io(&dir, e))?;
-        let mut items: Vec<_> = rd.filter_map(|e| e.ok()).collect();
-        items.sort_by_key(|e| e.file_name());
+        // Each name is fetched once: sorting on `DirEntry::file_name`
+        // would allocate it again at every comparison.
+        let mut items: Vec<_> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name(), e))
+            .collect();
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut subdirs = Vec::new();
-        for it in items {
-            let path = it.path();
-            let Some(name) = it.file_name().to_str().map(str::to_string) else {
+        for (name, it) in items {
+            let path = dir.join(&name);
+            let Some(name) = name.to_str() else {
                 skipped(&path);
                 continue;
             };
-            if is_temp_name(&name) {
+            if is_temp_name(name) {
                 continue;
             }
-            let Ok(md) = std::fs::symlink_metadata(&path) else {
+            // Relative to the open directory (`fstatat` on its descriptor):
+            // the kernel looks up one name, not every component of `path`
+            // again, which was the largest cost of listing many files.
+            let Ok(md) = it.metadata() else {
                 continue; // vanished while listing
             };
-            let child_rel = join_rel(&rel, &name);
-            let is_dir = md.is_dir();
-            let mut entry = entry_of(child_rel.clone(), &md);
+            let mut entry = entry_of(join_rel(&rel, name), &md);
             if md.file_type().is_symlink() {
                 entry.target = std::fs::read_link(&path)
                     .ok()
                     .and_then(|t| t.into_os_string().into_string().ok());
             }
-            f(&path, entry)?;
-            if recursive && is_dir {
-                subdirs.push((path, child_rel));
+            if recursive && md.is_dir() {
+                subdirs.push((path.clone(), entry.path.clone()));
             }
+            f(path, entry)?;
         }
         // Reverse so that popping visits subdirectories in name order.
         stack.extend(subdirs.into_iter().rev());

@@ -58,47 +58,63 @@ impl Entry {
 /// nothing to do in that directory, so a sync of an unchanged directory
 /// costs one digest on the wire instead of its listing. Entries must be
 /// added in name order (the order every store lists a directory in).
-pub struct DirDigest(blake3::Hasher);
+pub struct DirDigest {
+    hasher: blake3::Hasher,
+    /// What is added, gathered before it goes to `hasher`: a few large
+    /// updates hash on all SIMD lanes, where six small ones per entry cost
+    /// more than the listing's own `stat` calls. The digest is the same.
+    pending: Vec<u8>,
+}
 
 impl Default for DirDigest {
     fn default() -> Self {
-        DirDigest(blake3::Hasher::new_derive_key(
-            "fts 2026 directory digest v1",
-        ))
+        DirDigest {
+            hasher: blake3::Hasher::new_derive_key("fts 2026 directory digest v1"),
+            pending: Vec::new(),
+        }
     }
 }
 
 impl DirDigest {
+    /// Bytes gathered before they are hashed.
+    const GATHER: usize = 16 << 10;
+
     pub fn add(&mut self, e: &Entry) {
         let name = e.path.rsplit('/').next().unwrap_or("");
-        let h = &mut self.0;
-        h.update(&(name.len() as u64).to_le_bytes());
-        h.update(name.as_bytes());
+        let b = &mut self.pending;
+        b.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        b.extend_from_slice(name.as_bytes());
         match e.kind {
             EntryKind::File => {
-                h.update(b"f");
-                h.update(&e.size.to_le_bytes());
-                h.update(&e.mtime.to_le_bytes());
-                h.update(&e.mtime_ns.to_le_bytes());
+                b.push(b'f');
+                b.extend_from_slice(&e.size.to_le_bytes());
+                b.extend_from_slice(&e.mtime.to_le_bytes());
+                b.extend_from_slice(&e.mtime_ns.to_le_bytes());
             }
             EntryKind::Dir => {
-                h.update(b"d");
-                h.update(&e.mode.to_le_bytes());
-                h.update(&e.mtime.to_le_bytes());
-                h.update(&e.mtime_ns.to_le_bytes());
+                b.push(b'd');
+                b.extend_from_slice(&e.mode.to_le_bytes());
+                b.extend_from_slice(&e.mtime.to_le_bytes());
+                b.extend_from_slice(&e.mtime_ns.to_le_bytes());
             }
             EntryKind::Symlink => {
                 let t = e.target.as_deref().unwrap_or("");
-                h.update(b"l");
-                h.update(&(t.len() as u64).to_le_bytes());
-                h.update(t.as_bytes());
+                b.push(b'l');
+                b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+                b.extend_from_slice(t.as_bytes());
             }
+        }
+        if b.len() >= Self::GATHER {
+            self.hasher.update(b);
+            b.clear();
         }
     }
 
     /// The digest, as hex.
     pub fn finish(&self) -> String {
-        self.0.finalize().to_hex()[..32].to_string()
+        let mut h = self.hasher.clone();
+        h.update(&self.pending);
+        h.finalize().to_hex()[..32].to_string()
     }
 }
 
@@ -325,6 +341,28 @@ mod tests {
             change(&mut v);
             assert_ne!(digest(&base), digest(&v), "change {i}");
         }
+    }
+
+    /// Client and server of different versions compare digests: the bytes
+    /// hashed may not change, however they are gathered. Several thousand
+    /// entries cross the gathering threshold more than once.
+    #[test]
+    fn the_digest_of_a_listing_is_pinned() {
+        let mut d = DirDigest::default();
+        for i in 0..5000u32 {
+            let kind = [EntryKind::File, EntryKind::Dir, EntryKind::Symlink][i as usize % 3];
+            d.add(&Entry {
+                path: format!("top/name{i:05}"),
+                kind,
+                size: u64::from(i) * 7,
+                mtime: 1_700_000_000 + i64::from(i),
+                mtime_ns: i * 13,
+                mode: 0o644 + i % 8,
+                target: (kind == EntryKind::Symlink).then(|| format!("t{i}")),
+                hash: None,
+            });
+        }
+        assert_eq!(d.finish(), "b8063ab64a7d3bf67155698c44737ff2");
     }
 
     use super::*;

@@ -116,7 +116,7 @@ async fn put_once(
                         report.files_total += 1;
                         report.bytes_total += e.size;
                         ops.push(PutOp::File {
-                            local: path.to_path_buf(),
+                            local: path,
                             remote,
                             how: PutHow::Full,
                             listed: e.size,

@@ -208,7 +208,7 @@ impl Store for LocalStore {
             &p,
             &rel_n,
             recursive,
-            &mut |path, e| each(with_hash(e, path)?),
+            &mut |path, e| each(with_hash(e, &path)?),
             &mut |_| {},
         )
     }

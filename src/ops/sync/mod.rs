@@ -170,7 +170,7 @@ fn local_dir(
         rel,
         false,
         &mut |p, e| {
-            out.push((e, Some(p.to_path_buf())));
+            out.push((e, Some(p)));
             Ok(())
         },
         &mut |p| {
