@@ -297,6 +297,50 @@ pub fn kind_at(dir: &File, name: &str) -> io::Result<Option<libc::mode_t>> {
     Ok(lstat_at(dir.as_raw_fd(), &c)?.map(|st| st.st_mode & libc::S_IFMT))
 }
 
+/// The directories and symlinks in the open directory `dir` (an `O_PATH`
+/// descriptor will do), by name, with the `S_IFMT` bits [`kind_at`] would
+/// give, from one listing instead of a lookup per name; `None` when `dir`
+/// has more than `max` entries or the filesystem leaves an entry's type
+/// out of the listing (ask [`kind_at`] then). Names that are not UTF-8 are
+/// left out: no upload target has one.
+#[cfg(target_os = "linux")]
+pub fn special_names(
+    dir: &File,
+    max: usize,
+) -> io::Result<Option<std::collections::HashMap<String, libc::mode_t>>> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let fd = rustix::fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut listing = rustix::fs::Dir::new(fd)?;
+    let mut out = std::collections::HashMap::new();
+    // `.` and `..` are listed too.
+    let mut left = max + 2;
+    while let Some(e) = listing.read() {
+        let e = e?;
+        if left == 0 {
+            return Ok(None);
+        }
+        left -= 1;
+        let kind = match e.file_type() {
+            FileType::Directory => libc::S_IFDIR,
+            FileType::Symlink => libc::S_IFLNK,
+            FileType::Unknown => return Ok(None),
+            _ => continue,
+        };
+        match std::str::from_utf8(e.file_name().to_bytes()) {
+            Ok("." | "..") | Err(_) => {}
+            Ok(name) => {
+                out.insert(name.to_string(), kind);
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
 /// `fstatat(2)` of `name` in directory `dfd`, not following a symlink;
 /// `None` if nothing is there.
 #[cfg(target_os = "linux")]
