@@ -744,6 +744,43 @@ pub fn join_rel(prefix: &str, name: &str) -> String {
     }
 }
 
+/// Opens files for reading relative to their directory, which it keeps
+/// open while files of the same directory follow one another (as a sync
+/// sends them): the kernel looks up one name per file instead of every
+/// component of its path, a tenth of what sending a small file costs.
+/// A path resolves as `File::open` resolves it, the directory part as of
+/// when that directory was first opened here.
+#[derive(Default)]
+pub struct Opener {
+    #[cfg(target_os = "linux")]
+    dir: Option<(PathBuf, std::os::fd::OwnedFd)>,
+}
+
+impl Opener {
+    pub fn open(&mut self, path: &Path) -> io::Result<File> {
+        #[cfg(target_os = "linux")]
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            use rustix::fs::{Mode, OFlags};
+            if self.dir.as_ref().is_none_or(|(d, _)| d != parent) {
+                let dir = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                self.dir = rustix::fs::open(dir, flags, Mode::empty())
+                    .ok()
+                    .map(|fd| (parent.to_path_buf(), fd));
+            }
+            if let Some((_, dir)) = &self.dir {
+                let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+                return Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?.into());
+            }
+        }
+        File::open(path)
+    }
+}
+
 /// Walks `dir` (whose relative name is `rel`) without following symlinks,
 /// in name order, calling `f` for every entry below it. Names that are not
 /// UTF-8 and fts's own temp files are passed to `skipped` instead.
@@ -946,6 +983,29 @@ mod tests {
         let target = d.path().join("é".repeat(120));
         let t = TempFile::create_beside(&target).unwrap();
         assert!(t.path().file_name().unwrap().len() <= 255);
+    }
+
+    #[test]
+    fn the_opener_opens_what_file_open_opens() {
+        use std::io::Read;
+        let d = tempfile::tempdir().unwrap();
+        let p = |s: &str| d.path().join(s);
+        std::fs::create_dir_all(p("a")).unwrap();
+        std::fs::create_dir_all(p("b")).unwrap();
+        std::fs::write(p("a/x"), b"ax").unwrap();
+        std::fs::write(p("a/y"), b"ay").unwrap();
+        std::fs::write(p("b/x"), b"bx").unwrap();
+        std::os::unix::fs::symlink("y", p("a/link")).unwrap();
+        let mut o = Opener::default();
+        for name in ["a/x", "a/y", "b/x", "a/link", "a/x"] {
+            let mut got = String::new();
+            o.open(&p(name)).unwrap().read_to_string(&mut got).unwrap();
+            assert_eq!(got.as_bytes(), std::fs::read(p(name)).unwrap(), "{name}");
+        }
+        let missing = o.open(&p("a/missing")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(o.open(&p("gone/x")).is_err());
+        assert_eq!(std::fs::read(p("a/y")).unwrap(), b"ay");
     }
 
     #[test]

@@ -595,7 +595,10 @@ struct ContentWriter {
 
 impl ContentWriter {
     fn new(d: Dest, expect: u64) -> Result<ContentWriter> {
-        let cap = expect.clamp(8 * 1024, 1 << 20) as usize;
+        // Never more buffer than the whole output: a small file's 8 KiB
+        // buffer was an allocation large enough to make glibc consolidate
+        // its fast bins on every upload.
+        let cap = expect.min(1 << 20) as usize;
         let mut out = HashingWriter::new(
             BufWriter::with_capacity(cap, d.out),
             Hash::new(d.hasher, expect),

@@ -231,6 +231,7 @@ impl Client {
         let w = &mut self.w;
         let r = &mut self.r;
         let writer = async move {
+            let mut opener = crate::fsutil::Opener::default();
             for (i, op) in ops.into_iter().enumerate() {
                 let id = first_id + i as u64;
                 let pend = |action, path: &str| Pending {
@@ -275,7 +276,8 @@ impl Client {
                     PutOp::File {
                         local, remote, how, ..
                     } => {
-                        let p = put_one(w, id, local, remote, how, send, obs).await?;
+                        let file = opener.open(&local);
+                        let p = put_one(w, id, (local, file), remote, how, send, obs).await?;
                         let _ = tx.send(p);
                         continue;
                     }
@@ -362,14 +364,14 @@ async fn next_pending<R: tokio::io::AsyncRead + Unpin>(
 async fn put_one<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut FrameWriter<W>,
     id: u64,
-    local: PathBuf,
+    (local, opened): (PathBuf, std::io::Result<File>),
     remote: String,
     how: PutHow,
     send: SendOptions,
     obs: &dyn Observer,
 ) -> Result<Pending> {
     let mut outcome = FileOutcome::new(remote.clone(), Action::Copy);
-    let opened = File::open(&local)
+    let opened = opened
         .and_then(|f| f.metadata().map(|m| (f, m)))
         .map_err(|e| Error::local_io(&local, e));
     let (file, md) = match opened {

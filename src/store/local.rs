@@ -367,18 +367,22 @@ impl Store for LocalStore {
 
     fn make_durable(&self, rels: &[String]) -> Result<()> {
         // Each directory is resolved once, not once per file in it: a
-        // batch is mostly files of a few directories.
-        let mut dirs: std::collections::HashMap<String, PathBuf> = Default::default();
+        // batch is mostly files of a few directories. A plain path (no
+        // `.`, `..` or empty component) is split where it is, without
+        // parsing it again.
+        let mut dirs: std::collections::HashMap<&str, PathBuf> = Default::default();
         let mut paths = Vec::with_capacity(rels.len());
         for rel in rels {
-            let comps = crate::paths::components(rel)?;
-            let parent = comps[..comps.len().saturating_sub(1)].join("/");
-            let known = dirs.get(&parent).filter(|_| !self.root.is_file());
-            let path = match (known, comps.last()) {
-                (Some(dir), Some(name)) => dir.join(name),
-                _ => {
+            let plain = !rel
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..");
+            let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let known = dirs.get(parent).filter(|_| plain && !self.root.is_file());
+            let path = match known {
+                Some(dir) => dir.join(name),
+                None => {
                     let path = self.root.resolve_for_write(rel)?;
-                    if let Some(dir) = path.parent() {
+                    if let (true, Some(dir)) = (plain, path.parent()) {
                         dirs.insert(parent, dir.to_path_buf());
                     }
                     path
