@@ -126,21 +126,13 @@ impl Session {
         digest: Option<String>,
         hashes: bool,
     ) -> Result<()> {
-        match self.store().stat(rel) {
-            Ok(Some(e)) if e.kind == EntryKind::Dir => {}
-            Ok(_) => {
-                let e = Error::not_found(format!("{rel}: no such directory"));
-                return w.msg(&Msg::error(None, &e)).await;
-            }
-            Err(e) => return w.msg(&Msg::error(None, &e)).await,
-        }
         if let Some(theirs) = digest.filter(|_| !hashes) {
             let store = self.opts().store.clone();
             let rel_s = rel.to_string();
             let ours = tokio::task::spawn_blocking(move || {
                 let mut d = crate::model::DirDigest::default();
                 store
-                    .list(&rel_s, false, false, &mut |e| {
+                    .list_dir(&rel_s, &mut |e| {
                         d.add(&e);
                         Ok(())
                     })
@@ -153,6 +145,14 @@ impl Session {
                 Ok(_) => {}
                 Err(e) => return w.msg(&Msg::error(None, &e)).await,
             }
+        }
+        match self.store().stat(rel) {
+            Ok(Some(e)) if e.kind == EntryKind::Dir => {}
+            Ok(_) => {
+                let e = Error::not_found(format!("{rel}: no such directory"));
+                return w.msg(&Msg::error(None, &e)).await;
+            }
+            Err(e) => return w.msg(&Msg::error(None, &e)).await,
         }
         self.list(w, rel, false, hashes).await
     }

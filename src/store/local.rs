@@ -230,6 +230,22 @@ impl Store for LocalStore {
         Ok(Some(fsutil::entry_of(self.root.display_rel(rel)?, &md)))
     }
 
+    /// One resolution of `rel`, not the two of a `stat` and a `list`: a
+    /// sync asks for each directory of the tree.
+    fn list_dir(&self, rel: &str, each: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+        let not_dir = || Error::not_found(format!("{rel}: no such directory"));
+        let p = match self.root.resolve_existing(rel) {
+            Err(e) if e.kind == crate::error::ErrorKind::NotFound => return Err(not_dir()),
+            p => p?,
+        };
+        let md = std::fs::metadata(&p).map_err(io_at(rel))?;
+        if !md.is_dir() {
+            return Err(not_dir());
+        }
+        let rel_n = self.root.display_rel(rel)?;
+        fsutil::walk(&p, &rel_n, false, &mut |_, e| each(e), &mut |_| {})
+    }
+
     fn list(
         &self,
         rel: &str,

@@ -32,7 +32,7 @@ pub use s3::S3Store;
 use crate::engine::hash::WholeHash;
 use crate::engine::io::{ReadAt, Source};
 use crate::error::Result;
-use crate::model::{Entry, Meta, PartialInfo};
+use crate::model::{Entry, EntryKind, Meta, PartialInfo};
 use std::io::{self, Write};
 
 /// Readable content of a stored file: streamed (with seeks) for sending,
@@ -131,6 +131,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         hashes: bool,
         each: &mut dyn FnMut(Entry) -> Result<()>,
     ) -> Result<()>;
+
+    /// The direct entries of directory `rel`, handed to `each` one at a
+    /// time; an error of kind not-found when `rel` is not a directory.
+    fn list_dir(&self, rel: &str, each: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+        match self.stat(rel)? {
+            Some(e) if e.kind == EntryKind::Dir => self.list(rel, false, false, each),
+            _ => Err(crate::error::Error::not_found(format!(
+                "{rel}: no such directory"
+            ))),
+        }
+    }
 
     /// Opens the regular file at `rel` for reading.
     fn open(&self, rel: &str) -> Result<(Box<dyn Content>, Meta)>;
