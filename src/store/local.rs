@@ -9,7 +9,7 @@
 //! Linux one `syncfs` per filesystem covers the temporary files beside
 //! their targets before the renames, and the new names after them.
 
-use super::root::Root;
+use super::root::{no_such_dir, Root};
 use super::{Begin, Content, Probe, Store, Upload};
 use crate::engine::hash::WholeHash;
 use crate::engine::partial::{self, PartFile};
@@ -107,13 +107,14 @@ impl LocalStore {
                 return Ok(None);
             }
             let files = in_dir.get(parent).copied().unwrap_or(0);
-            let opened = self.root.open_dir(parent).and_then(|(p, f)| {
-                let listed = if files >= LISTED_FROM {
-                    fsutil::special_names(&f, files * LISTED_PER_FILE).map_err(io_at(parent))?
-                } else {
-                    None
-                };
-                Ok(Arc::new((p, Arc::new(f), listed)))
+            let opened = self.root.open_dir(parent).map(|(p, f)| {
+                // A directory this side may write but not read (a drop
+                // box) is looked up name by name, as before.
+                let listed = (files >= LISTED_FROM)
+                    .then(|| fsutil::special_names(&f, files * LISTED_PER_FILE).ok())
+                    .flatten()
+                    .flatten();
+                Arc::new((p, Arc::new(f), listed))
             });
             dirs.insert(parent.to_string(), opened);
         }
@@ -233,14 +234,13 @@ impl Store for LocalStore {
     /// One resolution of `rel`, not the two of a `stat` and a `list`: a
     /// sync asks for each directory of the tree.
     fn list_dir(&self, rel: &str, each: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
-        let not_dir = || Error::not_found(format!("{rel}: no such directory"));
         let p = match self.root.resolve_existing(rel) {
-            Err(e) if e.kind == crate::error::ErrorKind::NotFound => return Err(not_dir()),
+            Err(e) if e.kind == crate::error::ErrorKind::NotFound => return Err(no_such_dir(rel)),
             p => p?,
         };
         let md = std::fs::metadata(&p).map_err(io_at(rel))?;
         if !md.is_dir() {
-            return Err(not_dir());
+            return Err(no_such_dir(rel));
         }
         let rel_n = self.root.display_rel(rel)?;
         fsutil::walk(&p, &rel_n, false, &mut |_, e| each(e), &mut |_| {})

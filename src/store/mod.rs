@@ -24,6 +24,7 @@ mod root;
 mod s3;
 
 pub use local::LocalStore;
+pub use root::no_such_dir;
 /// The local store's path resolution, for the fuzz targets only.
 #[doc(hidden)]
 pub use root::Root as FuzzRoot;
@@ -137,9 +138,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn list_dir(&self, rel: &str, each: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
         match self.stat(rel)? {
             Some(e) if e.kind == EntryKind::Dir => self.list(rel, false, false, each),
-            _ => Err(crate::error::Error::not_found(format!(
-                "{rel}: no such directory"
-            ))),
+            _ => Err(no_such_dir(rel)),
         }
     }
 

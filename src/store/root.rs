@@ -338,7 +338,8 @@ impl std::ops::Deref for Pinned {
     }
 }
 
-fn no_such_dir(rel: &str) -> Error {
+/// The error for a directory `rel` that is not there (or not one).
+pub fn no_such_dir(rel: &str) -> Error {
     Error::not_found(format!("'{rel}': no such directory on the server"))
 }
 
