@@ -751,7 +751,8 @@ pub fn join_rel(prefix: &str, name: &str) -> String {
 /// Opens files for reading relative to their directory, which it keeps
 /// open while files of the same directory follow one another (as a sync
 /// sends them): the kernel looks up one name per file instead of every
-/// component of its path, a tenth of what sending a small file costs.
+/// component of its path (the path walks were ~7 % of the client's time
+/// sending small files; the client's CPU fell 2 %).
 /// A path resolves as `File::open` resolves it, the directory part as of
 /// when that directory was first opened here.
 #[derive(Default)]
