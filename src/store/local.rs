@@ -242,8 +242,7 @@ impl Store for LocalStore {
         if !md.is_dir() {
             return Err(no_such_dir(rel));
         }
-        let rel_n = self.root.display_rel(rel)?;
-        fsutil::walk(&p, &rel_n, false, &mut |_, e| each(e), &mut |_| {})
+        fsutil::list_entries(&p, &self.root.display_rel(rel)?, each)
     }
 
     fn list(
