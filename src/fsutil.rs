@@ -754,7 +754,9 @@ pub fn join_rel(prefix: &str, name: &str) -> String {
 /// component of its path (the path walks were ~7 % of the client's time
 /// sending small files; the client's CPU fell 2 %).
 /// A path resolves as `File::open` resolves it, the directory part as of
-/// when that directory was first opened here.
+/// when that directory was first opened here (a failed open tries the
+/// path again; a directory renamed away and replaced by another while its
+/// files are being sent is still read from the first one).
 #[derive(Default)]
 pub struct Opener {
     #[cfg(target_os = "linux")]
@@ -779,7 +781,12 @@ impl Opener {
             }
             if let Some((_, dir)) = &self.dir {
                 let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-                return Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?.into());
+                match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+                    Ok(fd) => return Ok(fd.into()),
+                    // The directory may have been replaced since it was
+                    // opened: the path decides, as `File::open` would.
+                    Err(_) => self.dir = None,
+                }
             }
         }
         File::open(path)
@@ -863,8 +870,7 @@ fn list_sorted(
     visit: &mut dyn FnMut(&str, Option<Entry>) -> Result<()>,
     skipped: &mut dyn FnMut(&Path),
 ) -> io::Result<Result<()>> {
-    use rustix::fs::{Mode, OFlags};
-    use std::os::fd::AsRawFd;
+    use rustix::fs::{AtFlags, Mode, OFlags};
     use std::os::unix::ffi::OsStrExt;
     let fd = rustix::fs::open(
         dir,
@@ -884,7 +890,7 @@ fn list_sorted(
         }
     }
     spans.sort_unstable_by(|a, b| names[a.0..a.0 + a.1].cmp(&names[b.0..b.0 + b.1]));
-    let dfd = listing.fd()?.as_raw_fd();
+    let dfd = listing.fd()?;
     for (start, len) in spans {
         let bytes = &names[start..start + len];
         let Ok(name) = std::str::from_utf8(bytes) else {
@@ -895,7 +901,8 @@ fn list_sorted(
             continue;
         }
         let c_name = std::ffi::CStr::from_bytes_with_nul(&names[start..=start + len]).ok();
-        let st = c_name.and_then(|c| lstat_at(dfd, c).ok().flatten());
+        // rustix's `stat` is 64-bit on every target (sizes, times).
+        let st = c_name.and_then(|c| rustix::fs::statat(dfd, c, AtFlags::SYMLINK_NOFOLLOW).ok());
         let entry = st.map(|st| entry_of_stat(join_rel(rel, name), &st));
         if let Err(e) = visit(name, entry) {
             return Ok(Err(e));
@@ -939,10 +946,10 @@ fn list_sorted(
 
 /// [`entry_of`] from a `stat` buffer.
 #[cfg(target_os = "linux")]
-// The field types of `libc::stat` differ between architectures.
+// The field types of `stat` differ between architectures.
 #[allow(clippy::unnecessary_cast)]
-fn entry_of_stat(rel: String, st: &libc::stat) -> Entry {
-    let fmt = st.st_mode & libc::S_IFMT;
+fn entry_of_stat(rel: String, st: &rustix::fs::Stat) -> Entry {
+    let fmt = st.st_mode as u32 & libc::S_IFMT;
     Entry {
         path: rel,
         kind: match fmt {
@@ -1134,7 +1141,14 @@ mod tests {
         let missing = o.open(&p("a/missing")).unwrap_err();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
         assert!(o.open(&p("gone/x")).is_err());
-        assert_eq!(std::fs::read(p("a/y")).unwrap(), b"ay");
+        // A directory removed and made again meanwhile: the path decides.
+        o.open(&p("a/x")).unwrap();
+        std::fs::remove_dir_all(p("a")).unwrap();
+        std::fs::create_dir(p("a")).unwrap();
+        std::fs::write(p("a/x"), b"new").unwrap();
+        let mut got = String::new();
+        o.open(&p("a/x")).unwrap().read_to_string(&mut got).unwrap();
+        assert_eq!(got, "new");
     }
 
     #[test]
