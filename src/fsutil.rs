@@ -315,6 +315,12 @@ pub fn special_names(
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
+    // In a case-insensitive directory (`chattr +F`) the kernel matches a
+    // name in another case, this map would not: look names up one by one.
+    const FS_CASEFOLD_FL: u32 = 0x4000_0000;
+    if rustix::fs::ioctl_getflags(&fd).is_ok_and(|f| f.bits() & FS_CASEFOLD_FL != 0) {
+        return Ok(None);
+    }
     let mut listing = rustix::fs::Dir::new(fd)?;
     let mut out = std::collections::HashMap::new();
     // `.` and `..` are listed too.
