@@ -898,19 +898,14 @@ fn list_sorted(
     spans.sort_unstable_by(|a, b| names[a.0..a.0 + a.1].cmp(&names[b.0..b.0 + b.1]));
     let dfd = listing.fd()?;
     for (start, len) in spans {
-        let bytes = &names[start..start + len];
-        let Ok(name) = std::str::from_utf8(bytes) else {
-            skipped(&dir.join(std::ffi::OsStr::from_bytes(bytes)));
-            continue;
-        };
-        if is_temp_name(name) {
-            continue;
-        }
+        let name = std::ffi::OsStr::from_bytes(&names[start..start + len]);
         let c_name = std::ffi::CStr::from_bytes_with_nul(&names[start..=start + len]).ok();
-        // rustix's `stat` is 64-bit on every target (sizes, times).
-        let st = c_name.and_then(|c| rustix::fs::statat(dfd, c, AtFlags::SYMLINK_NOFOLLOW).ok());
-        let entry = st.map(|st| entry_of_stat(join_rel(rel, name), &st));
-        if let Err(e) = visit(name, entry) {
+        let stat = |name: &str| {
+            // rustix's `stat` is 64-bit on every target (sizes, times).
+            let st = rustix::fs::statat(dfd, c_name?, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+            Some(entry_of_stat(join_rel(rel, name), &st))
+        };
+        if let Err(e) = offer(dir, name, stat, visit, skipped) {
             return Ok(Err(e));
         }
     }
@@ -932,22 +927,32 @@ fn list_sorted(
         .collect();
     items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (name, it) in items {
-        let Some(name) = name.to_str() else {
-            skipped(&dir.join(&name));
-            continue;
-        };
-        if is_temp_name(name) {
-            continue;
-        }
-        let entry = it
-            .metadata()
-            .ok()
-            .map(|md| entry_of(join_rel(rel, name), &md));
-        if let Err(e) = visit(name, entry) {
+        let stat = |name: &str| Some(entry_of(join_rel(rel, name), &it.metadata().ok()?));
+        if let Err(e) = offer(dir, &name, stat, visit, skipped) {
             return Ok(Err(e));
         }
     }
     Ok(Ok(()))
+}
+
+/// One name of [`list_sorted`]'s listing of `dir`: a name that is not
+/// UTF-8 goes to `skipped`, fts's temp files nowhere, any other to
+/// `visit` with the entry `stat` gives for it.
+fn offer(
+    dir: &Path,
+    name: &std::ffi::OsStr,
+    stat: impl FnOnce(&str) -> Option<Entry>,
+    visit: &mut dyn FnMut(&str, Option<Entry>) -> Result<()>,
+    skipped: &mut dyn FnMut(&Path),
+) -> Result<()> {
+    let Some(name) = name.to_str() else {
+        skipped(&dir.join(name));
+        return Ok(());
+    };
+    if is_temp_name(name) {
+        return Ok(());
+    }
+    visit(name, stat(name))
 }
 
 /// [`entry_of`] from a `stat` buffer.

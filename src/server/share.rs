@@ -12,7 +12,6 @@ use crate::engine::{delta, partial};
 use crate::error::{Error, Result};
 use crate::model::{ClientState, Entry, EntryKind, Meta};
 use crate::proto::{GetResume, Msg, Resume};
-use crate::store::no_such_dir;
 use crate::store::{Begin, Store, Upload};
 use crate::transfer::{self, Dest, Received, SendError};
 use std::time::{Duration, Instant};
@@ -147,10 +146,8 @@ impl Session {
                 Err(e) => return w.msg(&Msg::error(None, &e)).await,
             }
         }
-        match self.store().stat(rel) {
-            Ok(Some(e)) if e.kind == EntryKind::Dir => {}
-            Ok(_) => return w.msg(&Msg::error(None, &no_such_dir(rel))).await,
-            Err(e) => return w.msg(&Msg::error(None, &e)).await,
+        if let Err(e) = self.store().require_dir(rel) {
+            return w.msg(&Msg::error(None, &e)).await;
         }
         self.list(w, rel, false, hashes).await
     }

@@ -24,7 +24,7 @@ mod root;
 mod s3;
 
 pub use local::LocalStore;
-pub use root::no_such_dir;
+use root::no_such_dir;
 /// The local store's path resolution, for the fuzz targets only.
 #[doc(hidden)]
 pub use root::Root as FuzzRoot;
@@ -136,8 +136,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The direct entries of directory `rel`, handed to `each` one at a
     /// time; an error of kind not-found when `rel` is not a directory.
     fn list_dir(&self, rel: &str, each: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+        self.require_dir(rel)?;
+        self.list(rel, false, false, each)
+    }
+
+    /// Ok when `rel` is a directory; the error of [`Store::list_dir`]
+    /// otherwise.
+    fn require_dir(&self, rel: &str) -> Result<()> {
         match self.stat(rel)? {
-            Some(e) if e.kind == EntryKind::Dir => self.list(rel, false, false, each),
+            Some(e) if e.kind == EntryKind::Dir => Ok(()),
             _ => Err(no_such_dir(rel)),
         }
     }
